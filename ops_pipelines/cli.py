@@ -1,0 +1,233 @@
+"""Operator commands: ``ops-pipelines container|sync|search|demo``.
+
+They use the same settings (environment variables) as the Dagster code location, and launch
+jobs on the Dagster instance in ``DAGSTER_HOME``, so every run they make shows in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import click
+
+from ops_pipelines import settings
+
+DEMO_QUERY = "how do I roll back after a bad re-embed?"
+
+
+def _instance():
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+def _kb():
+    from ops_pipelines.kb import KnowledgeBase
+
+    return KnowledgeBase(settings.kb_url())
+
+
+def _vector_store():
+    from ops_pipelines.vectors import open_vector_store
+
+    url = settings.qdrant_url()
+    return open_vector_store(url=url, api_key=settings.qdrant_api_key(), path=None if url else settings.qdrant_path())
+
+
+@click.group()
+def main() -> None:
+    """Day-2 operations of RAG knowledge bases, on Dagster."""
+
+
+@main.group()
+def container() -> None:
+    """Register and list knowledge-base containers."""
+
+
+@container.command("add")
+@click.option("--slug", required=True, help="Short name, e.g. docs; the live alias is kb_<slug>.")
+@click.option("--source", "source_spec", required=True, help="folder:PATH or jsonl:PATH")
+@click.option("--embedder", default=None, help="Embedder version (default minilm-l6-v2@1).")
+def container_add(slug: str, source_spec: str, embedder: str | None) -> None:
+    """Register a container and its Dagster partition."""
+    created = add_container(slug, source_spec, embedder)
+    click.echo(f"container {created.slug} ({created.id}) <- {created.source_kind}:{created.source_location}")
+    click.echo(f"embedder {created.embedder_version}; sync it with: ops-pipelines sync {created.slug}")
+
+
+def add_container(slug: str, source_spec: str, embedder: str | None):
+    from ops_pipelines.defs.partitions import containers_partitions
+    from ops_pipelines.embedders import DEFAULT_VERSION, UnknownEmbedderVersion, get_version
+    from ops_pipelines.kb import ContainerExists
+    from ops_pipelines.sources import SourceUnavailable, open_source, parse_source_spec
+
+    try:
+        kind, location = parse_source_spec(source_spec)
+        open_source(kind, location).check()
+        version = get_version(embedder or DEFAULT_VERSION)
+        kb = _kb()
+        try:
+            created = kb.add_container(slug, kind, location, version.name)
+        finally:
+            kb.close()
+    except (ValueError, SourceUnavailable, UnknownEmbedderVersion, ContainerExists) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _instance().add_dynamic_partitions(containers_partitions.name, [created.slug])
+    return created
+
+
+@container.command("list")
+def container_list() -> None:
+    """Containers with their source, embedder version and document counts."""
+    kb = _kb()
+    try:
+        rows = [(c, kb.count_documents(c.id)) for c in kb.list_containers()]
+    finally:
+        kb.close()
+    if not rows:
+        click.echo("no containers; add one with: ops-pipelines container add --slug S --source folder:PATH")
+        return
+    for c, counts in rows:
+        synced = c.last_synced_at.isoformat(timespec="seconds") if c.last_synced_at else "never"
+        click.echo(
+            f"{c.slug:<20} {c.embedder_version:<16} active={counts['active']:<6} "
+            f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}"
+        )
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--allow-empty-source", is_flag=True, help="Archive everything if the source is empty.")
+@click.option("--max-archive-fraction", type=float, default=0.5, show_default=True)
+def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float) -> None:
+    """Run sync_job for one container now (in this process) and print what it did."""
+    summary = run_sync(slug, allow_empty_source, max_archive_fraction)
+    click.echo(format_summary(summary))
+
+
+def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5) -> dict:
+    from ops_pipelines.definitions import defs
+    from ops_pipelines.defs.partitions import containers_partitions
+
+    instance = _instance()
+    if not instance.has_dynamic_partition(containers_partitions.name, slug):
+        raise click.ClickException(
+            f"container {slug!r} is not registered: add it with ops-pipelines container add --slug {slug} --source ..."
+        )
+    result = defs.resolve_job_def("sync_job").execute_in_process(
+        instance=instance,
+        partition_key=slug,
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "ops": {
+                "source_documents": {
+                    "config": {
+                        "allow_empty_source": allow_empty_source,
+                        "max_archive_fraction": max_archive_fraction,
+                    }
+                }
+            }
+        },
+        tags={"ops/container": slug},
+        raise_on_error=False,
+    )
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        reason = failure.step_failure_data.error.message.strip() if failure else "see the run in the UI"
+        raise click.ClickException(f"sync of {slug} failed (run {result.run_id}): {reason}")
+    summary = {"run_id": result.run_id}
+    for name in ("source_documents", "chunks", "embeddings", "live_collection"):
+        (mat,) = result.asset_materializations_for_node(name)
+        summary[name] = {k: v.value for k, v in mat.metadata.items()}
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    docs, chunks, emb, live = (
+        summary[k] for k in ("source_documents", "chunks", "embeddings", "live_collection")
+    )
+    counts = ", ".join(f"{k} {docs[k]}" for k in ("inserted", "updated", "skipped", "archived", "unarchived", "failed"))
+    lines = [
+        f"run {summary['run_id']}",
+        f"  documents   {counts}",
+        f"  chunks      {chunks['documents_chunked']} documents re-chunked, {chunks['active_chunks']} active chunks",
+        f"  embeddings  {emb['computed']} computed, {emb['cached']} from cache ({emb['embedder_version']}, {emb['dimension']}-d)",
+        f"  collection  {live['collection']} via alias {live['alias']}: {live['upserted']} upserted, "
+        f"{live['deleted']} deleted, {live['points']} points",
+    ]
+    if "archive_withheld" in docs:
+        lines.append(f"  WARNING     {docs['archive_withheld']}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("slug")
+@click.argument("query")
+@click.option("--limit", default=5, show_default=True)
+def search(slug: str, query: str, limit: int) -> None:
+    """Search a container through its live alias."""
+    for line in format_hits(run_search(slug, query, limit)):
+        click.echo(line)
+
+
+def run_search(slug: str, query: str, limit: int):
+    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.search import NotSynced, search_container
+
+    kb = _kb()
+    try:
+        with _vector_store() as store:
+            return search_container(kb, store, slug, query, limit)
+    except (ContainerNotFound, NotSynced) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+
+
+def format_hits(hits) -> list[str]:
+    lines = []
+    for rank, hit in enumerate(hits, start=1):
+        snippet = textwrap.shorten(" ".join(hit.payload.get("text", "").split()), 110)
+        lines.append(f"{rank}. {hit.score:.3f}  {hit.payload.get('title')}  [{hit.payload.get('source_key')}]")
+        lines.append(f"     {snippet}")
+    return lines or ["no hits"]
+
+
+@main.command()
+@click.option("--source", "source_spec", default=None, help="Default: folder:<repo>/docs")
+@click.option("--slug", default="docs", show_default=True)
+@click.option("--embedder", default=None, help="Default: minilm-l6-v2@1")
+@click.option("--query", default=DEMO_QUERY, show_default=True)
+def demo(source_spec: str | None, slug: str, embedder: str | None, query: str) -> None:
+    """Register the demo container (if new), sync it, search it, say where to look next."""
+    from ops_pipelines.kb import ContainerNotFound
+
+    source_spec = source_spec or f"folder:{Path(__file__).resolve().parent.parent / 'docs'}"
+    kb = _kb()
+    try:
+        existing = kb.get_container(slug)
+    except ContainerNotFound:
+        existing = None
+    finally:
+        kb.close()
+    if existing is None:
+        created = add_container(slug, source_spec, embedder)
+        click.echo(f"registered container {slug} <- {created.source_kind}:{created.source_location}")
+    click.echo(f"syncing {slug} (DAGSTER_HOME={settings.dagster_home()}) ...")
+    click.echo(format_summary(run_sync(slug)))
+    click.echo(f'\nsearch {slug}: "{query}"')
+    for line in format_hits(run_search(slug, query, 3)):
+        click.echo(line)
+    click.echo(
+        "\nnext:\n"
+        "  make ui                  open Dagster at http://127.0.0.1:3000 (Assets -> sync group, Runs)\n"
+        f'  .venv/bin/ops-pipelines search {slug} "your question"\n'
+        "  make demo                again: everything is skipped, nothing is re-embedded"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

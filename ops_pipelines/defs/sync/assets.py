@@ -1,0 +1,201 @@
+"""Incremental sync as assets partitioned by container:
+source_documents -> chunks -> embeddings -> live_collection."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.resources import (
+    EmbeddersResource,
+    KnowledgeBaseResource,
+    ObjectStoreResource,
+    VectorStoreResource,
+)
+from ops_pipelines.embedders import UnknownEmbedderVersion, get_version
+from ops_pipelines.ingest import (
+    ArchiveRefused,
+    BadVectors,
+    MissingEmbeddings,
+    chunk_documents,
+    embed_chunks,
+    sync_collection,
+    sync_documents,
+)
+from ops_pipelines.kb import ContainerNotFound
+from ops_pipelines.sources import SourceUnavailable, open_source
+from ops_pipelines.vectors import DimensionMismatch, VectorStoreBusy
+
+# Errors with a message an operator can act on: shown as the run's failure, no traceback hunt.
+_OPERATOR_ERRORS = (
+    ContainerNotFound,
+    SourceUnavailable,
+    ArchiveRefused,
+    UnknownEmbedderVersion,
+    BadVectors,
+    MissingEmbeddings,
+    DimensionMismatch,
+    VectorStoreBusy,
+)
+
+_COMMON = dict(partitions_def=containers_partitions, group_name="sync", owners=["team:kb-ops"])
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    try:
+        yield
+    except _OPERATOR_ERRORS as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
+
+
+class SourceDocumentsConfig(Config):
+    allow_empty_source: bool = Field(
+        default=False,
+        description="Archive everything when the source returns no documents at all.",
+    )
+    max_archive_fraction: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Refuse the sync if more than this share of active documents would be archived.",
+    )
+
+
+class EmbeddingsConfig(Config):
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Chunks per embedder call.")
+
+
+@asset(
+    **_COMMON,
+    kinds={"python"},
+    description=(
+        "The container's documents as its source has them: new ones inserted, changed ones "
+        "updated, vanished ones archived, returning ones unarchived; raw bytes kept as blobs."
+    ),
+)
+def source_documents(
+    context: AssetExecutionContext,
+    config: SourceDocumentsConfig,
+    kb: KnowledgeBaseResource,
+    objects: ObjectStoreResource,
+) -> MaterializeResult:
+    with operator_errors(), kb.open() as store:
+        container = store.get_container(context.partition_key)
+        source = open_source(container.source_kind, container.source_location)
+        report = sync_documents(
+            store,
+            objects.open(),
+            container,
+            source,
+            allow_empty_source=config.allow_empty_source,
+            max_archive_fraction=config.max_archive_fraction,
+            log=context.log,
+        )
+        totals = store.count_documents(container.id)
+    counts = report.counts()
+    context.log.info("documents of %s: %s", container.slug, counts)
+    metadata = {
+        **counts,
+        "source": source.spec,
+        "active_documents": totals["active"],
+        "archived_documents": totals["archived"],
+        "sync_counts": table(pd.DataFrame([counts])),
+    }
+    if report.failures:
+        metadata["failures"] = table(
+            pd.DataFrame(report.failures[:100], columns=["source_key", "reason"])
+        )
+    if report.archive_withheld:
+        metadata["archive_withheld"] = report.archive_withheld
+    return MaterializeResult(metadata=metadata)
+
+
+@asset(
+    **_COMMON,
+    deps=[source_documents],
+    kinds={"python"},
+    description="Active documents cut into chunks (paragraph packing); only new or changed documents are re-cut.",
+)
+def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> MaterializeResult:
+    with operator_errors(), kb.open() as store:
+        container = store.get_container(context.partition_key)
+        report = chunk_documents(store, container, log=context.log)
+    return MaterializeResult(
+        metadata={
+            "documents_chunked": report.documents_chunked,
+            "chunks_written": report.chunks_written,
+            "active_chunks": report.active_chunks,
+        }
+    )
+
+
+@asset(
+    **_COMMON,
+    deps=[chunks],
+    kinds={"pytorch"},
+    description=(
+        "Vectors of the active chunks under the container's embedder version, in the embedding "
+        "cache keyed by (embedder version, chunk hash): unchanged text is never embedded twice."
+    ),
+)
+def embeddings(
+    context: AssetExecutionContext,
+    config: EmbeddingsConfig,
+    kb: KnowledgeBaseResource,
+    embedders: EmbeddersResource,
+) -> MaterializeResult:
+    with operator_errors(), kb.open() as store:
+        container = store.get_container(context.partition_key)
+        version = get_version(container.embedder_version)
+        report = embed_chunks(
+            store, container, embedders.get, version.name, config.batch_size, log=context.log
+        )
+    return MaterializeResult(
+        metadata={
+            "embedder_version": version.name,
+            "dimension": version.dimension,
+            "computed": report.computed,
+            "cached": report.cached,
+            "active_chunks": report.active_chunks,
+            "embed_seconds": round(report.seconds, 3),
+            "chunks_per_second": round(report.computed / report.seconds, 1) if report.computed else 0.0,
+        }
+    )
+
+
+@asset(
+    **_COMMON,
+    deps=[embeddings],
+    kinds={"qdrant"},
+    description=(
+        "The container's live Qdrant collection (behind alias kb_<slug>) holding exactly one point "
+        "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
+    ),
+)
+def live_collection(
+    context: AssetExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
+) -> MaterializeResult:
+    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+        container = store.get_container(context.partition_key)
+        report = sync_collection(store, qdrant, container, log=context.log)
+        store.mark_synced(container.id)
+    return MaterializeResult(
+        metadata={
+            "collection": report.collection,
+            "alias": report.alias,
+            "embedder_version": container.embedder_version,
+            "created": report.created,
+            "upserted": report.upserted,
+            "deleted": report.deleted,
+            "points": report.points,
+            "search": MetadataValue.text(f'ops-pipelines search {container.slug} "your question"'),
+        }
+    )
+
+
+sync_assets = [source_documents, chunks, embeddings, live_collection]

@@ -1,0 +1,169 @@
+"""Step 1 of sync: read a source and bring the container's documents up to date.
+
+Content-hash dedupe with the runbook's counts: a record whose bytes did not change is
+``skipped`` without being parsed; new ones are ``inserted``, changed ones ``updated``; documents
+gone from the source are ``archived``, and ones that come back ``unarchived``. Unreadable records
+are skipped and named, and are never archived for being unreadable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase
+from ops_pipelines.objects import ObjectStore
+from ops_pipelines.sources import (
+    EXTRACTOR_VERSION,
+    Source,
+    SourceSkip,
+    UnreadableDocument,
+    content_hash,
+    sha256_hex,
+)
+
+_log = logging.getLogger(__name__)
+
+
+class ArchiveRefused(RuntimeError):
+    """The source looks like it vanished, wholly or in part: nothing is archived."""
+
+
+@dataclass
+class DocumentSyncReport:
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    archived: int = 0
+    unarchived: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    archive_withheld: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "archived": self.archived,
+            "unarchived": self.unarchived,
+            "failed": self.failed,
+        }
+
+
+def source_hash(uri: str, raw_sha256: str) -> str:
+    return sha256_hex(f"{EXTRACTOR_VERSION}\0{uri}\0{raw_sha256}".encode())
+
+
+def sync_documents(
+    kb: KnowledgeBase,
+    objects: ObjectStore,
+    container: Container,
+    source: Source,
+    *,
+    allow_empty_source: bool = False,
+    max_archive_fraction: float = 0.5,
+    batch_size: int = 200,
+    log: logging.Logger = _log,
+) -> DocumentSyncReport:
+    source.check()
+    report = DocumentSyncReport()
+    existing = kb.document_states(container.id)
+    active_before = sum(1 for s in existing.values() if s.status == "active")
+    seen: set[str] = set()
+    unidentified = 0
+    pending: list[DocumentWrite] = []
+    reactivate: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            kb.write_documents(container.id, pending, existing)
+            pending.clear()
+        if reactivate:
+            kb.set_document_status(reactivate, "active")
+            reactivate.clear()
+
+    for record in source.read():
+        if isinstance(record, SourceSkip):
+            report.failed += 1
+            report.failures.append((record.key or "(unidentified record)", record.reason))
+            if record.key is None:
+                unidentified += 1
+            else:
+                seen.add(record.key)
+            log.warning("skipped %s: %s", record.key or "a record", record.reason)
+            continue
+        seen.add(record.key)
+        state = existing.get(record.key)
+        raw_sha = sha256_hex(record.raw)
+        new_source_hash = source_hash(record.uri, raw_sha)
+        if state is not None and state.source_hash == new_source_hash:
+            if state.status == "archived":
+                reactivate.append(state.id)
+                report.unarchived += 1
+            else:
+                report.skipped += 1
+            continue
+        try:
+            extracted = record.extract()
+        except UnreadableDocument as exc:
+            report.failed += 1
+            report.failures.append((record.key, str(exc)))
+            log.warning("skipped %s: %s", record.key, exc)
+            continue
+        new_content_hash = content_hash(extracted.title, record.uri, extracted.text)
+        objects.put_blob(raw_sha, record.raw)
+        pending.append(
+            DocumentWrite(
+                source_key=record.key,
+                title=extracted.title,
+                uri=record.uri,
+                raw_sha256=raw_sha,
+                source_hash=new_source_hash,
+                content_hash=new_content_hash,
+                text=extracted.text,
+                source_updated_at=record.updated_at,
+            )
+        )
+        _count_write(report, state, new_content_hash)
+        if len(pending) + len(reactivate) >= batch_size:
+            flush()
+            log.info("documents: %d read so far", len(seen))
+    flush()
+
+    gone = [s.id for key, s in existing.items() if s.status == "active" and key not in seen]
+    if not seen and active_before and not allow_empty_source:
+        raise ArchiveRefused(
+            f"source {source.spec} returned no documents, but container {container.slug!r} has "
+            f"{active_before} active: refusing to archive them all. If the source really is "
+            "empty now, run again with allow_empty_source: true"
+        )
+    if gone and unidentified:
+        report.archive_withheld = (
+            f"{unidentified} source record(s) could not be identified, so {len(gone)} missing "
+            "document(s) were not archived; fix the records and sync again"
+        )
+        log.warning(report.archive_withheld)
+        return report
+    if gone and active_before and len(gone) > max_archive_fraction * active_before and seen:
+        raise ArchiveRefused(
+            f"source {source.spec} no longer has {len(gone)} of {active_before} active documents "
+            f"of container {container.slug!r}, more than max_archive_fraction="
+            f"{max_archive_fraction:g}: refusing to archive them (part of the source unmounted?). "
+            "Other changes were applied. If the removal is real, run again with a higher "
+            "max_archive_fraction"
+        )
+    kb.set_document_status(gone, "archived")
+    report.archived = len(gone)
+    return report
+
+
+def _count_write(report: DocumentSyncReport, state: DocumentState | None, new_content_hash: str) -> None:
+    if state is None:
+        report.inserted += 1
+    elif state.status == "archived":
+        report.unarchived += 1
+    elif state.content_hash == new_content_hash:
+        report.skipped += 1  # bytes changed, retrievable content did not (e.g. a script tag)
+    else:
+        report.updated += 1

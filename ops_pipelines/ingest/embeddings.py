@@ -1,0 +1,68 @@
+"""Step 3 of sync: embed the chunk texts the cache does not have yet for the embedder version."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ops_pipelines.embedders import Embedder
+from ops_pipelines.kb import Container, KnowledgeBase
+
+_log = logging.getLogger(__name__)
+
+
+class BadVectors(ValueError):
+    pass
+
+
+@dataclass
+class EmbedReport:
+    embedder_version: str
+    active_chunks: int
+    computed: int
+    seconds: float
+
+    @property
+    def cached(self) -> int:
+        return self.active_chunks - self.computed
+
+
+def embed_chunks(
+    kb: KnowledgeBase,
+    container: Container,
+    load_embedder: Callable[[str], Embedder],
+    embedder_version: str,
+    batch_size: int = 64,
+    log: logging.Logger = _log,
+) -> EmbedReport:
+    """Embed what the cache lacks; the model is loaded only if something is missing."""
+    missing = kb.chunks_missing_embeddings(container.id, embedder_version)
+    started = time.perf_counter()
+    embedder = load_embedder(embedder_version) if missing else None
+    for start in range(0, len(missing), batch_size):
+        batch = missing[start : start + batch_size]
+        vectors = embedder.embed([text for _, text in batch])
+        _validate(vectors, len(batch), embedder.dimension, embedder_version)
+        kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors)
+        done = start + len(batch)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        log.info("embeddings: %d/%d computed (%.1f chunks/s)", done, len(missing), rate)
+    return EmbedReport(
+        embedder_version=embedder_version,
+        active_chunks=kb.count_active_chunks(container.id),
+        computed=len(missing),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _validate(vectors: np.ndarray, rows: int, dimension: int, version: str) -> None:
+    if vectors.shape != (rows, dimension):
+        raise BadVectors(f"{version} returned shape {vectors.shape}, expected ({rows}, {dimension})")
+    if not np.isfinite(vectors).all():
+        raise BadVectors(f"{version} returned NaN or infinite values")
+    if (np.linalg.norm(vectors, axis=1) == 0).any():
+        raise BadVectors(f"{version} returned a zero vector")

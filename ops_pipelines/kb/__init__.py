@@ -1,0 +1,21 @@
+"""The knowledge-base store (SQLAlchemy Core on SQLite or PostgreSQL); no Dagster imports."""
+
+from ops_pipelines.kb.store import (
+    ChunkRow,
+    Container,
+    ContainerExists,
+    ContainerNotFound,
+    DocumentState,
+    DocumentWrite,
+    KnowledgeBase,
+)
+
+__all__ = [
+    "ChunkRow",
+    "Container",
+    "ContainerExists",
+    "ContainerNotFound",
+    "DocumentState",
+    "DocumentWrite",
+    "KnowledgeBase",
+]

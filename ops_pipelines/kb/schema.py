@@ -1,0 +1,95 @@
+"""The knowledge-base tables (SQLAlchemy Core), the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+containers = Table(
+    "containers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("source_kind", String(32), nullable=False),
+    Column("source_location", Text, nullable=False),
+    Column("embedder_version", String(128), nullable=False),
+    Column("active_generation", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_synced_at", DateTime(timezone=True)),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("source_key", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    # sha256 of the raw bytes: the blob's key in the object store.
+    Column("raw_sha256", String(64), nullable=False),
+    # sha256 of extractor version, uri and raw bytes: equal means unchanged, nothing is parsed.
+    Column("source_hash", String(64), nullable=False),
+    # sha256 of what the chunks and payloads are made of (title, uri, text, extractor version).
+    Column("content_hash", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    # the content_hash the current chunk rows were cut from; differs from content_hash = re-chunk.
+    Column("chunked_hash", String(64)),
+    Column("source_updated_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("archived_at", DateTime(timezone=True)),
+    UniqueConstraint("container_id", "source_key", name="uq_documents_container_key"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column(
+        "document_id",
+        String(36),
+        ForeignKey("documents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("ordinal", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+    # sha256 of chunker version + text: the embedding-cache key.
+    Column("content_hash", String(64), nullable=False),
+    Index("ix_chunks_content_hash", "content_hash"),
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("embedder_version", String(128), primary_key=True),
+    Column("chunk_hash", String(64), primary_key=True),
+    Column("dimension", Integer, nullable=False),
+    # float32 little-endian bytes
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,373 @@
+"""The knowledge-base store: containers, documents, chunks and the embedding cache.
+
+Every write that touches a document goes through one transaction per batch, so a run that dies
+leaves each document either in its old or in its new state, never half-written.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine, make_url
+
+from ops_pipelines.kb import schema
+from ops_pipelines.kb.migrations import migrate
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class ContainerNotFound(LookupError):
+    pass
+
+
+class ContainerExists(ValueError):
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    slug: str
+    source_kind: str
+    source_location: str
+    embedder_version: str
+    active_generation: int | None
+    last_synced_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    id: str
+    source_hash: str
+    content_hash: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DocumentWrite:
+    """A new or changed document, as the source gave it."""
+
+    source_key: str
+    title: str
+    uri: str
+    raw_sha256: str
+    source_hash: str
+    content_hash: str
+    text: str
+    source_updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    document_id: str
+    ordinal: int
+    content_hash: str
+    text: str
+    source_key: str
+    title: str
+    uri: str
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3; we ship psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+class KnowledgeBase:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _engine(url)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- containers -------------------------------------------------------------------------
+
+    def add_container(
+        self, slug: str, source_kind: str, source_location: str, embedder_version: str
+    ) -> Container:
+        if not SLUG_PATTERN.match(slug):
+            raise ValueError(
+                f"invalid container slug {slug!r}: use lowercase letters, digits and '-', "
+                "starting with a letter or digit, at most 63 characters"
+            )
+        with self.engine.begin() as conn:
+            exists = conn.execute(
+                select(schema.containers.c.id).where(schema.containers.c.slug == slug)
+            ).first()
+            if exists:
+                raise ContainerExists(f"container {slug!r} already exists")
+            conn.execute(
+                insert(schema.containers).values(
+                    id=str(uuid.uuid4()),
+                    slug=slug,
+                    source_kind=source_kind,
+                    source_location=source_location,
+                    embedder_version=embedder_version,
+                    created_at=utcnow(),
+                )
+            )
+        return self.get_container(slug)
+
+    def get_container(self, slug_or_id: str) -> Container:
+        c = schema.containers.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(schema.containers).where(or_(c.slug == slug_or_id, c.id == slug_or_id))
+            ).first()
+        if row is None:
+            raise ContainerNotFound(
+                f"container {slug_or_id!r} does not exist: list containers with "
+                "`ops-pipelines container list`, add one with `ops-pipelines container add`"
+            )
+        return _container(row)
+
+    def list_containers(self) -> list[Container]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.containers).order_by(schema.containers.c.slug))
+            return [_container(r) for r in rows]
+
+    def set_active_generation(self, container_id: str, generation: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(schema.containers)
+                .where(schema.containers.c.id == container_id)
+                .values(active_generation=generation)
+            )
+
+    def mark_synced(self, container_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(schema.containers)
+                .where(schema.containers.c.id == container_id)
+                .values(last_synced_at=utcnow())
+            )
+
+    # ---- documents --------------------------------------------------------------------------
+
+    def document_states(self, container_id: str) -> dict[str, DocumentState]:
+        d = schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.source_key, d.id, d.source_hash, d.content_hash, d.status).where(
+                    d.container_id == container_id
+                )
+            )
+            return {r.source_key: DocumentState(r.id, r.source_hash, r.content_hash, r.status) for r in rows}
+
+    def write_documents(
+        self,
+        container_id: str,
+        writes: Sequence[DocumentWrite],
+        existing: dict[str, DocumentState],
+    ) -> None:
+        """Insert new documents and update changed ones (made active) in one transaction."""
+        now = utcnow()
+        d = schema.documents
+        inserts, updates = [], []
+        for w in writes:
+            values = dict(
+                title=w.title,
+                uri=w.uri,
+                raw_sha256=w.raw_sha256,
+                source_hash=w.source_hash,
+                content_hash=w.content_hash,
+                text=w.text,
+                status="active",
+                source_updated_at=w.source_updated_at,
+                updated_at=now,
+                archived_at=None,
+            )
+            if w.source_key in existing:
+                updates.append((existing[w.source_key].id, values))
+            else:
+                inserts.append(
+                    dict(
+                        values,
+                        id=str(uuid.uuid4()),
+                        container_id=container_id,
+                        source_key=w.source_key,
+                        created_at=now,
+                        chunked_hash=None,
+                    )
+                )
+        with self.engine.begin() as conn:
+            if inserts:
+                conn.execute(insert(d), inserts)
+            for doc_id, values in updates:
+                conn.execute(update(d).where(d.c.id == doc_id).values(**values))
+
+    def set_document_status(self, document_ids: Iterable[str], status: str) -> None:
+        ids = list(document_ids)
+        if not ids:
+            return
+        now = utcnow()
+        d = schema.documents
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(d)
+                .where(d.c.id.in_(ids))
+                .values(status=status, updated_at=now, archived_at=now if status == "archived" else None)
+            )
+
+    def count_documents(self, container_id: str) -> dict[str, int]:
+        d = schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.status, func.count()).where(d.container_id == container_id).group_by(d.status)
+            )
+            counts = {"active": 0, "archived": 0}
+            counts.update({status: n for status, n in rows})
+            return counts
+
+    # ---- chunks -----------------------------------------------------------------------------
+
+    def documents_to_chunk(self, container_id: str) -> list[tuple[str, str, str]]:
+        """(id, content_hash, text) of active documents whose chunks are missing or stale."""
+        d = schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.id, d.content_hash, d.text).where(
+                    d.container_id == container_id,
+                    d.status == "active",
+                    or_(d.chunked_hash.is_(None), d.chunked_hash != d.content_hash),
+                )
+            )
+            return [(r.id, r.content_hash, r.text) for r in rows]
+
+    def replace_chunks(self, batch: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]) -> None:
+        """For each (document id, content hash, [(chunk hash, text)]), swap its chunk rows.
+
+        One transaction for the batch: each document ends with all old or all new chunks.
+        """
+        ch, d = schema.chunks, schema.documents
+        with self.engine.begin() as conn:
+            ids = [doc_id for doc_id, _, _ in batch]
+            conn.execute(delete(ch).where(ch.c.document_id.in_(ids)))
+            rows = [
+                dict(document_id=doc_id, ordinal=i, content_hash=h, text=t)
+                for doc_id, _, pieces in batch
+                for i, (h, t) in enumerate(pieces)
+            ]
+            if rows:
+                conn.execute(insert(ch), rows)
+            for doc_id, content_hash, _ in batch:
+                conn.execute(update(d).where(d.c.id == doc_id).values(chunked_hash=content_hash))
+
+    def active_chunks(self, container_id: str) -> list[ChunkRow]:
+        ch, d = schema.chunks.c, schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri)
+                .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
+                .where(d.container_id == container_id, d.status == "active")
+                .order_by(d.source_key, ch.ordinal)
+            )
+            return [ChunkRow(*r) for r in rows]
+
+    def count_active_chunks(self, container_id: str) -> int:
+        ch, d = schema.chunks.c, schema.documents.c
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count())
+                .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
+                .where(d.container_id == container_id, d.status == "active")
+            ).scalar_one()
+
+    # ---- embedding cache --------------------------------------------------------------------
+
+    def chunks_missing_embeddings(self, container_id: str, embedder_version: str) -> list[tuple[str, str]]:
+        """Distinct (chunk hash, text) of active chunks with no cached vector for the version."""
+        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ch.content_hash, func.min(ch.text))
+                .select_from(
+                    schema.chunks.join(schema.documents, ch.document_id == d.id).outerjoin(
+                        schema.embeddings,
+                        and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version),
+                    )
+                )
+                .where(d.container_id == container_id, d.status == "active", e.chunk_hash.is_(None))
+                .group_by(ch.content_hash)
+            )
+            return [(h, t) for h, t in rows]
+
+    def put_embeddings(self, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype="<f4")
+        now = utcnow()
+        rows = [
+            dict(
+                embedder_version=embedder_version,
+                chunk_hash=h,
+                dimension=int(vectors.shape[1]),
+                vector=v.tobytes(),
+                created_at=now,
+            )
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        if rows:
+            # Another run may have cached the same text meanwhile: first writer wins, same vector.
+            with self.engine.begin() as conn:
+                conn.execute(_insert_ignoring_duplicates(conn, schema.embeddings), rows)
+
+    def get_embeddings(self, embedder_version: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        e = schema.embeddings.c
+        wanted = list(set(hashes))
+        found: dict[str, np.ndarray] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    select(e.chunk_hash, e.vector).where(
+                        e.embedder_version == embedder_version,
+                        e.chunk_hash.in_(wanted[start : start + 500]),
+                    )
+                )
+                found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
+        return found
+
+
+def _insert_ignoring_duplicates(conn, table):
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+def _container(row) -> Container:
+    return Container(
+        id=row.id,
+        slug=row.slug,
+        source_kind=row.source_kind,
+        source_location=row.source_location,
+        embedder_version=row.embedder_version,
+        active_generation=row.active_generation,
+        last_synced_at=row.last_synced_at,
+    )

@@ -1,0 +1,68 @@
+"""Text extraction from the file types the folder source reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from bs4 import BeautifulSoup
+
+from ops_pipelines.sources.base import Extracted, UnreadableDocument
+
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_BLANK_RUNS = re.compile(r"\n\s*\n\s*")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+def decode_utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableDocument(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _fallback_title(key: str) -> str:
+    return PurePosixPath(key).stem.replace("-", " ").replace("_", " ").strip() or key
+
+
+def markdown(key: str):
+    def extract(raw: bytes) -> Extracted:
+        text = decode_utf8(raw)
+        heading = _HEADING.search(text)
+        return Extracted(heading.group(1) if heading else _fallback_title(key), text.strip())
+
+    return extract
+
+
+def plain_text(key: str):
+    def extract(raw: bytes) -> Extracted:
+        return Extracted(_fallback_title(key), decode_utf8(raw).strip())
+
+    return extract
+
+
+def html(key: str):
+    def extract(raw: bytes) -> Extracted:
+        soup = BeautifulSoup(raw, "html.parser")
+        for tag in soup(["script", "style", "noscript", "template"]):
+            tag.decompose()
+        title_tag = soup.title or soup.find("h1")
+        title = title_tag.get_text(" ", strip=True) if title_tag else ""
+        body = soup.body or soup
+        text = body.get_text("\n")
+        text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines())
+        text = _BLANK_RUNS.sub("\n\n", text).strip()
+        return Extracted(title or _fallback_title(key), text)
+
+    return extract
+
+
+EXTRACTORS = {
+    ".md": markdown,
+    ".markdown": markdown,
+    ".txt": plain_text,
+    ".html": html,
+    ".htm": html,
+}

@@ -1,0 +1,180 @@
+"""Qdrant access: collection generations behind a live alias, idempotent point writes, search.
+
+Local mode (``path=``) is the embedded default. It allows one open client per folder, so every
+user opens the store for one operation and closes it (``open_vector_store``), and waits a while
+for another process's operation to finish rather than failing at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+_POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
+_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+class VectorStoreBusy(RuntimeError):
+    pass
+
+
+class DimensionMismatch(ValueError):
+    pass
+
+
+def alias_name(slug: str) -> str:
+    """The name searchers use for a container."""
+    return f"kb_{slug}"
+
+
+def generation_name(slug: str, embedder_version: str, generation: int) -> str:
+    return f"kb_{slug}__{_UNSAFE.sub('-', embedder_version.lower()).strip('-')}__g{generation}"
+
+
+def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+    """Deterministic: the same chunk of the same document always lands on the same point."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}"))
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict
+
+
+class VectorStore:
+    def __init__(self, client: QdrantClient):
+        self.client = client
+
+    def collection_dimension(self, name: str) -> int | None:
+        if not self.client.collection_exists(name):
+            return None
+        vectors = self.client.get_collection(name).config.params.vectors
+        return vectors.size
+
+    def ensure_collection(self, name: str, dimension: int) -> bool:
+        """Create ``name`` for ``dimension``-d cosine vectors; True if it was created."""
+        existing = self.collection_dimension(name)
+        if existing is None:
+            self.client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                on_disk_payload=True,
+            )
+            return True
+        if existing != dimension:
+            raise DimensionMismatch(
+                f"collection {name} holds {existing}-d vectors, the embedder makes {dimension}-d"
+            )
+        return False
+
+    def resolve_alias(self, alias: str) -> str | None:
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == alias:
+                return a.collection_name
+        return None
+
+    def point_alias(self, alias: str, collection: str) -> None:
+        """Move ``alias`` to ``collection`` in one atomic alias update."""
+        ops: list = []
+        if self.resolve_alias(alias) is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def point_ids(self, collection: str) -> set[str]:
+        ids: set[str] = set()
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                collection, limit=4096, offset=offset, with_payload=False, with_vectors=False
+            )
+            ids.update(str(p.id) for p in points)
+            if offset is None:
+                return ids
+
+    def upsert(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict],
+        batch_size: int = 256,
+    ) -> None:
+        for start in range(0, len(ids), batch_size):
+            end = start + batch_size
+            self.client.upsert(
+                collection,
+                points=models.Batch(
+                    ids=list(ids[start:end]),
+                    vectors=np.asarray(vectors[start:end], dtype=np.float32).tolist(),
+                    payloads=list(payloads[start:end]),
+                ),
+                wait=True,
+            )
+
+    def delete(self, collection: str, ids: Sequence[str], batch_size: int = 1024) -> None:
+        for start in range(0, len(ids), batch_size):
+            self.client.delete(
+                collection,
+                points_selector=models.PointIdsList(points=list(ids[start : start + batch_size])),
+                wait=True,
+            )
+
+    def count(self, collection: str) -> int:
+        return self.client.count(collection, exact=True).count
+
+    def search(self, collection: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+        response = self.client.query_points(
+            collection, query=np.asarray(vector, dtype=np.float32).tolist(), limit=limit, with_payload=True
+        )
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+
+
+@contextmanager
+def open_vector_store(
+    url: str | None = None,
+    api_key: str | None = None,
+    path: str | None = None,
+    wait_seconds: float = 120.0,
+) -> Iterator[VectorStore]:
+    """A Qdrant server at ``url``, or local mode in folder ``path``; closed on exit."""
+    if url:
+        client = QdrantClient(url=url, api_key=api_key, timeout=60)
+    else:
+        client = _open_local(path or ":memory:", wait_seconds)
+    try:
+        yield VectorStore(client)
+    finally:
+        client.close()
+
+
+def _open_local(path: str, wait_seconds: float) -> QdrantClient:
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            return QdrantClient(path=path)
+        except RuntimeError as exc:
+            if "already accessed" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise VectorStoreBusy(
+                    f"Qdrant local storage {path} stayed locked by another process for "
+                    f"{wait_seconds:.0f}s (a run still going?); retry later, or use a Qdrant "
+                    "server (OPS_QDRANT_URL) for concurrent access"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
