@@ -109,7 +109,7 @@ def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float) -> No
 
 
 def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5) -> dict:
-    from ops_pipelines.definitions import defs
+    from ops_pipelines.definitions import build_definitions
     from ops_pipelines.defs.partitions import containers_partitions
 
     instance = _instance()
@@ -117,7 +117,8 @@ def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: 
         raise click.ClickException(
             f"container {slug!r} is not registered: add it with ops-pipelines container add --slug {slug} --source ..."
         )
-    result = defs.resolve_job_def("sync_job").execute_in_process(
+    # Built now, not at import: resources follow this process's current settings.
+    result = build_definitions().resolve_job_def("sync_job").execute_in_process(
         instance=instance,
         partition_key=slug,
         run_config={

@@ -24,9 +24,14 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a weights bar per load is noise in run logs
 
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        actual = self.model.get_sentence_embedding_dimension()
+        # renamed in sentence-transformers 6; the old name warns
+        dimension_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        actual = dimension_of()
         if actual != dimension:
             raise ValueError(f"model at {path} makes {actual}-d vectors, the registry says {dimension}")
         self.dimension = dimension

@@ -10,8 +10,7 @@ from bs4 import BeautifulSoup
 from ops_pipelines.sources.base import Extracted, UnreadableDocument
 
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
-_BLANK_RUNS = re.compile(r"\n\s*\n\s*")
-_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_RUNS = re.compile(r"\n\s*\n")
 
 
 def decode_utf8(raw: bytes) -> str:
@@ -43,18 +42,30 @@ def plain_text(key: str):
     return extract
 
 
+_BLOCKS = [
+    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "li", "main", "nav", "ol", "p", "pre",
+    "section", "table", "td", "th", "tr", "ul",
+]
+
+
 def html(key: str):
+    """Visible text, one paragraph per block element, whitespace inside a paragraph folded."""
+
     def extract(raw: bytes) -> Extracted:
         soup = BeautifulSoup(raw, "html.parser")
         for tag in soup(["script", "style", "noscript", "template"]):
             tag.decompose()
         title_tag = soup.title or soup.find("h1")
-        title = title_tag.get_text(" ", strip=True) if title_tag else ""
+        title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
         body = soup.body or soup
-        text = body.get_text("\n")
-        text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines())
-        text = _BLANK_RUNS.sub("\n\n", text).strip()
-        return Extracted(title or _fallback_title(key), text)
+        for tag in body.find_all(_BLOCKS):
+            tag.insert_before("\n\n")
+            tag.insert_after("\n\n")
+        for tag in body.find_all("br"):
+            tag.replace_with("\n\n")
+        paragraphs = (" ".join(p.split()) for p in _BLANK_RUNS.split(body.get_text()))
+        return Extracted(title or _fallback_title(key), "\n\n".join(p for p in paragraphs if p))
 
     return extract
 

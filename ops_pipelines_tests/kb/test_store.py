@@ -1,0 +1,98 @@
+"""The knowledge-base store on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ops_pipelines.kb import ContainerExists, ContainerNotFound, DocumentWrite, KnowledgeBase, schema
+from ops_pipelines.kb.migrations import LATEST, SchemaTooNew, migrate
+
+
+def _write(key: str, text: str) -> DocumentWrite:
+    return DocumentWrite(
+        source_key=key, title=key, uri=f"file:///{key}", raw_sha256="r" * 64,
+        source_hash=f"s-{text}", content_hash=f"c-{text}", text=text, source_updated_at=None,
+    )
+
+
+def test_migrates_a_new_database_and_is_idempotent(kb_url):
+    kb = KnowledgeBase(kb_url)
+    try:
+        with kb.engine.connect() as conn:
+            assert conn.execute(select(schema.schema_version.c.version)).scalar_one() == LATEST
+        assert migrate(kb.engine) == LATEST  # second run starts at the latest and does nothing
+        with kb.engine.connect() as conn:
+            assert len(conn.execute(select(schema.schema_version)).all()) == 1
+    finally:
+        kb.close()
+
+
+def test_refuses_a_schema_newer_than_the_code(sqlite_url):
+    kb = KnowledgeBase(sqlite_url)
+    with kb.engine.begin() as conn:
+        conn.execute(update(schema.schema_version).values(version=LATEST + 1))
+    kb.close()
+    with pytest.raises(SchemaTooNew, match="upgrade ops-pipelines"):
+        KnowledgeBase(sqlite_url)
+
+
+def test_containers(kb):
+    created = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
+    assert kb.get_container("docs") == created
+    assert kb.get_container(created.id) == created
+    assert [c.slug for c in kb.list_containers()] == ["docs"]
+    with pytest.raises(ContainerExists):
+        kb.add_container("docs", "folder", "/other", "hash-256@1")
+    with pytest.raises(ContainerNotFound, match="'nope' does not exist"):
+        kb.get_container("nope")
+    for bad in ("Docs", "a b", "../x", "", "-x", "x" * 64):
+        with pytest.raises(ValueError, match="invalid container slug"):
+            kb.add_container(bad, "folder", "/x", "hash-256@1")
+
+
+def test_a_failed_chunk_batch_leaves_every_document_as_it_was(kb):
+    c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
+    kb.write_documents(c.id, [_write("a", "one"), _write("b", "two")], {})
+    states = kb.document_states(c.id)
+    a, b = states["a"].id, states["b"].id
+    kb.replace_chunks([(a, "c-one", [("h1", "old a")]), (b, "c-two", [("h2", "old b")])])
+
+    # Second document's rows collide on (document_id, ordinal): the whole batch must roll back.
+    with pytest.raises(IntegrityError):
+        kb.replace_chunks([(a, "c-one2", [("h3", "new a")]), (b, "c-two2", [("h4", "x")]), (b, "c-two2", [("h5", "y")])])
+    assert sorted(r.text for r in kb.active_chunks(c.id)) == ["old a", "old b"]
+    assert kb.documents_to_chunk(c.id) == []  # chunked_hash was not advanced either
+
+
+def test_a_failed_document_batch_writes_nothing(kb):
+    c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
+    with pytest.raises(IntegrityError):
+        kb.write_documents(c.id, [_write("a", "one"), _write("a", "dup")], {})
+    assert kb.document_states(c.id) == {}
+
+
+def test_embedding_cache_round_trip_and_first_writer_wins(kb):
+    vectors = np.array([[0.6, 0.8], [1.0, 0.0]], dtype=np.float32)
+    kb.put_embeddings("hash-2@1", ["h1", "h2"], vectors)
+    kb.put_embeddings("hash-2@1", ["h1"], np.array([[0.0, 1.0]], dtype=np.float32))
+    got = kb.get_embeddings("hash-2@1", ["h1", "h2", "missing"])
+    assert set(got) == {"h1", "h2"}
+    np.testing.assert_array_equal(got["h1"], vectors[0])
+    assert kb.get_embeddings("other@1", ["h1"]) == {}
+
+
+def test_missing_embeddings_are_per_version_and_distinct(kb):
+    c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
+    kb.write_documents(c.id, [_write("a", "one"), _write("b", "two")], {})
+    states = kb.document_states(c.id)
+    kb.replace_chunks([(states["a"].id, "c-one", [("same", "t")]), (states["b"].id, "c-two", [("same", "t"), ("h2", "u")])])
+    assert sorted(kb.chunks_missing_embeddings(c.id, "v@1")) == [("h2", "u"), ("same", "t")]
+    kb.put_embeddings("v@1", ["same"], np.ones((1, 2), dtype=np.float32))
+    assert kb.chunks_missing_embeddings(c.id, "v@1") == [("h2", "u")]
+    assert len(kb.chunks_missing_embeddings(c.id, "w@1")) == 2
+    kb.set_document_status([states["b"].id], "archived")
+    assert kb.chunks_missing_embeddings(c.id, "v@1") == []
+    assert kb.count_documents(c.id) == {"active": 1, "archived": 1}

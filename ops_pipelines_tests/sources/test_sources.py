@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ops_pipelines.sources import (
+    FolderSource,
+    JsonlSource,
+    SourceDocument,
+    SourceSkip,
+    SourceUnavailable,
+    UnreadableDocument,
+    open_source,
+    parse_source_spec,
+)
+
+
+def test_folder_reads_md_txt_html_and_ignores_the_rest(tmp_path):
+    (tmp_path / "a.md").write_text("intro\n\n## Install guide ##\n\nsteps")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("plain words")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>Page C</title><style>p{}</style></head>"
+        "<body><script>var x=1;</script><h1>Head</h1><p>Para   one</p><p>Para two</p></body></html>"
+    )
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / ".hidden.md").write_text("secret")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.md").write_text("no")
+
+    records = list(FolderSource(str(tmp_path)).read())
+    assert [r.key for r in records] == ["a.md", "c.html", "sub/b.txt"]
+    a, c, b = (r.extract() for r in records)
+    assert a.title == "Install guide"
+    assert b.title == "b" and b.text == "plain words"
+    assert c.title == "Page C"
+    assert c.text == "Head\n\nPara one\n\nPara two"  # scripts and styles gone, one paragraph per block
+    assert records[0].uri.startswith("file://")
+
+
+def test_folder_undecodable_file_raises_per_document(tmp_path):
+    (tmp_path / "bad.md").write_bytes(b"ok \xff\xfe")
+    (record,) = FolderSource(str(tmp_path)).read()
+    with pytest.raises(UnreadableDocument, match="not valid UTF-8"):
+        record.extract()
+
+
+def test_folder_missing_root_is_unavailable(tmp_path):
+    source = FolderSource(str(tmp_path / "gone"))
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        source.check()
+    with pytest.raises(SourceUnavailable):
+        list(source.read())
+    with pytest.raises(SourceUnavailable):
+        source.fingerprint()
+    (tmp_path / "file.md").write_text("x")
+    with pytest.raises(SourceUnavailable, match="not a directory"):
+        FolderSource(str(tmp_path / "file.md")).check()
+
+
+def test_folder_fingerprint_changes_only_with_the_files(tmp_path):
+    (tmp_path / "a.md").write_text("one")
+    source = FolderSource(str(tmp_path))
+    first = source.fingerprint()
+    assert source.fingerprint() == first
+    (tmp_path / "ignored.bin").write_bytes(b"x")
+    assert source.fingerprint() == first
+    (tmp_path / "a.md").write_text("one, longer")
+    second = source.fingerprint()
+    assert second != first
+    (tmp_path / "b.md").write_text("two")
+    assert source.fingerprint() != second
+
+
+def test_jsonl_records_and_bad_lines(tmp_path):
+    path = tmp_path / "data.jsonl"
+    lines = [
+        json.dumps({"id": 1, "title": "One", "text": "first", "url": "https://x/1", "updated_at": "2026-01-02T03:04:05Z"}),
+        "",
+        "{not json",
+        json.dumps({"title": "no id", "text": "x"}),
+        json.dumps({"id": "2", "text": 5}),
+        json.dumps({"id": "3", "text": "third", "updated_at": "yesterday"}),
+        json.dumps({"id": 1, "text": "duplicate"}),
+        json.dumps({"id": "4", "text": "fourth"}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    records = list(JsonlSource(str(path)).read())
+    docs = [r for r in records if isinstance(r, SourceDocument)]
+    skips = [r for r in records if isinstance(r, SourceSkip)]
+    assert [d.key for d in docs] == ["1", "4"]
+    one = docs[0]
+    assert one.uri == "https://x/1" and one.extract().title == "One" and one.extract().text == "first"
+    assert one.updated_at.year == 2026
+    assert docs[1].extract().title == "4"
+    assert docs[1].uri.endswith("data.jsonl#4")
+    assert [(s.key, s.reason.split(":")[0]) for s in skips] == [
+        (None, "line 3"),
+        (None, "line 4"),
+        ("2", "line 5"),
+        ("3", "line 6"),
+        ("1", "line 7"),
+    ]
+
+
+def test_jsonl_missing_file_is_unavailable(tmp_path):
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        list(JsonlSource(str(tmp_path / "none.jsonl")).read())
+
+
+def test_nul_characters_are_refused(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"id": "1", "text": "a\u0000b"}) + "\n")
+    (record,) = JsonlSource(str(path)).read()
+    with pytest.raises(UnreadableDocument, match="NUL"):
+        record.extract()
+
+
+def test_source_specs(tmp_path):
+    assert parse_source_spec(f"folder:{tmp_path}") == ("folder", str(tmp_path))
+    kind, location = parse_source_spec("jsonl:rel/data.jsonl")
+    assert kind == "jsonl" and location.endswith("/rel/data.jsonl") and location.startswith("/")
+    for bad in ("folder", "ftp:/x", "folder:", "/just/a/path"):
+        with pytest.raises(ValueError, match="invalid source"):
+            parse_source_spec(bad)
+    assert isinstance(open_source("folder", str(tmp_path)), FolderSource)
+    with pytest.raises(ValueError, match="unknown source kind"):
+        open_source("s3", "x")

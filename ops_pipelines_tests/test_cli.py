@@ -1,0 +1,98 @@
+"""Operator commands, run as an operator would, against a temporary DAGSTER_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dagster import DagsterInstance
+
+from ops_pipelines.cli import DEMO_QUERY, main
+
+REPO_DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name in ("OPS_KB_URL", "OPS_QDRANT_URL", "OPS_QDRANT_PATH", "OPS_OBJECTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def run(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_container_add_list_sync_search(home, corpus):
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    assert code == 0, out
+    assert "container kb1" in out
+    assert DagsterInstance.get().has_dynamic_partition("containers", "kb1")
+
+    code, out = run("sync", "kb1")
+    assert code == 0, out
+    assert "inserted 5, updated 0, skipped 0" in out
+
+    code, out = run("sync", "kb1")
+    assert "inserted 0, updated 0, skipped 5" in out and "0 computed" in out
+
+    code, out = run("container", "list")
+    assert "kb1" in out and "active=5" in out and "synced=never" not in out
+
+    code, out = run("search", "kb1", "glaciers and mountain valleys", "--limit", "2")
+    assert code == 0
+    assert out.splitlines()[0].endswith("[gamma.md]")
+
+
+def test_bad_input_is_refused_clearly_and_changes_nothing(home, corpus, tmp_path):
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{tmp_path / 'nope'}")
+    assert code == 1 and "does not exist" in out
+    code, out = run("container", "add", "--slug", "Bad Slug", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    assert code == 1 and "invalid container slug" in out
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "nope@1")
+    assert code == 1 and "unknown embedder version" in out
+    code, out = run("container", "list")
+    assert "no containers" in out
+
+    code, out = run("sync", "ghost")
+    assert code == 1 and "not registered" in out
+    code, out = run("search", "ghost", "anything")
+    assert code == 1 and "'ghost' does not exist" in out
+
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    code, out = run("search", "kb1", "anything")
+    assert code == 1 and "no live collection yet" in out
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    assert code == 1 and "already exists" in out
+
+
+def test_sync_failure_names_the_reason(home, corpus, tmp_path):
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    run("sync", "kb1")
+    corpus.rename(tmp_path / "elsewhere")
+    code, out = run("sync", "kb1")
+    assert code == 1, out
+    assert "sync of kb1 failed" in out and "does not exist" in out
+
+
+def test_demo_twice_second_time_everything_skipped(home, corpus):
+    code, out = run("demo", "--source", f"folder:{corpus}", "--embedder", "hash-256@1", "--query", "apples orchards")
+    assert code == 0, out
+    assert "inserted 5" in out and "make ui" in out
+    assert "[alpha.md]" in out.split("search docs")[1].splitlines()[1]
+    code, out = run("demo", "--source", f"folder:{corpus}", "--embedder", "hash-256@1", "--query", "apples orchards")
+    assert "inserted 0, updated 0, skipped 5" in out
+    assert "0 computed" in out and "0 upserted" in out
+
+
+@pytest.mark.minilm
+def test_demo_on_the_shipped_docs_with_minilm_answers_the_demo_query(home):
+    code, out = run("demo", "--source", f"folder:{REPO_DOCS}")
+    assert code == 0, out
+    assert "minilm-l6-v2@1, 384-d" in out
+    first_hit = out.split(f'search docs: "{DEMO_QUERY}"')[1].splitlines()[1]
+    assert "[rollback.md]" in first_hit

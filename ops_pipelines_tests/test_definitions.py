@@ -1,0 +1,45 @@
+"""The code location loads, and sync_job rejects bad config before a run starts."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from dagster import DagsterInvalidConfigError, validate_run_config
+
+
+@pytest.fixture
+def defs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("OPS_KB_URL", "postgresql+psycopg2://ops:s3cret-password@db/kb")
+    monkeypatch.delenv("OPS_QDRANT_URL", raising=False)
+    import ops_pipelines.definitions as module
+
+    return importlib.reload(module).defs
+
+
+def test_definitions_load_with_the_sync_capability(defs):
+    job = defs.resolve_job_def("sync_job")
+    assert {n.name for n in job.nodes} == {"source_documents", "chunks", "embeddings", "live_collection"}
+    assert defs.resolve_sensor_def("source_change_sensor")
+    assert defs.resolve_schedule_def("sync_schedule")
+
+
+def test_secret_urls_are_env_vars_not_values(defs):
+    kb_resource = defs.resources["kb"]
+    assert "s3cret-password" not in repr(kb_resource)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"source_documents": {"config": {"max_archive_fraction": "lots"}}},
+        {"source_documents": {"config": {"no_such_option": True}}},
+        {"embeddings": {"config": {"batch_size": "many"}}},
+    ],
+)
+def test_sync_job_config_is_typed(defs, bad):
+    job = defs.resolve_job_def("sync_job")
+    validate_run_config(job, {"ops": {"source_documents": {"config": {"max_archive_fraction": 0.2}}}})
+    with pytest.raises(DagsterInvalidConfigError):
+        validate_run_config(job, {"ops": bad})

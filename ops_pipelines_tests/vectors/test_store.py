@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ops_pipelines.vectors import (
+    DimensionMismatch,
+    VectorStoreBusy,
+    alias_name,
+    generation_name,
+    open_vector_store,
+    point_id,
+)
+
+
+def test_names_and_point_ids():
+    assert alias_name("docs") == "kb_docs"
+    assert generation_name("docs", "minilm-l6-v2@1", 3) == "kb_docs__minilm-l6-v2-1__g3"
+    a = point_id("c", "d", 0, "h")
+    assert a == point_id("c", "d", 0, "h")
+    assert len({a, point_id("c", "d", 1, "h"), point_id("c", "d", 0, "h2"), point_id("c2", "d", 0, "h")}) == 4
+
+
+def test_collections_alias_upsert_delete_search(tmp_path):
+    with open_vector_store(path=str(tmp_path / "q")) as store:
+        assert store.ensure_collection("g1", 3) is True
+        assert store.ensure_collection("g1", 3) is False
+        with pytest.raises(DimensionMismatch, match="holds 3-d vectors"):
+            store.ensure_collection("g1", 4)
+        ids = [point_id("c", "d", i, "h") for i in range(3)]
+        vectors = np.eye(3, dtype=np.float32)
+        store.upsert("g1", ids, vectors, [{"n": i} for i in range(3)], batch_size=2)
+        store.upsert("g1", ids, vectors, [{"n": i} for i in range(3)])  # idempotent
+        assert store.count("g1") == 3 and store.point_ids("g1") == set(ids)
+
+        store.point_alias("kb_x", "g1")
+        assert store.resolve_alias("kb_x") == "g1"
+        hits = store.search("kb_x", np.array([0, 1, 0], dtype=np.float32), limit=1)
+        assert hits[0].id == ids[1] and hits[0].payload == {"n": 1}
+
+        store.ensure_collection("g2", 3)
+        store.point_alias("kb_x", "g2")
+        assert store.resolve_alias("kb_x") == "g2"
+        assert store.count("g1") == 3  # the old generation is kept
+
+        store.delete("g1", ids[:2])
+        assert store.point_ids("g1") == {ids[2]}
+
+
+def test_local_storage_held_by_another_client_times_out_clearly(tmp_path):
+    path = str(tmp_path / "q")
+    with open_vector_store(path=path):
+        with pytest.raises(VectorStoreBusy, match="stayed locked"):
+            with open_vector_store(path=path, wait_seconds=0.3):
+                pass
+    with open_vector_store(path=path) as store:  # released on exit
+        assert store.resolve_alias("kb_none") is None
