@@ -41,8 +41,11 @@ def embed_chunks(
 ) -> EmbedReport:
     """Embed what the cache lacks; the model is loaded only if something is missing."""
     missing = kb.chunks_missing_embeddings(container.id, embedder_version)
+    if missing:
+        loading = time.perf_counter()
+        embedder = load_embedder(embedder_version)
+        log.info("embeddings: %d to compute, %s ready in %.1fs", len(missing), embedder_version, time.perf_counter() - loading)
     started = time.perf_counter()
-    embedder = load_embedder(embedder_version) if missing else None
     for start in range(0, len(missing), batch_size):
         batch = missing[start : start + batch_size]
         vectors = embedder.embed([text for _, text in batch])
