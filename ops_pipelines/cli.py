@@ -73,6 +73,7 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
             created = kb.add_container(slug, kind, location, version.name)
         finally:
             kb.close()
+    # ValueError covers bad specs and slugs, and a broken registry file (InvalidRegistry).
     except (ValueError, SourceUnavailable, UnknownEmbedderVersion, ContainerExists) as exc:
         raise click.ClickException(str(exc)) from exc
     _instance().add_dynamic_partitions(containers_partitions.name, [created.slug])
@@ -96,6 +97,46 @@ def container_list() -> None:
             f"{c.slug:<20} {c.embedder_version:<16} active={counts['active']:<6} "
             f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}"
         )
+
+
+@main.group()
+def embedders() -> None:
+    """The embedder registry and its Dagster partitions."""
+
+
+@embedders.command("list")
+def embedders_list() -> None:
+    """Registered embedder versions, and whether each has its embedder_versions partition."""
+    from ops_pipelines.defs.partitions import embedder_versions_partitions
+
+    registered = set(_instance().get_dynamic_partitions(embedder_versions_partitions.name))
+    for v in _registry().values():
+        model = v.model_path or ("bundled all-MiniLM-L6-v2" if v.provider == "sentence-transformers" else "-")
+        partition = "partition" if v.name in registered else "NO PARTITION (run: ops-pipelines embedders sync)"
+        click.echo(f"{v.name:<20} {v.provider:<22} {v.dimension:>5}-d  {model}  [{partition}]")
+
+
+@embedders.command("sync")
+def embedders_sync() -> None:
+    """Add the embedder_versions partitions the registry has and Dagster lacks."""
+    from ops_pipelines.defs.partitions import embedder_versions_partitions
+    from ops_pipelines.defs.refresh.sensors import missing_embedder_partitions
+
+    instance = _instance()
+    _registry()  # a broken registry file is reported before anything is added
+    missing = missing_embedder_partitions(instance)
+    if missing:
+        instance.add_dynamic_partitions(embedder_versions_partitions.name, missing)
+    click.echo(f"added {', '.join(missing)}" if missing else "nothing to add: every version has its partition")
+
+
+def _registry():
+    from ops_pipelines.embedders import InvalidRegistry, versions
+
+    try:
+        return versions()
+    except InvalidRegistry as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

@@ -2,12 +2,12 @@
 
 from dagster import Definitions
 
-from ops_pipelines.defs import sync
+from ops_pipelines.defs import refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
 def build_definitions() -> Definitions:
-    return Definitions.merge(sync.defs, Definitions(resources=default_resources()))
+    return Definitions.merge(sync.defs, refresh.defs, Definitions(resources=default_resources()))
 
 
 defs = build_definitions()

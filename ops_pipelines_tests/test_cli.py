@@ -96,3 +96,19 @@ def test_demo_on_the_shipped_docs_with_minilm_answers_the_demo_query(home):
     assert "minilm-l6-v2@1, 384-d" in out
     first_hit = out.split(f'search docs: "{DEMO_QUERY}"')[1].splitlines()[1]
     assert "[rollback.md]" in first_hit
+
+
+def test_embedders_list_and_sync(home, tmp_path, monkeypatch):
+    code, out = run("embedders", "list")
+    assert code == 0 and out.count("NO PARTITION") == 2
+    code, out = run("embedders", "sync")
+    assert out.splitlines()[-1] == "added hash-256@1, minilm-l6-v2@1"
+    assert sorted(DagsterInstance.get().get_dynamic_partitions("embedder_versions")) == ["hash-256@1", "minilm-l6-v2@1"]
+    code, out = run("embedders", "sync")
+    assert "nothing to add" in out
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[versions."x@1"]\nprovider = "nope"\ndimension = 8\n')
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(bad))
+    code, out = run("embedders", "sync")
+    assert code == 1 and "provider must be one of" in out

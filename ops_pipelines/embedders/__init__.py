@@ -3,19 +3,21 @@
 from ops_pipelines.embedders.base import Embedder
 from ops_pipelines.embedders.registry import (
     DEFAULT_VERSION,
-    VERSIONS,
     EmbedderVersion,
+    InvalidRegistry,
     UnknownEmbedderVersion,
     get_version,
     load_embedder,
+    versions,
 )
 
 __all__ = [
     "DEFAULT_VERSION",
-    "VERSIONS",
     "Embedder",
     "EmbedderVersion",
+    "InvalidRegistry",
     "UnknownEmbedderVersion",
     "get_version",
     "load_embedder",
+    "versions",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ops_pipelines.ingest.chunker import chunk_hash, chunk_text
+from ops_pipelines.chunking import chunk_hash, chunk_text
 from ops_pipelines.kb import Container, KnowledgeBase
 
 _log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-from ops_pipelines.ingest.chunker import CHUNKER_VERSION, MAX_CHARS, chunk_hash, chunk_text
+from ops_pipelines.chunking import CHUNKER_VERSION, MAX_CHARS, chunk_hash, chunk_text
 
 
 def test_short_paragraphs_are_packed_together():
