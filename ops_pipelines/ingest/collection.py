@@ -47,6 +47,14 @@ def chunk_payload(container: Container, row: ChunkRow) -> dict:
     }
 
 
+def expected_points(kb: KnowledgeBase, container: Container) -> dict[str, ChunkRow]:
+    """Point id -> chunk, for every active chunk: what the container's collection must hold."""
+    return {
+        point_id(container.id, row.document_id, row.ordinal, row.content_hash): row
+        for row in kb.active_chunks(container.id)
+    }
+
+
 def sync_collection(
     kb: KnowledgeBase,
     store: VectorStore,
@@ -64,10 +72,7 @@ def sync_collection(
     if container.active_generation is None:
         kb.set_active_generation(container.id, generation)
 
-    wanted = {
-        point_id(container.id, row.document_id, row.ordinal, row.content_hash): row
-        for row in kb.active_chunks(container.id)
-    }
+    wanted = expected_points(kb, container)
     present = store.point_ids(collection)
     to_upsert = [pid for pid in wanted if pid not in present]
     to_delete = sorted(present - wanted.keys())
