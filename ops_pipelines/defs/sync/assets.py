@@ -16,7 +16,7 @@ from ops_pipelines.defs.resources import (
     ObjectStoreResource,
     VectorStoreResource,
 )
-from ops_pipelines.embedders import UnknownEmbedderVersion, get_version
+from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion, get_version
 from ops_pipelines.ingest import (
     ArchiveRefused,
     BadVectors,
@@ -36,6 +36,7 @@ _OPERATOR_ERRORS = (
     SourceUnavailable,
     ArchiveRefused,
     UnknownEmbedderVersion,
+    InvalidRegistry,
     BadVectors,
     MissingEmbeddings,
     DimensionMismatch,
