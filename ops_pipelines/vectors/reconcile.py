@@ -36,22 +36,21 @@ class CollectionSnapshot:
     vectors: np.ndarray
 
     @classmethod
-    def read(cls, store: VectorStore, collection: str, page: int = 2048) -> CollectionSnapshot:
-        ids, hashes, vectors = [], [], []
-        offset = None
-        while True:
-            points, offset = store.client.scroll(
-                collection, limit=page, offset=offset, with_payload=["chunk_hash"], with_vectors=True
-            )
-            for p in points:
-                ids.append(str(p.id))
-                hashes.append((p.payload or {}).get("chunk_hash"))
-                vectors.append(np.asarray(p.vector, dtype=np.float32))
-            if offset is None:
-                break
+    def read(cls, store: VectorStore, collection: str) -> CollectionSnapshot:
+        points = list(store.scroll(collection, with_payload=["chunk_hash"], with_vectors=True))
         dimension = store.collection_dimension(collection)
-        matrix = np.stack(vectors) if vectors else np.zeros((0, dimension or 0), dtype=np.float32)
-        return cls(collection, dimension, ids, hashes, matrix)
+        vectors = (
+            np.stack([np.asarray(p.vector, dtype=np.float32) for p in points])
+            if points
+            else np.zeros((0, dimension or 0), dtype=np.float32)
+        )
+        return cls(
+            collection,
+            dimension,
+            [str(p.id) for p in points],
+            [(p.payload or {}).get("chunk_hash") for p in points],
+            vectors,
+        )
 
 
 def point_count(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckResult:
@@ -78,8 +77,7 @@ def point_ids(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckRes
 
 
 def vector_dimension(dimension: int, snap: CollectionSnapshot) -> CheckResult:
-    sizes = {snap.vectors.shape[1]} if len(snap.ids) else set()
-    wrong = snap.dimension != dimension or any(s != dimension for s in sizes)
+    wrong = snap.dimension != dimension or (len(snap.ids) > 0 and snap.vectors.shape[1] != dimension)
     return CheckResult(
         "vector_dimension",
         not wrong,
@@ -114,7 +112,6 @@ def payload_hashes(expected: Mapping[str, str], snap: CollectionSnapshot) -> Che
 
 def self_retrieval(
     expected: Mapping[str, str],
-    snap: CollectionSnapshot,
     search: Callable[[np.ndarray], str | None],
     cached_vector: Callable[[str], np.ndarray | None],
     sample_size: int = 20,

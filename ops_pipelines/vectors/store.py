@@ -94,16 +94,21 @@ class VectorStore:
         )
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
-    def point_ids(self, collection: str) -> set[str]:
-        ids: set[str] = set()
+    def scroll(
+        self, collection: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
+    ) -> Iterator[models.Record]:
+        """Every point of ``collection``, page by page."""
         offset = None
         while True:
             points, offset = self.client.scroll(
-                collection, limit=4096, offset=offset, with_payload=False, with_vectors=False
+                collection, limit=page, offset=offset, with_payload=with_payload, with_vectors=with_vectors
             )
-            ids.update(str(p.id) for p in points)
+            yield from points
             if offset is None:
-                return ids
+                return
+
+    def point_ids(self, collection: str) -> set[str]:
+        return {str(p.id) for p in self.scroll(collection)}
 
     def upsert(
         self,

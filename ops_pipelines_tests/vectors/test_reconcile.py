@@ -26,8 +26,8 @@ def world(tmp_path):
     vectors = embedder.embed(TEXTS)
     hashes = [f"h{i}" if t != "same text" else "hsame" for i, t in enumerate(TEXTS)]
     ids = [point_id("c", "d", i, h) for i, h in enumerate(hashes)]
-    expected = dict(zip(ids, hashes))
-    cache = dict(zip(hashes, vectors))
+    expected = dict(zip(ids, hashes, strict=True))
+    cache = dict(zip(hashes, vectors, strict=True))
     with open_vector_store(path=str(tmp_path / "q")) as store:
         store.ensure_collection("g1", 32)
         store.upsert("g1", ids, vectors, [{"chunk_hash": h} for h in hashes])
@@ -47,7 +47,7 @@ def run_all(store, expected, cache, dimension=32):
         vector_dimension(dimension, snap),
         vector_values(snap),
         payload_hashes(expected, snap),
-        self_retrieval(expected, snap, top_id, cache.get, sample_size=32),
+        self_retrieval(expected, top_id, cache.get, sample_size=32),
     ]
     return {r.name: r for r in results}
 
