@@ -150,7 +150,6 @@ def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float) -> No
 
 
 def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5) -> dict:
-    from ops_pipelines.definitions import build_definitions
     from ops_pipelines.defs.partitions import containers_partitions
 
     instance = _instance()
@@ -158,33 +157,49 @@ def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: 
         raise click.ClickException(
             f"container {slug!r} is not registered: add it with ops-pipelines container add --slug {slug} --source ..."
         )
+    config = {"allow_empty_source": allow_empty_source, "max_archive_fraction": max_archive_fraction}
+    result = _execute(instance, "sync_job", slug, {"ops": {"source_documents": {"config": config}}}, slug)
+    _raise_on_failure(result, f"sync of {slug}")
+    return {"run_id": result.run_id} | _materializations(result, ("source_documents", "chunks", "embeddings", "live_collection"))
+
+
+def _execute(instance, job_name: str, partition_key, run_config: dict, container: str):
+    """Run a job of the code location in this process, on the instance (so the UI shows it)."""
+    from ops_pipelines.definitions import build_definitions
+
     # Built now, not at import: resources follow this process's current settings.
-    result = build_definitions().resolve_job_def("sync_job").execute_in_process(
+    return build_definitions().resolve_job_def(job_name).execute_in_process(
         instance=instance,
-        partition_key=slug,
-        run_config={
-            "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            "ops": {
-                "source_documents": {
-                    "config": {
-                        "allow_empty_source": allow_empty_source,
-                        "max_archive_fraction": max_archive_fraction,
-                    }
-                }
-            }
-        },
-        tags={"ops/container": slug},
+        partition_key=partition_key,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, **run_config},
+        tags={"ops/container": container},
         raise_on_error=False,
     )
-    if not result.success:
-        failure = next((e for e in result.all_events if e.is_step_failure), None)
-        reason = failure.step_failure_data.error.message.strip() if failure else "see the run in the UI"
-        raise click.ClickException(f"sync of {slug} failed (run {result.run_id}): {reason}")
-    summary = {"run_id": result.run_id}
-    for name in ("source_documents", "chunks", "embeddings", "live_collection"):
-        (mat,) = result.asset_materializations_for_node(name)
-        summary[name] = {k: v.value for k, v in mat.metadata.items()}
-    return summary
+
+
+def _raise_on_failure(result, what: str) -> None:
+    if result.success:
+        return
+    raise click.ClickException(f"{what} failed (run {result.run_id}): {failure_reason(result)}")
+
+
+def failure_reason(result) -> str:
+    """The first failed step's message: an operator error's own words, without Dagster's wrapping."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is None:
+        return "see the run in the UI"
+    data = failure.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip()
+
+
+def _materializations(result, assets) -> dict:
+    found = {}
+    for name in assets:
+        for mat in result.asset_materializations_for_node(name):
+            found[name] = {k: v.value for k, v in mat.metadata.items()}
+    return found
 
 
 def format_summary(summary: dict) -> str:
@@ -203,6 +218,133 @@ def format_summary(summary: dict) -> str:
     if "archive_withheld" in docs:
         lines.append(f"  WARNING     {docs['archive_withheld']}")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--embedder-version", default=None, help="Target version (default: the container's current one).")
+@click.option("--mode", type=click.Choice(["shadow", "in_place"]), default="shadow", show_default=True)
+@click.option("--retention", default=2, show_default=True, help="Generations kept, the live one included.")
+@click.option("--recompute", is_flag=True, help="Re-embed every chunk even if the cache has it.")
+def refresh(slug: str, embedder_version: str | None, mode: str, retention: int, recompute: bool) -> None:
+    """Run refresh_job for one container now: embed, build, check, swap."""
+    click.echo("\n".join(format_refresh(run_refresh(slug, embedder_version, mode, retention, recompute))))
+
+
+def run_refresh(
+    slug: str, embedder_version: str | None = None, mode: str = "shadow", retention: int = 2, recompute: bool = False
+) -> dict:
+    from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
+    from ops_pipelines.kb import ContainerNotFound
+
+    kb = _kb()
+    try:
+        container = kb.get_container(slug)
+    except ContainerNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+    version = embedder_version or container.embedder_version
+    if version not in _registry():
+        raise click.ClickException(f"unknown embedder version {version!r}; known: {', '.join(sorted(_registry()))}")
+    instance = _instance()
+    for partitions, key in ((containers_partitions, container.slug), (embedder_versions_partitions, version)):
+        if not instance.has_dynamic_partition(partitions.name, key):
+            instance.add_dynamic_partitions(partitions.name, [key])
+    run_config = {
+        "ops": {
+            "version_embeddings": {"config": {"recompute": recompute}},
+            "shadow_collection": {"config": {"mode": mode}},
+            "live_alias": {"config": {"retention": retention}},
+        }
+    }
+    result = _execute(instance, "refresh_job", refresh_partition_key(container.slug, version), run_config, container.slug)
+    summary = {"run_id": result.run_id, "success": result.success, "checks": _check_results(result)}
+    summary |= _materializations(result, ("version_embeddings", "shadow_collection", "live_alias"))
+    if not result.success:
+        lines = format_refresh(summary)
+        raise click.ClickException("\n".join([*lines, f"refresh of {slug} failed: {failure_reason(result)}"]))
+    return summary
+
+
+def _check_results(result) -> list[tuple[str, bool, str]]:
+    return [
+        (e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.passed,
+         e.asset_check_evaluation_data.description or "")
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+
+
+def format_refresh(summary: dict) -> list[str]:
+    lines = [f"run {summary['run_id']}"]
+    if emb := summary.get("version_embeddings"):
+        lines.append(
+            f"  embeddings  {emb['computed']} computed, {emb['cached']} from cache "
+            f"({emb['embedder_version']}, {emb['dimension']}-d)"
+        )
+    if build := summary.get("shadow_collection"):
+        lines.append(
+            f"  build       {build['mode']}: {build['collection']} (generation {build['generation']}"
+            f"{', resumed' if build['resumed'] else ''}): {build['upserted']} upserted, "
+            f"{build['deleted']} deleted, {build['points']} points"
+        )
+    for name, passed, description in summary["checks"]:
+        lines.append(f"  check       {'pass' if passed else 'FAIL'}  {name}: {description}")
+    if swap := summary.get("live_alias"):
+        dropped = ", ".join(swap["dropped"]) or "none"
+        lines.append(
+            f"  swap        {swap['alias']} -> {swap['collection']} (was {swap['previous_collection'] or 'none'}); "
+            f"dropped: {dropped}"
+        )
+    elif summary.get("shadow_collection"):
+        lines.append("  swap        NOT DONE: the live alias still serves the previous generation")
+    return lines
+
+
+@main.command(name="rollback")
+@click.argument("slug")
+@click.option("--to", "to_generation", type=int, default=None, help="Generation number (default: newest retired).")
+def rollback_command(slug: str, to_generation: int | None) -> None:
+    """Point a container's live alias back at a retained generation (rollback_job)."""
+    result = _execute(
+        _instance(), "rollback_job", None,
+        {"ops": {"rollback_alias": {"config": {"container": slug, "to_generation": to_generation}}}}, slug,
+    )
+    _raise_on_failure(result, f"rollback of {slug}")
+    (mat,) = result.asset_materializations_for_node("rollback_alias")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    click.echo(
+        f"run {result.run_id}\n  {md['alias']} -> {md['collection']} (generation {md['generation']}, "
+        f"{md['embedder_version']}); was {md['previous_collection'] or 'none'}"
+    )
+
+
+@main.command()
+@click.argument("slug")
+def generations(slug: str) -> None:
+    """A container's collection generations: state, embedder version, points, which one is live."""
+    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.vectors import alias_name
+
+    kb = _kb()
+    try:
+        container = kb.get_container(slug)
+        rows = kb.generations(container.id)
+    except ContainerNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+    if not rows:
+        click.echo(f"{slug} has no generations yet: sync it with ops-pipelines sync {slug}")
+        return
+    with _vector_store() as store:
+        serving = store.resolve_alias(alias_name(container.slug))
+        points = {g.number: store.count(g.collection) if store.collection_dimension(g.collection) else None for g in rows}
+    for g in rows:
+        count = "-" if points[g.number] is None else points[g.number]
+        marker = f"  <- {alias_name(container.slug)}" if g.collection == serving else ""
+        click.echo(f"g{g.number:<3} {g.state:<9} {g.embedder_version:<16} {count!s:>7} points  {g.collection}{marker}")
 
 
 @main.command()

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, instance_for_test, materialize
+from dagster import DagsterInstance, Definitions, instance_for_test, materialize
 
-from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
+from ops_pipelines.defs.refresh import defs as refresh_defs
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -140,6 +141,57 @@ class SyncHarness:
 
     def vector_store(self):
         return open_vector_store(path=self.qdrant_path)
+
+    def kb(self) -> KnowledgeBase:
+        return KnowledgeBase(self.kb_url)
+
+    def refresh(
+        self,
+        slug: str,
+        version: str,
+        mode: str = "shadow",
+        raise_on_error: bool = True,
+        vectors: VectorStoreResource | None = None,
+        retention: int = 2,
+        recompute: bool = False,
+    ):
+        """refresh_job of the code location, run for real for one (container, version) partition."""
+        if not self.instance.has_dynamic_partition(embedder_versions_partitions.name, version):
+            self.instance.add_dynamic_partitions(embedder_versions_partitions.name, [version])
+        run_config = {
+            "ops": {
+                "version_embeddings": {"config": {"recompute": recompute}},
+                "shadow_collection": {"config": {"mode": mode}},
+                "live_alias": {"config": {"retention": retention}},
+            }
+        }
+        result = self.job("refresh_job", vectors).execute_in_process(
+            instance=self.instance,
+            partition_key=refresh_partition_key(slug, version),
+            run_config=run_config,
+            raise_on_error=raise_on_error,
+        )
+        self.runs.append(result)
+        return result
+
+    def rollback(self, slug: str, to_generation: int | None = None, raise_on_error: bool = True):
+        config = {"container": slug, "to_generation": to_generation}
+        return self.job("rollback_job").execute_in_process(
+            instance=self.instance,
+            run_config={"ops": {"rollback_alias": {"config": config}}},
+            raise_on_error=raise_on_error,
+        )
+
+    def job(self, name: str, vectors: VectorStoreResource | None = None):
+        resources = self.resources() | ({"vectors": vectors} if vectors else {})
+        return Definitions.merge(
+            Definitions(assets=sync_assets), refresh_defs, Definitions(resources=resources)
+        ).resolve_job_def(name)
+
+    def serving(self, slug: str) -> str | None:
+        """The collection the live alias of ``slug`` points at."""
+        with self.vector_store() as store:
+            return store.resolve_alias(f"kb_{slug}")
 
 
 @pytest.fixture

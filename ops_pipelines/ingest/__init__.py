@@ -1,7 +1,13 @@
 """The incremental sync, step by step, in plain Python (the Dagster assets call these)."""
 
 from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents
-from ops_pipelines.ingest.collection import CollectionReport, MissingEmbeddings, sync_collection
+from ops_pipelines.ingest.collection import (
+    CollectionReport,
+    MissingEmbeddings,
+    expected_points,
+    fill_collection,
+    sync_collection,
+)
 from ops_pipelines.ingest.documents import ArchiveRefused, DocumentSyncReport, sync_documents
 from ops_pipelines.ingest.embeddings import BadVectors, EmbedReport, embed_chunks
 
@@ -15,6 +21,8 @@ __all__ = [
     "MissingEmbeddings",
     "chunk_documents",
     "embed_chunks",
+    "expected_points",
+    "fill_collection",
     "sync_collection",
     "sync_documents",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ops_pipelines.embedders import get_version
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
+from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.vectors import VectorStore, alias_name, generation_name, point_id
 
 _log = logging.getLogger(__name__)
@@ -62,42 +63,107 @@ def sync_collection(
     batch_size: int = 256,
     log: logging.Logger = _log,
 ) -> CollectionReport:
-    version = get_version(container.embedder_version)
-    generation = container.active_generation or 1
-    collection = generation_name(container.slug, version.name, generation)
+    """Bring the live generation (created as generation 1 on a first sync) up to date."""
+    live = kb.live_generation(container.id)
+    if live is None:
+        first = get_version(container.embedder_version).name
+        live, _ = kb.open_generation(
+            container.id, first, lambda n: generation_name(container.slug, first, n), state=LIVE
+        )
+    version = get_version(live.embedder_version)
     alias = alias_name(container.slug)
-    created = store.ensure_collection(collection, version.dimension)
-    if store.resolve_alias(alias) != collection:
-        store.point_alias(alias, collection)
-    if container.active_generation is None:
-        kb.set_active_generation(container.id, generation)
+    created = store.ensure_collection(live.collection, version.dimension)
+    if store.resolve_alias(alias) != live.collection:
+        store.point_alias(alias, live.collection)
+    upserted, deleted = fill_collection(kb, store, container, live.collection, version.name, batch_size=batch_size, log=log)
+    return CollectionReport(
+        collection=live.collection,
+        alias=alias,
+        created=created,
+        upserted=upserted,
+        deleted=deleted,
+        points=store.count(live.collection),
+    )
 
+
+def fill_collection(
+    kb: KnowledgeBase,
+    store: VectorStore,
+    container: Container,
+    collection: str,
+    embedder_version: str,
+    overwrite: bool = False,
+    verify: bool = False,
+    batch_size: int = 256,
+    log: logging.Logger = _log,
+) -> tuple[int, int]:
+    """Make ``collection`` hold exactly the container's active chunks, vectors from the cache.
+
+    Upserts the points it lacks (every point with ``overwrite``; with ``verify``, also those whose
+    payload hash or vector differs from the chunk and the cache) and deletes the ones no active
+    chunk has; returns (upserted, deleted).
+    """
     wanted = expected_points(kb, container)
-    present = store.point_ids(collection)
-    to_upsert = [pid for pid in wanted if pid not in present]
+    if verify:
+        present, damaged = _sound_points(kb, store, collection, wanted, embedder_version)
+        if damaged:
+            log.warning("%s: %d damaged points will be rewritten", collection, damaged)
+    else:
+        present = store.point_ids(collection)
+    to_upsert = list(wanted) if overwrite else [pid for pid in wanted if pid not in present]
     to_delete = sorted(present - wanted.keys())
 
     for start in range(0, len(to_upsert), batch_size):
         ids = to_upsert[start : start + batch_size]
         rows = [wanted[pid] for pid in ids]
-        cached = kb.get_embeddings(version.name, [r.content_hash for r in rows])
+        cached = kb.get_embeddings(embedder_version, [r.content_hash for r in rows])
         lacking = [r.content_hash for r in rows if r.content_hash not in cached]
         if lacking:
             raise MissingEmbeddings(
-                f"{len(lacking)} chunk(s) of {container.slug!r} have no {version.name} embedding "
-                "in the cache; materialize `embeddings` for this container first"
+                f"{len(lacking)} chunk(s) of {container.slug!r} have no {embedder_version} embedding "
+                "in the cache; run the embeddings step for this container and version first"
             )
         vectors = np.stack([cached[r.content_hash] for r in rows])
         store.upsert(collection, ids, vectors, [chunk_payload(container, r) for r in rows])
-        log.info("collection: %d/%d points upserted", start + len(ids), len(to_upsert))
+        log.info("%s: %d/%d points upserted", collection, start + len(ids), len(to_upsert))
     if to_delete:
         store.delete(collection, to_delete)
-        log.info("collection: %d stale points deleted", len(to_delete))
-    return CollectionReport(
-        collection=collection,
-        alias=alias,
-        created=created,
-        upserted=len(to_upsert),
-        deleted=len(to_delete),
-        points=store.count(collection),
-    )
+        log.info("%s: %d stale points deleted", collection, len(to_delete))
+    return len(to_upsert), len(to_delete)
+
+
+def _sound_points(
+    kb: KnowledgeBase, store: VectorStore, collection: str, wanted: dict[str, ChunkRow], embedder_version: str
+) -> tuple[set[str], int]:
+    """Ids present in ``collection``, minus wanted points whose payload hash or vector is wrong
+    (those count as absent, so they are rewritten); and how many were wrong."""
+    present: set[str] = set()
+    damaged = 0
+    page: list = []
+
+    def check(points) -> None:
+        nonlocal damaged
+        hashes = {wanted[str(p.id)].content_hash for p in points if str(p.id) in wanted}
+        cached = kb.get_embeddings(embedder_version, hashes)
+        for p in points:
+            pid = str(p.id)
+            row = wanted.get(pid)
+            if row is not None:
+                vector = cached.get(row.content_hash)
+                sound = (
+                    (p.payload or {}).get("chunk_hash") == row.content_hash
+                    and vector is not None
+                    and np.allclose(np.asarray(p.vector, dtype=np.float32), vector, atol=1e-4)
+                )
+                if not sound:
+                    damaged += 1
+                    continue
+            present.add(pid)
+
+    for point in store.scroll(collection, with_payload=["chunk_hash"], with_vectors=True):
+        page.append(point)
+        if len(page) == 1024:
+            check(page)
+            page = []
+    check(page)
+    return present, damaged

@@ -37,10 +37,15 @@ def embed_chunks(
     load_embedder: Callable[[str], Embedder],
     embedder_version: str,
     batch_size: int = 64,
+    recompute: bool = False,
     log: logging.Logger = _log,
 ) -> EmbedReport:
-    """Embed what the cache lacks; the model is loaded only if something is missing."""
-    missing = kb.chunks_missing_embeddings(container.id, embedder_version)
+    """Embed what the cache lacks (everything, overwriting the cache, with ``recompute``); the
+    model is loaded only if something is to be computed."""
+    if recompute:
+        missing = kb.active_chunk_texts(container.id)
+    else:
+        missing = kb.chunks_missing_embeddings(container.id, embedder_version)
     if missing:
         loading = time.perf_counter()
         embedder = load_embedder(embedder_version)
@@ -50,7 +55,7 @@ def embed_chunks(
         batch = missing[start : start + batch_size]
         vectors = embedder.embed([text for _, text in batch])
         _validate(vectors, len(batch), embedder.dimension, embedder_version)
-        kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors)
+        kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors, replace=recompute)
         done = start + len(batch)
         rate = done / max(time.perf_counter() - started, 1e-9)
         log.info("embeddings: %d/%d computed (%.1f chunks/s)", done, len(missing), rate)

@@ -1,5 +1,6 @@
 """The knowledge-base store (SQLAlchemy Core on SQLite or PostgreSQL); no Dagster imports."""
 
+from ops_pipelines.kb.generations import Generation, GenerationNotFound
 from ops_pipelines.kb.store import (
     ChunkRow,
     Container,
@@ -17,5 +18,7 @@ __all__ = [
     "ContainerNotFound",
     "DocumentState",
     "DocumentWrite",
+    "Generation",
+    "GenerationNotFound",
     "KnowledgeBase",
 ]

@@ -7,9 +7,11 @@ version in place. A database newer than this code is refused rather than guessed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, insert, inspect, select
 
 from ops_pipelines.kb import schema
 
@@ -25,7 +27,36 @@ def _v1_initial(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+# The characters vectors.generation_name replaced in collection names at schema version 1.
+_V1_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def _v2_generations(conn: Connection) -> None:
+    """Generation records; each container's existing live collection becomes its first row."""
+    schema.generations.create(conn)
+    c = schema.containers.c
+    live = conn.execute(
+        select(c.id, c.slug, c.embedder_version, c.active_generation).where(c.active_generation.is_not(None))
+    ).all()
+    rows = [
+        dict(
+            container_id=row.id,
+            number=row.active_generation,
+            embedder_version=row.embedder_version,
+            # the collection name sync used at schema version 1 (vectors.generation_name then)
+            collection=f"kb_{row.slug}__{_V1_UNSAFE.sub('-', row.embedder_version.lower()).strip('-')}"
+            f"__g{row.active_generation}",
+            state="live",
+            created_at=datetime.now(timezone.utc),
+            activated_at=datetime.now(timezone.utc),
+        )
+        for row in live
+    ]
+    if rows:
+        conn.execute(insert(schema.generations), rows)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations]
 LATEST = len(MIGRATIONS)
 
 

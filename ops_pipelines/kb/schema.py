@@ -93,3 +93,25 @@ embeddings = Table(
     Column("vector", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# One row per Qdrant collection a container has had. ``containers.active_generation`` names the
+# live one; ``collection`` is the real name (an in-place refresh can change a generation's
+# embedder version without renaming its collection).
+generations = Table(
+    "generations",
+    metadata,
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True),
+    Column("embedder_version", String(128), nullable=False),
+    Column("collection", String(255), nullable=False),
+    # building (a shadow being filled) -> live (behind the alias) -> retired (kept for rollback)
+    # -> dropped (collection deleted by retention)
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("activated_at", DateTime(timezone=True)),
+)

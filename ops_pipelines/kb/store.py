@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
@@ -19,6 +19,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
 from ops_pipelines.kb import schema
+from ops_pipelines.kb.clock import utcnow
+from ops_pipelines.kb.generations import GenerationRecords
 from ops_pipelines.kb.migrations import migrate
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -30,10 +32,6 @@ class ContainerNotFound(LookupError):
 
 class ContainerExists(ValueError):
     pass
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase:
+class KnowledgeBase(GenerationRecords):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
@@ -155,14 +153,6 @@ class KnowledgeBase:
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.containers).order_by(schema.containers.c.slug))
             return [_container(r) for r in rows]
-
-    def set_active_generation(self, container_id: str, generation: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(schema.containers)
-                .where(schema.containers.c.id == container_id)
-                .values(active_generation=generation)
-            )
 
     def mark_synced(self, container_id: str) -> None:
         with self.engine.begin() as conn:
@@ -322,7 +312,22 @@ class KnowledgeBase:
             )
             return [(h, t) for h, t in rows]
 
-    def put_embeddings(self, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+    def active_chunk_texts(self, container_id: str) -> list[tuple[str, str]]:
+        """Distinct (chunk hash, text) of the container's active chunks."""
+        ch, d = schema.chunks.c, schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ch.content_hash, func.min(ch.text))
+                .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
+                .where(d.container_id == container_id, d.status == "active")
+                .group_by(ch.content_hash)
+            )
+            return [(h, t) for h, t in rows]
+
+    def put_embeddings(
+        self, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray, replace: bool = False
+    ) -> None:
+        """Cache vectors; an existing row is kept (same text, same vector) unless ``replace``."""
         vectors = np.asarray(vectors, dtype="<f4")
         now = utcnow()
         rows = [
@@ -336,9 +341,8 @@ class KnowledgeBase:
             for h, v in zip(hashes, vectors, strict=True)
         ]
         if rows:
-            # Another run may have cached the same text meanwhile: first writer wins, same vector.
             with self.engine.begin() as conn:
-                conn.execute(_insert_ignoring_duplicates(conn, schema.embeddings), rows)
+                conn.execute(_upsert(conn, schema.embeddings, replace), rows)
 
     def get_embeddings(self, embedder_version: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         e = schema.embeddings.c
@@ -356,9 +360,16 @@ class KnowledgeBase:
         return found
 
 
-def _insert_ignoring_duplicates(conn, table):
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return dialect_insert(table).on_conflict_do_nothing()
+def _upsert(conn, table, replace: bool):
+    """INSERT that, on a primary-key conflict, keeps the row or (``replace``) overwrites it."""
+    statement = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    if not replace:
+        return statement.on_conflict_do_nothing()
+    keys = [c.name for c in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
 
 
 def _container(row) -> Container:

@@ -76,6 +76,13 @@ class VectorStore:
             )
         return False
 
+    def drop_collection(self, name: str) -> bool:
+        """Delete ``name`` if it exists; True if it did."""
+        if not self.client.collection_exists(name):
+            return False
+        self.client.delete_collection(name)
+        return True
+
     def resolve_alias(self, alias: str) -> str | None:
         for a in self.client.get_aliases().aliases:
             if a.alias_name == alias:

@@ -1,11 +1,8 @@
 """Incremental sync as assets partitioned by container:
 source_documents -> chunks -> embeddings -> live_collection."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pandas as pd
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from ops_pipelines.defs.metadata import table
@@ -16,42 +13,12 @@ from ops_pipelines.defs.resources import (
     ObjectStoreResource,
     VectorStoreResource,
 )
-from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion, get_version
-from ops_pipelines.ingest import (
-    ArchiveRefused,
-    BadVectors,
-    MissingEmbeddings,
-    chunk_documents,
-    embed_chunks,
-    sync_collection,
-    sync_documents,
-)
-from ops_pipelines.kb import ContainerNotFound
-from ops_pipelines.sources import SourceUnavailable, open_source
-from ops_pipelines.vectors import DimensionMismatch, VectorStoreBusy
-
-# Errors with a message an operator can act on: shown as the run's failure, no traceback hunt.
-_OPERATOR_ERRORS = (
-    ContainerNotFound,
-    SourceUnavailable,
-    ArchiveRefused,
-    UnknownEmbedderVersion,
-    InvalidRegistry,
-    BadVectors,
-    MissingEmbeddings,
-    DimensionMismatch,
-    VectorStoreBusy,
-)
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.embedders import get_version
+from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
+from ops_pipelines.sources import open_source
 
 _COMMON = dict(partitions_def=containers_partitions, group_name="sync", owners=["team:kb-ops"])
-
-
-@contextmanager
-def operator_errors() -> Iterator[None]:
-    try:
-        yield
-    except _OPERATOR_ERRORS as exc:
-        raise Failure(description=str(exc), allow_retries=False) from exc
 
 
 class SourceDocumentsConfig(Config):

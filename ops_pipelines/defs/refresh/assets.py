@@ -1,0 +1,201 @@
+"""Refresh and model rotation as assets partitioned by (container, embedder version):
+chunks -> version_embeddings -> shadow_collection (+ blocking checks) -> live_alias."""
+
+from enum import Enum
+
+from dagster import (
+    AssetExecutionContext,
+    AssetRecordsFilter,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
+from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
+from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
+from ops_pipelines.embedders import get_version
+from ops_pipelines.ingest import embed_chunks
+from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
+from ops_pipelines.refresh import (
+    IN_PLACE,
+    SHADOW,
+    RefreshRefused,
+    build_generation,
+    reconcile_generation,
+    require_chunks,
+    swap_to,
+)
+from ops_pipelines.vectors import alias_name
+
+_COMMON = dict(partitions_def=refresh_partitions, group_name="refresh", owners=["team:kb-ops"])
+
+
+class RefreshMode(Enum):
+    shadow = SHADOW
+    in_place = IN_PLACE
+
+
+class VersionEmbeddingsConfig(EmbeddingsConfig):
+    recompute: bool = Field(
+        default=False,
+        description="Re-embed every active chunk and overwrite the cache (a suspect cache); "
+        "by default only chunks the cache lacks are embedded.",
+    )
+
+
+class ShadowCollectionConfig(Config):
+    mode: RefreshMode = Field(
+        default=RefreshMode.shadow,
+        description="shadow: build a new generation beside the live one and swap after the checks "
+        "pass. in_place: rewrite the live generation (same dimension only; searches see the "
+        "rewrite as it happens).",
+    )
+    batch_size: int = Field(default=256, ge=1, le=4096, description="Points per Qdrant upsert.")
+
+
+class LiveAliasConfig(Config):
+    retention: int = Field(
+        default=2,
+        ge=1,
+        description="Generations kept per container, the live one included: 2 keeps one to roll back to.",
+    )
+
+
+@asset(
+    **_COMMON,
+    # Dagster maps the container dimension onto chunks' containers partitions by itself.
+    deps=[chunks],
+    kinds={"pytorch"},
+    description=(
+        "The container's active chunks embedded under one embedder version, in the embedding "
+        "cache: only chunks the cache lacks are computed, so a rebuild costs no model time."
+    ),
+)
+def version_embeddings(
+    context: AssetExecutionContext,
+    config: VersionEmbeddingsConfig,
+    kb: KnowledgeBaseResource,
+    embedders: EmbeddersResource,
+) -> MaterializeResult:
+    slug, version_name = refresh_partition(context.partition_key)
+    with operator_errors(), kb.open() as store:
+        container = store.get_container(slug)
+        version = get_version(version_name)
+        require_chunks(store, container)
+        report = embed_chunks(
+            store, container, embedders.get, version.name, config.batch_size,
+            recompute=config.recompute, log=context.log,
+        )
+    return MaterializeResult(
+        metadata={
+            "embedder_version": version.name,
+            "dimension": version.dimension,
+            "computed": report.computed,
+            "cached": report.cached,
+            "active_chunks": report.active_chunks,
+            "recompute": config.recompute,
+            "embed_seconds": round(report.seconds, 3),
+        }
+    )
+
+
+@asset(
+    **_COMMON,
+    deps=[version_embeddings],
+    kinds={"qdrant"},
+    description=(
+        "A collection generation kb_<slug>__<embedder>__g<n> filled from the embedding cache: in "
+        "shadow mode a new one beside the live one (searches keep using the old), resumed if a "
+        "run died mid-build; in place, the live one rewritten. Gated by blocking checks."
+    ),
+)
+def shadow_collection(
+    context: AssetExecutionContext,
+    config: ShadowCollectionConfig,
+    kb: KnowledgeBaseResource,
+    vectors: VectorStoreResource,
+) -> MaterializeResult:
+    slug, version_name = refresh_partition(context.partition_key)
+    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+        container = store.get_container(slug)
+        report = build_generation(
+            store, qdrant, container, version_name, config.mode.value, config.batch_size, log=context.log
+        )
+        active = store.count_active_chunks(container.id)
+    return MaterializeResult(
+        metadata={
+            "mode": report.mode,
+            "collection": report.generation.collection,
+            "generation": report.generation.number,
+            "embedder_version": version_name,
+            "resumed": report.resumed,
+            "upserted": report.upserted,
+            "deleted": report.deleted,
+            "points": report.points,
+            "active_chunks": active,
+        }
+    )
+
+
+@asset(
+    **_COMMON,
+    deps=[shadow_collection],
+    kinds={"qdrant"},
+    description=(
+        "The live alias kb_<slug> on the refreshed generation: the swap. Records the container's "
+        "new embedder version and generation, then moves the alias atomically; keeps `retention` "
+        "generations for rollback and drops older ones."
+    ),
+)
+def live_alias(
+    context: AssetExecutionContext,
+    config: LiveAliasConfig,
+    kb: KnowledgeBaseResource,
+    vectors: VectorStoreResource,
+) -> MaterializeResult:
+    slug, version_name = refresh_partition(context.partition_key)
+    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+        container = store.get_container(slug)
+        generation = built_generation(context, store, container)
+        if generation.state != "live":
+            # The blocking checks gate this step in refresh_job; checking again here means a
+            # swap launched on its own (say, live_alias alone from the UI) is gated too.
+            failed = [r for r in reconcile_generation(store, qdrant, container, generation) if not r.passed]
+            if failed:
+                raise RefreshRefused(
+                    f"not swapping {alias_name(slug)} to {generation.collection}: "
+                    + "; ".join(f"{r.name}: {r.summary}" for r in failed)
+                )
+        report = swap_to(store, qdrant, container, generation, retention=config.retention, log=context.log)
+    return MaterializeResult(
+        metadata={
+            "alias": report.alias,
+            "collection": report.live.collection,
+            "generation": report.live.number,
+            "embedder_version": report.live.embedder_version,
+            "previous_collection": report.previous.collection if report.previous else "",
+            "dropped": MetadataValue.json(report.dropped),
+            "search": MetadataValue.text(f'ops-pipelines search {slug} "your question"'),
+        }
+    )
+
+
+def built_generation(context, store: KnowledgeBase, container: Container) -> Generation:
+    """The generation the latest shadow_collection materialization of this partition built (its
+    metadata is the hand-off to the checks and the swap)."""
+    partition = str(context.partition_key)
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(shadow_collection.key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        raise GenerationNotFound(
+            f"shadow_collection has never been built for {partition}: run refresh_job for it"
+        )
+    return store.generation(container.id, records[0].asset_materialization.metadata["generation"].value)
+
+
+refresh_assets = [version_embeddings, shadow_collection, live_alias]

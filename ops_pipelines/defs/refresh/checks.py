@@ -1,0 +1,48 @@
+"""The swap gate: reconciliation checks on the generation shadow_collection built, all blocking,
+so in refresh_job a failure skips live_alias and the run fails with the alias untouched."""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    multi_asset_check,
+)
+
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.partitions import refresh_partition
+from ops_pipelines.defs.refresh.assets import built_generation, shadow_collection
+from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
+from ops_pipelines.refresh import CHECKS, reconcile_generation
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec(name, asset=shadow_collection, description=description, blocking=True)
+        for name, description in CHECKS.items()
+    ],
+    description="Reconcile the built generation against the container's active chunks.",
+)
+def shadow_collection_checks(
+    context: AssetCheckExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
+):
+    slug, _ = refresh_partition(context.op_execution_context.partition_key)
+    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+        container = store.get_container(slug)
+        generation = built_generation(context.op_execution_context, store, container)
+        results = reconcile_generation(store, qdrant, container, generation)
+    for result in results:
+        context.log.info("%s %s: %s", result.name, "passed" if result.passed else "FAILED", result.summary)
+        yield AssetCheckResult(
+            asset_key=shadow_collection.key,
+            check_name=result.name,
+            passed=result.passed,
+            severity=AssetCheckSeverity.ERROR,
+            description=result.summary,
+            metadata={
+                "collection": generation.collection,
+                "generation": generation.number,
+                **{k: MetadataValue.json(v) if isinstance(v, list) else v for k, v in result.details.items()},
+            },
+        )

@@ -1,0 +1,118 @@
+"""Build a collection generation for an embedder version: a shadow beside the live one, or the
+live one rewritten in place.
+
+Vectors come from the embedding cache only (the embeddings step fills it first), so a rebuild
+under a version whose vectors are cached costs Qdrant writes and no model time. A shadow build
+that dies is resumed by the next run: the ``building`` generation is reopened and reconciled by
+point id, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ops_pipelines.embedders import get_version
+from ops_pipelines.ingest import fill_collection
+from ops_pipelines.kb import Container, Generation, KnowledgeBase
+from ops_pipelines.vectors import VectorStore, generation_name
+
+_log = logging.getLogger(__name__)
+
+SHADOW, IN_PLACE = "shadow", "in_place"
+
+
+class NoChunks(RuntimeError):
+    pass
+
+
+class RefreshRefused(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    mode: str
+    generation: Generation
+    resumed: bool
+    upserted: int
+    deleted: int
+    points: int
+
+
+def require_chunks(kb: KnowledgeBase, container: Container) -> int:
+    active = kb.count_active_chunks(container.id)
+    if not active:
+        raise NoChunks(
+            f"container {container.slug!r} has no active chunks, so there is nothing to build: run "
+            "sync_job for it first (or check that its source has documents)"
+        )
+    return active
+
+
+def build_generation(
+    kb: KnowledgeBase,
+    store: VectorStore,
+    container: Container,
+    embedder_version: str,
+    mode: str = SHADOW,
+    batch_size: int = 256,
+    log: logging.Logger = _log,
+) -> BuildReport:
+    version = get_version(embedder_version)
+    require_chunks(kb, container)
+    if mode == SHADOW:
+        generation, created = kb.open_generation(
+            container.id, version.name, lambda n: generation_name(container.slug, version.name, n)
+        )
+        resumed = not created
+        _ensure_shadow_collection(store, generation, version.dimension, log)
+        log.info(
+            "%s shadow generation %d (%s) for %s",
+            "resuming" if resumed else "building", generation.number, generation.collection, version.name,
+        )
+    elif mode == IN_PLACE:
+        generation, resumed = _retarget_live(kb, store, container, version.name, version.dimension), False
+        log.info("rewriting live generation %d (%s) in place with %s", generation.number, generation.collection, version.name)
+    else:
+        raise RefreshRefused(f"unknown refresh mode {mode!r}: use {SHADOW!r} or {IN_PLACE!r}")
+    # A resumed shadow may hold what a failed run left: its points are verified, not trusted.
+    upserted, deleted = fill_collection(
+        kb, store, container, generation.collection, version.name,
+        overwrite=mode == IN_PLACE, verify=resumed, batch_size=batch_size, log=log,
+    )
+    return BuildReport(mode, generation, resumed, upserted, deleted, store.count(generation.collection))
+
+
+def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:
+    """Create the shadow's collection; one left with the wrong vector size by an earlier run is
+    never served (the generation is still building), so it is dropped and built again."""
+    existing = store.collection_dimension(generation.collection)
+    if existing is not None and existing != dimension:
+        log.warning(
+            "%s holds %d-d vectors, %s makes %d-d: dropping the unserved shadow and building it again",
+            generation.collection, existing, generation.embedder_version, dimension,
+        )
+        store.drop_collection(generation.collection)
+    store.ensure_collection(generation.collection, dimension)
+
+
+def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
+    live = kb.live_generation(container.id)
+    if live is None:
+        raise RefreshRefused(
+            f"container {container.slug!r} has no live collection to refresh in place: run sync_job "
+            "for it first, or use mode shadow"
+        )
+    existing = store.collection_dimension(live.collection)
+    if existing is not None and existing != dimension:
+        raise RefreshRefused(
+            f"an in_place refresh cannot turn {container.slug!r}'s {existing}-d collection "
+            f"{live.collection} into {version}'s {dimension}-d vectors: use mode shadow, which builds "
+            "a new generation beside it and swaps the alias only after the checks pass"
+        )
+    store.ensure_collection(live.collection, dimension)
+    if live.embedder_version != version:
+        # From the first rewritten point on, the live collection holds this version's vectors.
+        kb.retarget_live_generation(container.id, version)
+    return kb.generation(container.id, live.number)
