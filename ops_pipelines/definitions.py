@@ -1,13 +1,17 @@
 """The one Definitions object of the code location: each capability's defs + shared resources."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from ops_pipelines.defs import refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
 def build_definitions() -> Definitions:
-    return Definitions.merge(sync.defs, refresh.defs, Definitions(resources=default_resources()))
+    # In-process by default, for asset backfills and UI launches too: each operation is a short
+    # chain of steps, and one process per run loads the embedding model once.
+    return Definitions.merge(
+        sync.defs, refresh.defs, Definitions(resources=default_resources(), executor=in_process_executor)
+    )
 
 
 defs = build_definitions()

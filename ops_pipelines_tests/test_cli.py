@@ -112,3 +112,38 @@ def test_embedders_list_and_sync(home, tmp_path, monkeypatch):
     monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(bad))
     code, out = run("embedders", "sync")
     assert code == 1 and "provider must be one of" in out
+
+
+def test_refresh_generations_rollback(home, corpus, tmp_path, monkeypatch):
+    registry = tmp_path / "embedders.toml"
+    registry.write_text('[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n')
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    run("sync", "kb1")
+
+    code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1", "--mode", "in_place")
+    assert code == 1
+    # The last line is the operator's message, not Dagster's wrapping of it.
+    assert out.splitlines()[-1].startswith("refresh of kb1 failed: an in_place refresh of 'kb1' cannot")
+
+    code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1")
+    assert code == 0, out
+    assert "check       pass  point_count: 5 points, 5 active chunks" in out
+    assert "swap        kb_kb1 -> kb_kb1__hash-64-1__g2 (was kb_kb1__hash-256-1__g1)" in out
+    assert DagsterInstance.get().has_dynamic_partition("embedder_versions", "hash-64@1")
+
+    code, out = run("generations", "kb1")
+    assert out.splitlines() == [
+        "g1   retired   hash-256@1             5 points  kb_kb1__hash-256-1__g1",
+        "g2   live      hash-64@1              5 points  kb_kb1__hash-64-1__g2  <- kb_kb1",
+    ]
+    code, out = run("search", "kb1", "glaciers and mountain valleys", "--limit", "1")
+    assert code == 0 and out.splitlines()[0].endswith("[gamma.md]")
+
+    code, out = run("rollback", "kb1")
+    assert code == 0, out
+    assert "kb_kb1 -> kb_kb1__hash-256-1__g1 (generation 1, hash-256@1); was kb_kb1__hash-64-1__g2" in out
+    code, out = run("rollback", "kb1", "--to", "7")
+    assert code == 1 and "cannot roll back to generation 7" in out
+    code, out = run("refresh", "nope")
+    assert code == 1 and "container 'nope' does not exist" in out

@@ -107,8 +107,8 @@ def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, 
     existing = store.collection_dimension(live.collection)
     if existing is not None and existing != dimension:
         raise RefreshRefused(
-            f"an in_place refresh cannot turn {container.slug!r}'s {existing}-d collection "
-            f"{live.collection} into {version}'s {dimension}-d vectors: use mode shadow, which builds "
+            f"an in_place refresh of {container.slug!r} cannot write {version}'s {dimension}-d vectors "
+            f"into its {existing}-d live collection {live.collection}: use mode shadow, which builds "
             "a new generation beside it and swaps the alias only after the checks pass"
         )
     store.ensure_collection(live.collection, dimension)
