@@ -39,9 +39,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ops_pipelines.chunking import chunk_text  # noqa: E402
 from ops_pipelines.embedders import get_version, load_embedder  # noqa: E402
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents  # noqa: E402
-from ops_pipelines.chunking import chunk_text  # noqa: E402
 from ops_pipelines.kb import KnowledgeBase  # noqa: E402
 from ops_pipelines.objects import FolderObjectStore  # noqa: E402
 from ops_pipelines.sources import open_source  # noqa: E402

@@ -1,4 +1,4 @@
-"""pandas DataFrames as Dagster table metadata, so the UI shows results at a glance."""
+"""Metadata helpers: pandas DataFrames as Dagster tables, and what the embeddings steps report."""
 
 from __future__ import annotations
 
@@ -17,3 +17,16 @@ def table(df: pd.DataFrame) -> MetadataValue:
         for row in df.to_dict("records")
     ]
     return MetadataValue.table(records=records, schema=schema)
+
+
+def embedding_metadata(version, report) -> dict:
+    """What an embeddings step reports: the version, and computed vs cached counts."""
+    return {
+        "embedder_version": version.name,
+        "dimension": version.dimension,
+        "computed": report.computed,
+        "cached": report.cached,
+        "active_chunks": report.active_chunks,
+        "embed_seconds": round(report.seconds, 3),
+        "chunks_per_second": round(report.computed / report.seconds, 1) if report.computed else 0.0,
+    }

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ops_pipelines.embedders.base import Embedder
 from ops_pipelines.chunking import CHUNKER_VERSION
+from ops_pipelines.embedders.base import Embedder
 
 BUILTIN_FILE = Path(__file__).with_name("versions.toml")
 PROVIDERS = ("sentence-transformers", "hashing")

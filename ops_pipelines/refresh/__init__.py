@@ -1,7 +1,15 @@
 """Refresh: build a generation (shadow or in place), gate it with reconciliation checks, swap
 the live alias, roll back, apply retention. Plain Python; ``defs/refresh`` wires it to Dagster."""
 
-from ops_pipelines.refresh.build import IN_PLACE, SHADOW, BuildReport, NoChunks, RefreshRefused, build_generation, require_chunks
+from ops_pipelines.refresh.build import (
+    IN_PLACE,
+    SHADOW,
+    BuildReport,
+    NoChunks,
+    RefreshRefused,
+    build_generation,
+    require_chunks,
+)
 from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
 from ops_pipelines.refresh.swap import NothingToRollBack, SwapReport, prune_generations, rollback, swap_to
 

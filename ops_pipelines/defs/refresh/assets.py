@@ -14,6 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.metadata import embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
@@ -90,17 +91,7 @@ def version_embeddings(
             store, container, embedders.get, version.name, config.batch_size,
             recompute=config.recompute, log=context.log,
         )
-    return MaterializeResult(
-        metadata={
-            "embedder_version": version.name,
-            "dimension": version.dimension,
-            "computed": report.computed,
-            "cached": report.cached,
-            "active_chunks": report.active_chunks,
-            "recompute": config.recompute,
-            "embed_seconds": round(report.seconds, 3),
-        }
-    )
+    return MaterializeResult(metadata={**embedding_metadata(version, report), "recompute": config.recompute})
 
 
 @asset(

@@ -5,7 +5,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.metadata import embedding_metadata, table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
@@ -13,7 +14,6 @@ from ops_pipelines.defs.resources import (
     ObjectStoreResource,
     VectorStoreResource,
 )
-from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.sources import open_source
@@ -123,17 +123,7 @@ def embeddings(
         report = embed_chunks(
             store, container, embedders.get, version.name, config.batch_size, log=context.log
         )
-    return MaterializeResult(
-        metadata={
-            "embedder_version": version.name,
-            "dimension": version.dimension,
-            "computed": report.computed,
-            "cached": report.cached,
-            "active_chunks": report.active_chunks,
-            "embed_seconds": round(report.seconds, 3),
-            "chunks_per_second": round(report.computed / report.seconds, 1) if report.computed else 0.0,
-        }
-    )
+    return MaterializeResult(metadata=embedding_metadata(version, report))
 
 
 @asset(
