@@ -43,3 +43,30 @@ def test_sync_job_config_is_typed(defs, bad):
     validate_run_config(job, {"ops": {"source_documents": {"config": {"max_archive_fraction": 0.2}}}})
     with pytest.raises(DagsterInvalidConfigError):
         validate_run_config(job, {"ops": bad})
+
+
+def test_refresh_job_gates_the_swap_with_blocking_checks(defs):
+    job = defs.resolve_job_def("refresh_job")
+    assert {"version_embeddings", "shadow_collection", "live_alias"} <= {n.name for n in job.nodes}
+    graph = defs.resolve_asset_graph()
+    specs = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert set(specs) == {
+        "point_count", "point_ids", "vector_dimension", "vector_values", "payload_hashes", "self_retrieval",
+    }
+    assert all(spec.blocking and spec.description for spec in specs.values())
+    assert defs.resolve_job_def("rollback_job")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"shadow_collection": {"config": {"mode": "sideways"}}},
+        {"live_alias": {"config": {"retention": "two"}}},
+        {"version_embeddings": {"config": {"recompute": "yes"}}},
+    ],
+)
+def test_refresh_job_config_is_typed(defs, bad):
+    job = defs.resolve_job_def("refresh_job")
+    validate_run_config(job, {"ops": {"shadow_collection": {"config": {"mode": "in_place"}}}})
+    with pytest.raises(DagsterInvalidConfigError):
+        validate_run_config(job, {"ops": bad})

@@ -170,6 +170,9 @@ def test_a_run_killed_mid_build_resumes_without_duplicates(synced):
     assert not killed.success
     with synced.vector_store() as store:
         assert 0 < store.count(G2) < 5
+    # The half-built shadow is invisible: search still goes to the old generation.
+    assert synced.serving("docs") == G1
+    assert top_keys(synced, "docs", "glaciers and ice")[0] == "gamma.md"
     result = synced.refresh("docs", "hash-256@1")
     build = synced.metadata(result, "shadow_collection")
     assert build["resumed"] is True and build["generation"] == 2 and build["points"] == 5
