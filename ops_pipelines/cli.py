@@ -347,6 +347,88 @@ def generations(slug: str) -> None:
         click.echo(f"g{g.number:<3} {g.state:<9} {g.embedder_version:<16} {count!s:>7} points  {g.collection}{marker}")
 
 
+@main.command(name="export")
+@click.argument("slug")
+@click.option("--format", "fmt", type=click.Choice(["tar", "zip"]), default="tar", show_default=True)
+@click.option("--no-vectors", is_flag=True, help="Leave out vectors.npy (an import then re-embeds).")
+@click.option("--no-blobs", is_flag=True, help="Leave out the documents' raw bytes.")
+@click.option("--url-expiry-hours", default=24, show_default=True, help="Lifetime of the signed URL (S3).")
+def export_command(slug: str, fmt: str, no_vectors: bool, no_blobs: bool, url_expiry_hours: int) -> None:
+    """Run export_job for one container: an archive in the object store and a URL to it."""
+    from ops_pipelines.defs.partitions import containers_partitions
+
+    instance = _instance()
+    if not instance.has_dynamic_partition(containers_partitions.name, slug):
+        raise click.ClickException(f"container {slug!r} is not registered: list them with ops-pipelines container list")
+    config = {
+        "format": fmt, "include_vectors": not no_vectors, "include_blobs": not no_blobs,
+        "url_expiry_hours": url_expiry_hours,
+    }
+    result = _execute(instance, "export_job", slug, {"ops": {"container_export": {"config": config}}}, slug)
+    _raise_on_failure(result, f"export of {slug}")
+    md = _materializations(result, ["container_export"])["container_export"]
+    click.echo(
+        f"run {result.run_id}\n"
+        f"  archive     {md['object_key']} in {md['object_store']} ({md['format']}, {md['size_bytes']} bytes)\n"
+        f"  sha256      {md['sha256']}\n"
+        f"  contents    {md['documents']} documents, {md['chunks']} chunks, {md.get('vectors', 0)} vectors, "
+        f"{md.get('blobs', 0)} blobs ({md['embedder_version']})\n"
+        f"  url         {md['url']}\n"
+        f"  expires     {md['url_expires_at']}"
+    )
+
+
+@main.command(name="import")
+@click.argument("archive")
+@click.option("--slug", default=None, help="Slug to import under (default: the archive's).")
+@click.option("--force", is_flag=True, help="Replace an existing container of that slug.")
+@click.option("--embedder-version", default=None, help="Target embedder version (default: the archive's).")
+def import_command(archive: str, slug: str | None, force: bool, embedder_version: str | None) -> None:
+    """Run import_job: verify ARCHIVE (object key, path or URL) and create a container from it."""
+    config = {"archive": archive, "slug": slug, "force": force, "embedder_version": embedder_version}
+    result = _execute(_instance(), "import_job", None, {"ops": {"import_container": {"config": config}}}, slug or "")
+    _raise_on_failure(result, "import")
+    (mat,) = result.asset_materializations_for_node("import_container")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    vectors = "vectors from the archive" if md["vectors_from_archive"] else f"{md['embedded']} chunks embedded"
+    click.echo(
+        f"run {result.run_id}\n"
+        f"  container   {mat.partition} ({md['embedder_version']}){' replaced' if md['replaced'] else ''}\n"
+        f"  contents    {md['documents']} documents, {md['chunks']} chunks, {md['blobs']} blobs; {vectors}\n"
+        f"  collection  {md['collection']}, {md['checks_passed']}/6 checks passed"
+    )
+
+
+@main.group()
+def archive() -> None:
+    """Container archives."""
+
+
+@archive.command("verify")
+@click.argument("source")
+def archive_verify(source: str) -> None:
+    """Check every member of an archive (path, object key or URL) against its manifest."""
+    import tempfile
+
+    from ops_pipelines.archives import ArchiveError, fetch_archive, read_archive
+    from ops_pipelines.objects import open_object_store
+
+    with tempfile.TemporaryDirectory(prefix="ops-verify-") as tmp:
+        try:
+            verified = read_archive(fetch_archive(source, open_object_store(), Path(tmp)))
+        except ArchiveError as exc:
+            raise click.ClickException(f"INVALID: {exc}") from exc
+    m = verified.manifest
+    counts = ", ".join(f"{n} {k}" for k, n in m["counts"].items())
+    click.echo(
+        f"OK {verified.format} archive, format version {m['format_version']}, created {m['created_at']}\n"
+        f"  container   {m['container']['slug']} ({m['container']['id']})\n"
+        f"  embedder    {m['embedder']['version']}, {m['embedder']['dimension']}-d\n"
+        f"  contents    {counts}\n"
+        f"  members     {len(m['members']) + 1}, every size and sha256 as in the manifest"
+    )
+
+
 @main.command()
 @click.argument("slug")
 @click.argument("query")

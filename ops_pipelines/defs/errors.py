@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 from dagster import Failure
 
+from ops_pipelines.archives import ArchiveError
 from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion
 from ops_pipelines.ingest import ArchiveRefused, BadVectors, MissingEmbeddings
 from ops_pipelines.kb import ContainerNotFound, GenerationNotFound
@@ -26,6 +27,7 @@ OPERATOR_ERRORS = (
     RefreshRefused,
     GenerationNotFound,
     NothingToRollBack,
+    ArchiveError,
 )
 
 

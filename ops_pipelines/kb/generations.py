@@ -60,10 +60,16 @@ class GenerationRecords:
         return next((g for g in self.generations(container_id) if g.state == LIVE), None)
 
     def open_generation(
-        self, container_id: str, embedder_version: str, collection_name: Callable[[int], str], state: str = BUILDING
+        self,
+        container_id: str,
+        embedder_version: str,
+        collection_name: Callable[[int], str],
+        state: str = BUILDING,
+        first_number: int = 1,
     ) -> tuple[Generation, bool]:
         """The building generation of ``embedder_version`` if one is left from an earlier run
-        (resume it), else a new one numbered after every existing one. True if created."""
+        (resume it), else a new one numbered after every existing one (and at least
+        ``first_number``). True if created."""
         g = schema.generations.c
         with self.engine.begin() as conn:
             if state == BUILDING:
@@ -78,7 +84,7 @@ class GenerationRecords:
                     number, created = resumable.number, False
             if state != BUILDING or resumable is None:
                 top = conn.execute(select(func.max(g.number)).where(g.container_id == container_id)).scalar()
-                number, created = (top or 0) + 1, True
+                number, created = max((top or 0) + 1, first_number), True
                 conn.execute(
                     insert(schema.generations).values(
                         container_id=container_id,

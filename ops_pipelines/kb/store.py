@@ -22,6 +22,7 @@ from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
 from ops_pipelines.kb.migrations import migrate
+from ops_pipelines.kb.snapshot import container_snapshot
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -153,6 +154,22 @@ class KnowledgeBase(GenerationRecords):
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.containers).order_by(schema.containers.c.slug))
             return [_container(r) for r in rows]
+
+    def snapshot(self, container_id: str):
+        """A consistent, streamed read of the container (see ``kb.snapshot``)."""
+        return container_snapshot(self.engine, container_id)
+
+    def rename_container(self, container_id: str, slug: str) -> None:
+        if not SLUG_PATTERN.match(slug):
+            raise ValueError(f"invalid container slug {slug!r}")
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.containers).where(schema.containers.c.id == container_id).values(slug=slug))
+
+    def delete_container(self, container_id: str) -> None:
+        """The container and, by cascade, its documents, chunks and generation records (the
+        embedding cache is shared between containers and stays)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(schema.containers).where(schema.containers.c.id == container_id))
 
     def mark_synced(self, container_id: str) -> None:
         with self.engine.begin() as conn:

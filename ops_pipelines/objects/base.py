@@ -1,8 +1,20 @@
-"""The object-store interface: keys are ``/``-separated relative names."""
+"""The object-store interface: keys are ``/``-separated relative names.
+
+Two backends implement it: a local folder (the embedded default) and S3-compatible storage
+through the ``minio`` SDK (MinIO in production). Files move by path, streamed, so an archive
+never has to fit in memory.
+"""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import timedelta
+
+
+class ObjectNotFound(LookupError):
+    pass
 
 
 class ObjectStore(ABC):
@@ -10,13 +22,40 @@ class ObjectStore(ABC):
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
-    def get_bytes(self, key: str) -> bytes: ...
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; ``ObjectNotFound`` if there is none."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        """Upload a local file, streamed (multipart on S3); the object appears whole or not at all."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: str | os.PathLike) -> None:
+        """Download to a local file, streamed; ``ObjectNotFound`` if there is none."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def delete(self, key: str) -> None: ...
+    def size(self, key: str) -> int: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it does not exist."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix``, in no promised order."""
+
+    @abstractmethod
+    def url(self, key: str, expires: timedelta) -> str:
+        """A URL to download the object: presigned GET on S3 (valid for ``expires``), a
+        ``file://`` URL on the folder backend."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Where the objects are, for logs and metadata (never with credentials)."""
 
     def put_blob(self, sha256: str, data: bytes) -> str:
         """Store raw bytes under their sha256 once; returns the key."""

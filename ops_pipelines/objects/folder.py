@@ -3,36 +3,86 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
-from ops_pipelines.objects.base import ObjectStore, check_key
+from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, check_key
 
 
 class FolderObjectStore(ObjectStore):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
+    @property
+    def description(self) -> str:
+        return f"folder {self.root}"
+
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self._atomic(key) as handle:
+            handle.write(data)
+
+    def put_file(self, key: str, path: str | os.PathLike) -> None:
+        with open(path, "rb") as source, self._atomic(key) as handle:
+            shutil.copyfileobj(source, handle, 1 << 20)
 
     def get_bytes(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        return self._existing(key).read_bytes()
+
+    def get_file(self, key: str, path: str | os.PathLike) -> None:
+        shutil.copyfile(self._existing(key), path)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def size(self, key: str) -> int:
+        return self._existing(key).stat().st_size
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for path in self.root.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and not path.name.startswith(".tmp-") and key.startswith(prefix):
+                yield key
+
+    def url(self, key: str, expires: timedelta) -> str:
+        return self._existing(key).resolve().as_uri()
+
+    def _existing(self, key: str) -> Path:
+        path = self.path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r} in {self.description}")
+        return path
+
+    def _atomic(self, key: str):
+        return _AtomicWrite(self.path(key))
+
+
+class _AtomicWrite:
+    """A temp file beside the target, renamed over it on success, removed on failure."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self):
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=".tmp-")
+        self.handle = os.fdopen(fd, "wb")
+        return self.handle
+
+    def __exit__(self, exc_type, exc, tb):
+        self.handle.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.target)
+        else:
+            Path(self.tmp).unlink(missing_ok=True)
+        return False

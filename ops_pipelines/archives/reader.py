@@ -1,0 +1,209 @@
+"""Read a container archive safely: verify it, and optionally extract it into a folder.
+
+Nothing in an archive is trusted. Members are read one at a time, never with ``extractall``:
+only regular files with the format's own names are accepted (no absolute paths, no ``..``, no
+links, no devices, no directories), the manifest must come first, sizes are capped per member
+and in total, zip members may not be encrypted or compressed beyond a ratio, and every member's
+bytes must match the manifest's size and sha256 (and no member may be missing or extra).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ops_pipelines.archives.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    MEMBER_NAME,
+    SHA256,
+    ArchiveError,
+    ChecksumMismatch,
+    Limits,
+    UnsafeMember,
+    UnsupportedFormat,
+)
+
+
+@dataclass(frozen=True)
+class VerifiedArchive:
+    manifest: dict
+    format: str
+    root: Path | None  # where members were extracted, if they were
+
+    def member(self, name: str) -> Path:
+        assert self.root is not None, "archive was verified, not extracted"
+        return self.root / name
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    kind: str  # "file", or what else it is
+    size: int
+    compressed: int | None = None
+    encrypted: bool = False
+
+
+def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limits = Limits()) -> VerifiedArchive:
+    """Verify ``path`` completely; with ``dest``, also extract its members there."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchiveError(f"{path} does not exist or is not a file")
+    root = Path(dest) if dest is not None else None
+    try:
+        with _open(path) as (fmt, members):
+            manifest, expected = None, {}
+            seen: set[str] = set()
+            total = 0
+            for index, (member, stream) in enumerate(members):
+                _check_member(member, index, seen, limits)
+                total += member.size
+                if total > limits.total_bytes or index >= limits.members:
+                    raise UnsafeMember(f"archive exceeds the limit of {limits.total_bytes} bytes or {limits.members} members")
+                if index == 0:
+                    manifest = _read_manifest(stream(), member.size, limits)
+                    expected = {m["name"]: m for m in manifest["members"]}
+                    if root is not None:
+                        root.mkdir(parents=True, exist_ok=True)
+                        (root / MANIFEST).write_text(json.dumps(manifest))
+                    continue
+                if member.name not in expected:
+                    raise UnsafeMember(f"member {member.name!r} is not listed in the manifest")
+                want = expected[member.name]
+                if member.size != want["size"]:
+                    raise ChecksumMismatch(f"member {member.name}: {member.size} bytes, the manifest says {want['size']}")
+                digest = _copy(stream(), root / member.name if root else None, member.size)
+                if digest != want["sha256"]:
+                    raise ChecksumMismatch(
+                        f"member {member.name}: sha256 {digest} does not match the manifest's {want['sha256']}"
+                    )
+            if manifest is None:
+                raise ArchiveError("the archive is empty")
+            missing = sorted(set(expected) - seen)
+            if missing:
+                raise ArchiveError(f"members listed in the manifest are missing (truncated archive?): {', '.join(missing[:5])}")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise ArchiveError(f"{path.name} is truncated or corrupt: {exc}") from exc
+    return VerifiedArchive(manifest, fmt, root)
+
+
+def _check_member(member: _Member, index: int, seen: set[str], limits: Limits) -> None:
+    name = member.name
+    if name.startswith("/") or "\\" in name or ".." in name.split("/") or ":" in name:
+        raise UnsafeMember(f"member {name!r} has an unsafe path")
+    if member.kind != "file":
+        raise UnsafeMember(f"member {name!r} is a {member.kind}: only regular files are allowed")
+    if member.encrypted:
+        raise UnsafeMember(f"member {name!r} is encrypted")
+    if index == 0 and name != MANIFEST:
+        raise ArchiveError(f"the first member is {name!r}, not {MANIFEST}: not an ops-pipelines archive")
+    if index > 0 and not MEMBER_NAME.match(name):
+        raise UnsafeMember(f"member {name!r} is not part of the archive format")
+    if name in seen:
+        raise UnsafeMember(f"member {name!r} appears twice")
+    seen.add(name)
+    if member.size > limits.member_bytes:
+        raise UnsafeMember(f"member {name!r} declares {member.size} bytes, over the limit of {limits.member_bytes}")
+    if member.compressed is not None and member.size > limits.compression_ratio * max(member.compressed, 1):
+        raise UnsafeMember(f"member {name!r} expands {member.size // max(member.compressed, 1)}x: refused as a zip bomb")
+
+
+def _read_manifest(stream: IO[bytes], size: int, limits: Limits) -> dict:
+    if size > limits.manifest_bytes:
+        raise UnsafeMember(f"{MANIFEST} is {size} bytes, over the limit of {limits.manifest_bytes}")
+    try:
+        manifest = json.loads(stream.read(size + 1))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArchiveError(f"{MANIFEST} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArchiveError(f"{MANIFEST} does not describe an {FORMAT}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UnsupportedFormat(
+            f"archive format version {version!r} is not supported: this ops-pipelines reads version {FORMAT_VERSION}"
+        )
+    members = manifest.get("members")
+    if not isinstance(members, list) or not all(
+        isinstance(m, dict)
+        and isinstance(m.get("name"), str)
+        and MEMBER_NAME.match(m["name"])
+        and isinstance(m.get("size"), int)
+        and m["size"] >= 0
+        and isinstance(m.get("sha256"), str)
+        and SHA256.match(m["sha256"])
+        for m in members
+    ):
+        raise ArchiveError(f"{MANIFEST} has an invalid members list")
+    for key in ("container", "embedder", "options", "counts"):
+        if not isinstance(manifest.get(key), dict):
+            raise ArchiveError(f"{MANIFEST} lacks {key!r}")
+    return manifest
+
+
+def _copy(stream: IO[bytes], target: Path | None, size: int) -> str:
+    """Hash exactly ``size`` bytes of ``stream`` (writing them to ``target``); a short stream
+    is a truncated archive."""
+    digest = hashlib.sha256()
+    remaining = size
+    out = None
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = open(target, "xb")
+    try:
+        while remaining:
+            block = stream.read(min(remaining, 1 << 20))
+            if not block:
+                raise ArchiveError(f"member {target.name if target else ''} ends early: the archive is truncated")
+            digest.update(block)
+            remaining -= len(block)
+            if out is not None:
+                out.write(block)
+    finally:
+        if out is not None:
+            out.close()
+    return digest.hexdigest()
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[tuple[str, Iterator]]:
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            yield "zip", _zip_members(archive)
+        return
+    try:
+        tar = tarfile.open(path, "r:*")
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"{path.name} is neither a tar nor a zip archive (or it is truncated): {exc}") from exc
+    with tar:
+        yield "tar", _tar_members(tar)
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator:
+    for info in tar:  # headers are read one at a time: nothing is extracted
+        kind = (
+            "file" if info.isreg() else "symbolic link" if info.issym() else "hard link" if info.islnk()
+            else "directory" if info.isdir() else "device or special file"
+        )
+        yield _Member(info.name, kind, info.size), lambda info=info: tar.extractfile(info)
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator:
+    for info in archive.infolist():
+        mode = info.external_attr >> 16
+        kind = (
+            "directory" if info.is_dir() else "symbolic link" if stat.S_ISLNK(mode)
+            else "file" if stat.S_IFMT(mode) in (0, stat.S_IFREG) else "device or special file"
+        )
+        compressed = info.compress_size if info.compress_type != zipfile.ZIP_STORED else None
+        member = _Member(info.filename, kind, info.file_size, compressed, bool(info.flag_bits & 0x1))
+        yield member, lambda info=info: archive.open(info)

@@ -1,0 +1,232 @@
+"""Write a container archive, streamed: rows go from one consistent DB snapshot into staged
+member files (hashed as they are written), then into the archive behind the manifest. Memory
+stays flat in the container size; disk needs about twice the archive."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ops_pipelines.archives.format import (
+    BLOB_PREFIX,
+    CHUNKS,
+    DOCUMENTS,
+    FORMAT,
+    FORMAT_VERSION,
+    FORMATS,
+    MANIFEST,
+    VECTORS,
+    ArchiveError,
+)
+from ops_pipelines.chunking import CHUNKER_VERSION
+from ops_pipelines.embedders import get_version
+from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.objects import ObjectStore, blob_key
+from ops_pipelines.objects.base import ObjectNotFound
+
+_log = logging.getLogger(__name__)
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    path: Path
+    format: str
+    size: int
+    sha256: str
+    manifest: dict
+
+    @property
+    def counts(self) -> dict:
+        return self.manifest["counts"]
+
+
+class _HashingWriter:
+    """A file that counts and sha256-hashes what is written to it."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.handle, self.digest, self.size = path, open(path, "wb"), hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def close(self) -> dict:
+        self.handle.close()
+        return {"size": self.size, "sha256": self.digest.hexdigest()}
+
+
+def write_archive(
+    kb: KnowledgeBase,
+    objects: ObjectStore,
+    container: Container,
+    out_path: str | os.PathLike,
+    fmt: str = "tar",
+    include_vectors: bool = True,
+    include_blobs: bool = True,
+    run_id: str = "",
+    log: logging.Logger = _log,
+) -> ArchiveReport:
+    if fmt not in FORMATS:
+        raise ArchiveError(f"unknown archive format {fmt!r}: use one of {', '.join(FORMATS)}")
+    out_path = Path(out_path)
+    version = get_version(container.embedder_version)
+    created_at = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".staging-") as tmp:
+        staging = Path(tmp)
+        members: dict[str, dict] = {}
+        with kb.snapshot(container.id) as snap:
+            counts = {"documents": snap.count("documents"), "chunks": snap.count("chunks")}
+            members[DOCUMENTS] = _write_documents(snap, staging / DOCUMENTS)
+            log.info("archive: %d documents staged", counts["documents"])
+            vectors = _VectorsWriter(staging / VECTORS, counts["chunks"], version.dimension) if include_vectors else None
+            members[CHUNKS] = _write_chunks(snap, staging / CHUNKS, vectors, version.name, container.slug)
+            if vectors is not None:
+                members[VECTORS] = vectors.close()
+                counts["vectors"] = counts["chunks"]
+            log.info("archive: %d chunks staged%s", counts["chunks"], " with vectors" if vectors else "")
+            if include_blobs:
+                blobs = _stage_blobs(snap.blob_hashes(), objects, staging, container.slug)
+                members.update(blobs)
+                counts["blobs"] = len(blobs)
+                log.info("archive: %d blobs staged", len(blobs))
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": created_at.isoformat(),
+            "run_id": run_id,
+            "container": {
+                "id": container.id,
+                "slug": container.slug,
+                "source_kind": container.source_kind,
+                "source_location": container.source_location,
+                "embedder_version": container.embedder_version,
+            },
+            "embedder": {"version": version.name, "dimension": version.dimension, "chunker": CHUNKER_VERSION},
+            "options": {"include_vectors": include_vectors, "include_blobs": include_blobs},
+            "counts": counts,
+            "members": [{"name": name, **facts} for name, facts in members.items()],
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        partial = out_path.with_name(out_path.name + ".partial")
+        (_write_tar if fmt == "tar" else _write_zip)(partial, staging, [MANIFEST, *members], created_at)
+        os.replace(partial, out_path)
+    size, sha = _file_digest(out_path)
+    log.info("archive: %s written, %d bytes, sha256 %s", out_path.name, size, sha)
+    return ArchiveReport(out_path, fmt, size, sha, manifest)
+
+
+def _write_documents(snap, path: Path) -> dict:
+    out = _HashingWriter(path)
+    for row in snap.documents():
+        record = dict(row._mapping)
+        updated = record["source_updated_at"]
+        record["source_updated_at"] = updated.isoformat() if updated else None
+        out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    return out.close()
+
+
+class _VectorsWriter:
+    """A .npy file written row batch by row batch; the header fixes the shape up front."""
+
+    def __init__(self, path: Path, rows: int, dimension: int):
+        self.rows, self.dimension, self.written = rows, dimension, 0
+        self.out = _HashingWriter(path)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
+        )
+        self.out.write(header.getvalue())
+
+    def write(self, vectors: np.ndarray) -> None:
+        self.out.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+        self.written += len(vectors)
+
+    def close(self) -> dict:
+        if self.written != self.rows:
+            raise ArchiveError(f"vectors: wrote {self.written} rows for {self.rows} chunks")
+        return self.out.close()
+
+
+def _write_chunks(snap, path: Path, vectors: _VectorsWriter | None, version: str, slug: str) -> dict:
+    out = _HashingWriter(path)
+    batch: list = []
+
+    def flush() -> None:
+        if vectors is not None and batch:
+            cached = snap.embeddings(version, [r.content_hash for r in batch])
+            lacking = [r.content_hash for r in batch if r.content_hash not in cached]
+            if lacking:
+                raise ArchiveError(
+                    f"{len(lacking)} chunk(s) of {slug!r} have no {version} vector in the embedding "
+                    "cache: run sync_job for the container first, or export with include_vectors false"
+                )
+            vectors.write(np.stack([cached[r.content_hash] for r in batch]))
+        batch.clear()
+
+    for row in snap.chunks():
+        out.write(json.dumps(dict(row._mapping), ensure_ascii=False).encode() + b"\n")
+        batch.append(row)
+        if len(batch) == _BATCH:
+            flush()
+    flush()
+    return out.close()
+
+
+def _stage_blobs(hashes, objects: ObjectStore, staging: Path, slug: str) -> dict[str, dict]:
+    members = {}
+    (staging / "blobs").mkdir()
+    for sha in hashes:
+        name = f"{BLOB_PREFIX}{sha}"
+        try:
+            objects.get_file(blob_key(sha), staging / name)
+        except ObjectNotFound:
+            raise ArchiveError(
+                f"blob {sha} of a document of {slug!r} is missing from the object store: re-sync "
+                "the container, or export with include_blobs false"
+            ) from None
+        size, digest = _file_digest(staging / name)
+        if digest != sha:
+            raise ArchiveError(f"blob {sha} in the object store is corrupt (its bytes hash to {digest})")
+        members[name] = {"size": size, "sha256": digest}
+    return members
+
+
+def _write_tar(path: Path, staging: Path, names: list[str], created_at: datetime) -> None:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = (staging / name).stat().st_size
+            info.mtime = int(created_at.timestamp())
+            info.mode = 0o644
+            with open(staging / name, "rb") as handle:
+                tar.addfile(info, handle)
+
+
+def _write_zip(path: Path, staging: Path, names: list[str], created_at: datetime) -> None:
+    stamp = created_at.timetuple()[:6]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name in names:
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.external_attr = 0o100644 << 16
+            with open(staging / name, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as handle:
+        return path.stat().st_size, hashlib.file_digest(handle, "sha256").hexdigest()

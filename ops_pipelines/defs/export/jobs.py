@@ -1,0 +1,96 @@
+import tempfile
+from pathlib import Path
+
+from dagster import (
+    AssetMaterialization,
+    Config,
+    OpExecutionContext,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+from pydantic import Field
+
+from ops_pipelines.archives import fetch_archive, import_archive, read_archive
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.export.assets import container_export
+from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.resources import (
+    EmbeddersResource,
+    KnowledgeBaseResource,
+    ObjectStoreResource,
+    VectorStoreResource,
+)
+from ops_pipelines.defs.sync.assets import live_collection
+
+export_job = define_asset_job(
+    "export_job",
+    selection=[container_export],
+    partitions_def=containers_partitions,
+    description="Export one container (the partition) as an archive in the object store, with a signed URL.",
+)
+
+
+class ImportConfig(Config):
+    archive: str = Field(
+        description="Where the archive is: an object key (exports/...), a local path, a file:// or http(s):// URL."
+    )
+    slug: str | None = Field(default=None, description="Slug to import under; default: the archive's.")
+    force: bool = Field(default=False, description="Replace an existing container of that slug.")
+    embedder_version: str | None = Field(
+        default=None,
+        description="Embedder version of the new container; default: the archive's (its vectors are "
+        "used as they are; another version re-embeds).",
+    )
+
+
+@op(description="Verify an archive completely, then create a container from it, all or nothing.")
+def import_container(
+    context: OpExecutionContext,
+    config: ImportConfig,
+    kb: KnowledgeBaseResource,
+    objects: ObjectStoreResource,
+    vectors: VectorStoreResource,
+    embedders: EmbeddersResource,
+) -> None:
+    store_objects = objects.open()
+    with (
+        operator_errors(),
+        tempfile.TemporaryDirectory(prefix="ops-import-") as tmp,
+        kb.open() as store,
+        vectors.open() as qdrant,
+    ):
+        path = fetch_archive(config.archive, store_objects, Path(tmp))
+        verified = read_archive(path, Path(tmp) / "members")
+        context.log.info("archive verified: %s members", len(verified.manifest["members"]) + 1)
+        report = import_archive(
+            store, store_objects, qdrant, verified, embedders.get,
+            slug=config.slug, force=config.force, embedder_version=config.embedder_version, log=context.log,
+        )
+    slug = report.container.slug
+    if not context.instance.has_dynamic_partition(containers_partitions.name, slug):
+        context.instance.add_dynamic_partitions(containers_partitions.name, [slug])
+    context.log_event(
+        AssetMaterialization(
+            asset_key=live_collection.key,
+            partition=slug,
+            description=f"imported from {config.archive.split('?', 1)[0]}",
+            metadata={
+                "collection": report.collection,
+                "embedder_version": report.container.embedder_version,
+                "documents": report.documents,
+                "chunks": report.chunks,
+                "vectors_from_archive": report.vectors_from_archive,
+                "embedded": report.embedded,
+                "blobs": report.blobs,
+                "replaced": report.replaced,
+                "checks_passed": sum(c.passed for c in report.checks),
+            },
+        )
+    )
+
+
+@job(executor_def=in_process_executor, tags={"ops/operation": "import"}, description=import_container.description)
+def import_job():
+    import_container()

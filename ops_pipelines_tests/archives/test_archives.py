@@ -1,0 +1,291 @@
+"""Container archives: round trip, and every kind of bad or hostile archive refused with a clear
+error before anything is written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ops_pipelines.archives import (
+    ArchiveError,
+    ChecksumMismatch,
+    ImportRefused,
+    Limits,
+    UnsafeMember,
+    UnsupportedFormat,
+    import_archive,
+    read_archive,
+    write_archive,
+)
+from ops_pipelines.embedders import load_embedder
+from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
+from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.objects import FolderObjectStore
+from ops_pipelines.search import search_container
+from ops_pipelines.sources import open_source
+from ops_pipelines.vectors import open_vector_store
+
+
+@dataclass
+class World:
+    kb: KnowledgeBase
+    objects: FolderObjectStore
+    store: object
+    tmp: Path
+
+    def slugs(self) -> list[str]:
+        return [c.slug for c in self.kb.list_containers()]
+
+    def collections(self) -> set[str]:
+        return {c.name for c in self.store.client.get_collections().collections}
+
+    def top(self, slug: str, query: str) -> list[str]:
+        return [h.payload["source_key"] for h in search_container(self.kb, self.store, slug, query, 3)]
+
+    def load(self, path: Path, **kwargs):
+        verified = read_archive(path, self.tmp / f"x-{path.stem}-{len(list(self.tmp.iterdir()))}")
+        return import_archive(self.kb, self.objects, self.store, verified, load_embedder, **kwargs)
+
+
+@pytest.fixture
+def world(sqlite_url, tmp_path, corpus):
+    kb = KnowledgeBase(sqlite_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    with open_vector_store(path=str(tmp_path / "qdrant")) as store:
+        container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
+        sync_documents(kb, objects, container, open_source("folder", str(corpus)))
+        chunk_documents(kb, container)
+        embed_chunks(kb, container, load_embedder, "hash-256@1")
+        sync_collection(kb, store, container)
+        work = tmp_path / "work"
+        work.mkdir()
+        yield World(kb, objects, store, work)
+    kb.close()
+
+
+def export(world: World, fmt: str = "tar", **options) -> Path:
+    path = world.tmp.parent / f"docs.{fmt}"
+    write_archive(world.kb, world.objects, world.kb.get_container("docs"), path, fmt=fmt, run_id="run-1", **options)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["tar", "zip"])
+def test_round_trip_answers_the_same_searches(world, fmt):
+    path = export(world, fmt)
+    verified = read_archive(path)
+    manifest = verified.manifest
+    assert (manifest["format_version"], manifest["run_id"], manifest["container"]["slug"]) == (1, "run-1", "docs")
+    assert manifest["counts"] == {"documents": 5, "chunks": 5, "vectors": 5, "blobs": 5}
+    assert [m["name"] for m in manifest["members"]][:3] == ["documents.jsonl", "chunks.jsonl", "vectors.npy"]
+    names = _names(path)
+    assert names[0] == "manifest.json" and len(names) == 9
+
+    report = world.load(path, slug="copy")
+    assert (report.documents, report.chunks, report.vectors_from_archive, report.embedded) == (5, 5, True, 0)
+    assert all(c.passed for c in report.checks)
+    for query in ("glaciers and ice", "apples in autumn", "bicycle gears"):
+        assert world.top("copy", query) == world.top("docs", query)
+
+
+def test_without_vectors_or_in_another_version_the_import_re_embeds(world, tmp_path, monkeypatch):
+    registry = tmp_path / "embedders.toml"
+    registry.write_text('[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n')
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+    bare = export(world, include_vectors=False, include_blobs=False)
+    assert read_archive(bare).manifest["counts"] == {"documents": 5, "chunks": 5}
+    report = world.load(bare, slug="bare")
+    assert (report.vectors_from_archive, report.blobs) == (False, 0)
+    other = world.load(export(world), slug="small", embedder_version="hash-64@1")
+    assert (other.vectors_from_archive, other.embedded, other.container.embedder_version) == (False, 5, "hash-64@1")
+    assert world.top("small", "glaciers and ice")[0] == "gamma.md"
+
+
+def test_import_into_an_existing_slug_needs_force_and_replaces_without_a_gap(world):
+    path = export(world)
+    before = world.collections()
+    with pytest.raises(ImportRefused, match="'docs' already exists.*force"):
+        world.load(path)
+    assert world.collections() == before and world.slugs() == ["docs"]
+    report = world.load(path, force=True)
+    assert report.replaced and report.collection == "kb_docs__hash-256-1__g2"
+    assert world.slugs() == ["docs"]
+    assert world.store.resolve_alias("kb_docs") == "kb_docs__hash-256-1__g2"
+    assert world.collections() == {"kb_docs__hash-256-1__g2"}
+
+
+def test_a_failed_forced_import_leaves_the_old_container_serving(world, monkeypatch):
+    import ops_pipelines.archives.importer as importer
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("qdrant went away")
+
+    monkeypatch.setattr(importer, "fill_collection", broken)
+    with pytest.raises(ConnectionError):
+        world.load(export(world), force=True)
+    assert world.slugs() == ["docs"]
+    assert world.store.resolve_alias("kb_docs") == "kb_docs__hash-256-1__g1"
+    assert world.collections() == {"kb_docs__hash-256-1__g1"}
+    assert world.top("docs", "glaciers and ice")[0] == "gamma.md"
+
+
+# ---- hostile and broken archives --------------------------------------------------------
+
+
+def _names(path: Path) -> list[str]:
+    if zipfile.is_zipfile(path):
+        return zipfile.ZipFile(path).namelist()
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+def _members(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar]
+
+
+def _tar(path: Path, entries: list) -> Path:
+    """Write entries: (name, bytes) regular files, or ready TarInfo objects with bytes."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            info, data = entry if isinstance(entry[0], tarfile.TarInfo) else (tarfile.TarInfo(entry[0]), entry[1])
+            if info.isreg():
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def _repacked(world: World, edit, fix_manifest: bool = True) -> Path:
+    """The exported archive with its members edited; the manifest re-computed to match (so only
+    deeper validation can catch the edit) unless ``fix_manifest`` is False."""
+    members = dict(_members(export(world)))
+    manifest = json.loads(members.pop("manifest.json"))
+    edit(members, manifest)
+    if fix_manifest:
+        manifest["members"] = [
+            {"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in members.items()
+        ]
+    return _tar(world.tmp.parent / "edited.tar", [("manifest.json", json.dumps(manifest).encode()), *members.items()])
+
+
+def _link(kind: bytes, name: str, target: str) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, b""
+
+
+def _hostile_cases():
+    return {
+        "absolute path": (lambda m: [m[0], ("/etc/cron.d/evil", b"x")], UnsafeMember, "unsafe path"),
+        "dot-dot": (lambda m: [m[0], ("blobs/../../evil", b"x")], UnsafeMember, "unsafe path"),
+        "symlink": (lambda m: [m[0], _link(tarfile.SYMTYPE, "documents.jsonl", "/etc/passwd")], UnsafeMember, "symbolic link"),
+        "hard link": (lambda m: [m[0], _link(tarfile.LNKTYPE, "chunks.jsonl", "manifest.json")], UnsafeMember, "hard link"),
+        "device": (lambda m: [m[0], _link(tarfile.CHRTYPE, "vectors.npy", "")], UnsafeMember, "device"),
+        "directory": (lambda m: [m[0], _link(tarfile.DIRTYPE, "blobs", "")], UnsafeMember, "directory"),
+        "unknown member": (lambda m: [m[0], ("run.sh", b"rm -rf /")], UnsafeMember, "not part of the archive format"),
+        "manifest not first": (lambda m: [m[1], m[0], *m[2:]], ArchiveError, "not an ops-pipelines archive"),
+        "duplicate member": (lambda m: [*m, m[1]], UnsafeMember, "appears twice"),
+        "unlisted member": (lambda m: [*m, (f"blobs/{'0' * 64}", b"x")], UnsafeMember, "not listed in the manifest"),
+        "missing member": (lambda m: [x for x in m if x[0] != "vectors.npy"], ArchiveError, "missing"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_cases()))
+def test_hostile_tar_members_are_refused_before_anything_is_written(world, case):
+    build, error, message = _hostile_cases()[case]
+    path = _tar(world.tmp.parent / "hostile.tar", build(_members(export(world))))
+    with pytest.raises(error, match=message):
+        world.load(path)
+    assert world.slugs() == ["docs"]
+    assert not Path("/etc/cron.d/evil").exists()
+    assert not [p for p in world.tmp.parent.rglob("*") if p.name in ("evil", "run.sh") or p.is_symlink()]
+
+
+def test_a_changed_byte_fails_the_checksum(world):
+    members = _members(export(world))
+    name, data = members[1]
+    members[1] = (name, data[:-2] + bytes([data[-2] ^ 1]) + data[-1:])  # same size, one bit
+    with pytest.raises(ChecksumMismatch, match=f"member {name}: sha256"):
+        read_archive(_tar(world.tmp.parent / "flipped.tar", members))
+
+
+@pytest.mark.parametrize("where", ["in the manifest", "in a header", "in the last member"])
+def test_a_truncated_archive_is_refused(world, where):
+    source = export(world)
+    with tarfile.open(source) as tar:
+        members = tar.getmembers()
+    cut = {
+        "in the manifest": members[0].offset_data + 10,
+        "in a header": members[3].offset + 100,
+        "in the last member": members[-1].offset_data + members[-1].size - 3,
+    }[where]
+    path = world.tmp.parent / "cut.tar"
+    path.write_bytes(source.read_bytes()[:cut])
+    with pytest.raises(ArchiveError, match="truncated|missing|corrupt"):
+        world.load(path)
+    assert world.slugs() == ["docs"]
+
+
+def test_an_unknown_format_version_is_refused(world):
+    path = _repacked(world, lambda members, manifest: manifest.update(format_version=2))
+    with pytest.raises(UnsupportedFormat, match="format version 2 is not supported.*reads version 1"):
+        read_archive(path)
+
+
+def test_not_an_archive(world):
+    path = world.tmp.parent / "random.tar"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ArchiveError, match="neither a tar nor a zip"):
+        read_archive(path)
+
+
+def test_size_limits(world):
+    path = export(world)
+    with pytest.raises(UnsafeMember, match="over the limit of 100"):
+        read_archive(path, limits=Limits(member_bytes=100))
+    with pytest.raises(UnsafeMember, match="exceeds the limit"):
+        read_archive(path, limits=Limits(total_bytes=2000))
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio(world):
+    path = world.tmp.parent / "bomb.zip"
+    manifest = dict(_members(export(world)))["manifest.json"]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", manifest)
+        archive.writestr("documents.jsonl", b"\0" * (64 << 20))
+    with pytest.raises(UnsafeMember, match="zip bomb"):
+        read_archive(path, world.tmp / "bomb")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m, _: m.__setitem__("chunks.jsonl", m["chunks.jsonl"].replace(b"apples", b"pears", 1)), "content_hash does not match"),
+        (lambda m, _: m.__setitem__("documents.jsonl", b"{not json\n"), "not valid JSON"),
+        (lambda m, mf: mf["counts"].update(chunks=6), "the manifest counts"),
+        (lambda m, _: m.__setitem__("vectors.npy", _npy(np.full((5, 256), np.nan, dtype="<f4"))), "NaN"),
+        (lambda m, _: m.__setitem__("vectors.npy", _npy(np.ones((5, 8), dtype="<f4"))), r"expected float32 \(5, 256\)"),
+        (lambda m, _: m.__setitem__(f"blobs/{'a' * 64}", m.pop(next(k for k in m if k.startswith("blobs/")))), "does not hold the bytes"),
+    ],
+)
+def test_consistent_but_wrong_contents_are_refused_and_nothing_is_written(world, edit, message):
+    path = _repacked(world, edit)
+    before = (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*")))
+    with pytest.raises(ArchiveError, match=message):
+        world.load(path, slug="copy")
+    assert world.slugs() == ["docs"]
+    assert (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*"))) == before
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
