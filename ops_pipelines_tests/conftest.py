@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test, materialize
 
 from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
-from ops_pipelines.defs.refresh import defs as refresh_defs
+from ops_pipelines.defs import export, refresh, sync
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -184,9 +184,7 @@ class SyncHarness:
 
     def job(self, name: str, vectors: VectorStoreResource | None = None):
         resources = self.resources() | ({"vectors": vectors} if vectors else {})
-        return Definitions.merge(
-            Definitions(assets=sync_assets), refresh_defs, Definitions(resources=resources)
-        ).resolve_job_def(name)
+        return Definitions.merge(sync.defs, refresh.defs, export.defs, Definitions(resources=resources)).resolve_job_def(name)
 
     def serving(self, slug: str) -> str | None:
         """The collection the live alias of ``slug`` points at."""
