@@ -373,8 +373,8 @@ def export_command(slug: str, fmt: str, no_vectors: bool, no_blobs: bool, url_ex
         f"  sha256      {md['sha256']}\n"
         f"  contents    {md['documents']} documents, {md['chunks']} chunks, {md.get('vectors', 0)} vectors, "
         f"{md.get('blobs', 0)} blobs ({md['embedder_version']})\n"
-        f"  url         {md['url']}\n"
-        f"  expires     {md['url_expires_at']}"
+        f"  url         {md['url']}"
+        + (f"\n  expires     {md['url_expires_at']}" if "url_expires_at" in md else "")
     )
 
 

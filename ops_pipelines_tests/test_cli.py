@@ -147,3 +147,29 @@ def test_refresh_generations_rollback(home, corpus, tmp_path, monkeypatch):
     assert code == 1 and "cannot roll back to generation 7" in out
     code, out = run("refresh", "nope")
     assert code == 1 and "container 'nope' does not exist" in out
+
+
+def test_export_verify_import(home, corpus):
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    run("sync", "kb1")
+    code, out = run("export", "kb1", "--format", "zip")
+    assert code == 0, out
+    lines = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    key, url = lines["archive"].split()[0], lines["url"]
+    assert key.endswith(".zip") and url.startswith("file://") and "5 documents, 5 chunks, 5 vectors, 5 blobs" in out
+
+    code, out = run("archive", "verify", url)
+    assert code == 0 and out.startswith("OK zip archive, format version 1") and "kb1" in out
+    code, out = run("archive", "verify", key)  # an object key works too
+    assert code == 0, out
+
+    code, out = run("import", key, "--slug", "kb2")
+    assert code == 0, out
+    assert "kb2 (hash-256@1)" in out and "vectors from the archive" in out and "6/6 checks passed" in out
+    code, out = run("search", "kb2", "glaciers and mountain valleys", "--limit", "1")
+    assert out.splitlines()[0].endswith("[gamma.md]")
+
+    broken = home / "broken.zip"
+    broken.write_bytes(Path(url.removeprefix("file://")).read_bytes()[:-200])
+    code, out = run("archive", "verify", str(broken))
+    assert code == 1 and out.startswith("Error: INVALID:")

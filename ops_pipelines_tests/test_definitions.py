@@ -13,6 +13,8 @@ def defs(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("OPS_KB_URL", "postgresql+psycopg2://ops:s3cret-password@db/kb")
     monkeypatch.delenv("OPS_QDRANT_URL", raising=False)
+    monkeypatch.setenv("OPS_S3_ENDPOINT", "minio:9000")
+    monkeypatch.setenv("OPS_S3_SECRET_KEY", "s3cret-key")
     import ops_pipelines.definitions as module
 
     return importlib.reload(module).defs
@@ -26,8 +28,9 @@ def test_definitions_load_with_the_sync_capability(defs):
 
 
 def test_secret_urls_are_env_vars_not_values(defs):
-    kb_resource = defs.resources["kb"]
-    assert "s3cret-password" not in repr(kb_resource)
+    assert "s3cret-password" not in repr(defs.resources["kb"])
+    objects = defs.resources["objects"]
+    assert objects.s3_endpoint == "minio:9000" and "s3cret-key" not in repr(objects)
 
 
 @pytest.mark.parametrize(

@@ -42,12 +42,12 @@ def test_sync_runs_on_the_postgres_dagster_instance(postgres_url, tmp_path, monk
 def test_compose_uses_the_variables_the_code_reads():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     code = "".join(p.read_text() for p in (REPO / "ops_pipelines").rglob("*.py"))
-    read_by_code = set(re.findall(r"\b(OPS_[A-Z_]+)\b", code))
+    read_by_code = set(re.findall(r"\b(OPS_[A-Z0-9_]+)\b", code))
     for service in ("user-code", "webserver", "daemon"):
         env = compose["services"][service]["environment"]
         ops_vars = {k for k in env if k.startswith("OPS_")}
         assert ops_vars <= read_by_code, f"{service} sets variables the code never reads: {ops_vars - read_by_code}"
-        assert {"OPS_KB_URL", "OPS_QDRANT_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"} <= set(env)
+        assert {"OPS_KB_URL", "OPS_QDRANT_URL", "OPS_S3_ENDPOINT", "OPS_S3_SECRET_KEY", "DAGSTER_PG_URL", "DAGSTER_HOME"} <= set(env)
     dagster_yaml = (REPO / "deploy" / "dagster.postgres.yaml").read_text()
     assert "DAGSTER_PG_URL" in dagster_yaml
     assert all("postgresql+psycopg2://" in env for env in (compose["x-ops-env"]["DAGSTER_PG_URL"], compose["x-ops-env"]["OPS_KB_URL"]))

@@ -9,6 +9,7 @@ from ops_pipelines.archives import ArchiveError
 from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion
 from ops_pipelines.ingest import ArchiveRefused, BadVectors, MissingEmbeddings
 from ops_pipelines.kb import ContainerNotFound, GenerationNotFound
+from ops_pipelines.objects import ObjectNotFound, ObjectStoreUnavailable
 from ops_pipelines.refresh import NoChunks, NothingToRollBack, RefreshRefused
 from ops_pipelines.sources import SourceUnavailable
 from ops_pipelines.vectors import DimensionMismatch, VectorStoreBusy
@@ -28,6 +29,8 @@ OPERATOR_ERRORS = (
     GenerationNotFound,
     NothingToRollBack,
     ArchiveError,
+    ObjectNotFound,
+    ObjectStoreUnavailable,
 )
 
 

@@ -1,6 +1,6 @@
 """Resources, configured from environment variables (see ``ops_pipelines.settings``).
 
-Values that can hold secrets (a PostgreSQL URL with a password, a Qdrant API key) are passed as
+Values that can hold secrets (a PostgreSQL URL with a password, Qdrant and S3 keys) are passed as
 ``EnvVar`` so the UI shows the variable's name, never its value.
 """
 
@@ -13,7 +13,7 @@ from dagster import ConfigurableResource, EnvVar
 from ops_pipelines import settings
 from ops_pipelines.embedders import Embedder, load_embedder
 from ops_pipelines.kb import KnowledgeBase
-from ops_pipelines.objects import FolderObjectStore, ObjectStore
+from ops_pipelines.objects import FolderObjectStore, ObjectStore, S3ObjectStore
 from ops_pipelines.vectors import VectorStore, open_vector_store
 
 
@@ -45,11 +45,25 @@ class VectorStoreResource(ConfigurableResource):
 
 
 class ObjectStoreResource(ConfigurableResource):
-    """Blobs and archives: a local folder by default."""
+    """Blobs and archives: S3-compatible storage (MinIO) when ``s3_endpoint`` is set, else a
+    local folder (``root``)."""
 
-    root: str
+    root: str | None = None
+    s3_endpoint: str | None = None
+    s3_bucket: str = "ops-pipelines"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = True
+    s3_region: str | None = None
 
     def open(self) -> ObjectStore:
+        if self.s3_endpoint:
+            return S3ObjectStore(
+                self.s3_endpoint, self.s3_bucket, self.s3_access_key, self.s3_secret_key,
+                secure=self.s3_secure, region=self.s3_region,
+            )
+        if not self.root:
+            raise ValueError("the object store needs either s3_endpoint or a folder root")
         return FolderObjectStore(self.root)
 
 
@@ -72,6 +86,14 @@ def default_resources() -> dict:
             api_key=_env_or("OPS_QDRANT_API_KEY", None),
             path=None if settings.qdrant_url() else settings.qdrant_path(),
         ),
-        "objects": ObjectStoreResource(root=settings.objects_dir()),
+        "objects": ObjectStoreResource(
+            root=settings.objects_dir(),
+            s3_endpoint=settings.s3_endpoint(),
+            s3_bucket=settings.s3_bucket(),
+            s3_access_key=_env_or("OPS_S3_ACCESS_KEY", None),
+            s3_secret_key=_env_or("OPS_S3_SECRET_KEY", None),
+            s3_secure=settings.s3_secure(),
+            s3_region=settings.s3_region(),
+        ),
         "embedders": EmbeddersResource(),
     }

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import tempfile
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 
 from ops_pipelines.archives import fetch_archive, read_archive
+from ops_pipelines.defs.resources import ObjectStoreResource
 from ops_pipelines_tests.conftest import step_failure_message
 from ops_pipelines_tests.defs.test_sync_assets import top_keys
 
@@ -33,15 +35,26 @@ def import_(harness, raise_on_error: bool = True, **config):
     )
 
 
-@pytest.mark.parametrize("fmt", ["tar", "zip"])
-def test_export_download_verify_import(sqlite_harness, corpus, fmt):
+@pytest.mark.parametrize("backend, fmt", [("folder", "tar"), ("folder", "zip"), ("s3", "tar"), ("s3", "zip")])
+def test_export_download_verify_import(sqlite_harness, corpus, request, backend, fmt):
     harness = sqlite_harness
+    if backend == "s3":  # a real S3 server: blobs, the archive, and a presigned URL on it
+        server = request.getfixturevalue("s3_server")
+        bucket = f"test-{uuid.uuid4().hex[:12]}"
+        harness.objects = ObjectStoreResource(
+            s3_endpoint=server.endpoint, s3_bucket=bucket, s3_access_key=server.access_key,
+            s3_secret_key=server.secret_key, s3_secure=False,
+        )
     container = harness.add_container("docs", corpus)
     harness.sync("docs")
     result = export(harness, "docs", format=fmt)
     md = harness.metadata(result, "container_export")
     assert md["object_key"] == f"exports/{container.id}/{result.run_id}.{fmt}"
     assert (md["documents"], md["chunks"], md["vectors"], md["blobs"]) == (5, 5, 5, 5)
+    assert md["url"].startswith("http://" if backend == "s3" else "file://")
+    assert harness.resources()["objects"].open().size(md["object_key"]) == md["size_bytes"]
+    if backend == "s3":
+        assert server.secret_key not in repr(md) and server.secret_key not in repr(result.all_events)
 
     with tempfile.TemporaryDirectory() as tmp:
         downloaded = Path(tmp) / "download"

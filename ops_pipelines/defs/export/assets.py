@@ -66,7 +66,7 @@ def container_export(
             **{name: int(n) for name, n in report.counts.items()},
             "embedder_version": container.embedder_version,
             "url": MetadataValue.url(url),
-            "url_expires_at": (datetime.now(timezone.utc) + expiry).isoformat(timespec="seconds"),
+            **({"url_expires_at": (datetime.now(timezone.utc) + expiry).isoformat(timespec="seconds")} if url.startswith("http") else {}),
             "verify": MetadataValue.text(f"ops-pipelines archive verify '{url}'"),
         }
     )
