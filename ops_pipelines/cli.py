@@ -410,14 +410,20 @@ def archive_verify(source: str) -> None:
     """Check every member of an archive (path, object key or URL) against its manifest."""
     import tempfile
 
-    from ops_pipelines.archives import ArchiveError, fetch_archive, read_archive
-    from ops_pipelines.objects import open_object_store
+    import urllib.parse
 
+    from ops_pipelines.archives import ArchiveError, fetch_archive, read_archive
+    from ops_pipelines.objects import ObjectStoreUnavailable, open_object_store
+
+    local = urllib.parse.urlsplit(source).scheme in ("http", "https", "file") or Path(source).is_file()
     with tempfile.TemporaryDirectory(prefix="ops-verify-") as tmp:
         try:
-            verified = read_archive(fetch_archive(source, open_object_store(), Path(tmp)))
+            # The object store is only opened for an object key.
+            verified = read_archive(fetch_archive(source, None if local else open_object_store(), Path(tmp)))
         except ArchiveError as exc:
             raise click.ClickException(f"INVALID: {exc}") from exc
+        except ObjectStoreUnavailable as exc:
+            raise click.ClickException(str(exc)) from exc
     m = verified.manifest
     counts = ", ".join(f"{n} {k}" for k, n in m["counts"].items())
     click.echo(

@@ -196,8 +196,8 @@ def _stage_blobs(hashes, objects: ObjectStore, staging: Path, slug: str) -> dict
             objects.get_file(blob_key(sha), staging / name)
         except ObjectNotFound:
             raise ArchiveError(
-                f"blob {sha} of a document of {slug!r} is missing from the object store: re-sync "
-                "the container, or export with include_blobs false"
+                f"blob {sha} of a document of {slug!r} is missing from the object store: put it back "
+                f"at {blob_key(sha)} (from a backup or another copy), or export with include_blobs false"
             ) from None
         size, digest = _file_digest(staging / name)
         if digest != sha:

@@ -100,3 +100,22 @@ def test_fetch_refuses_an_altered_presigned_style_url_without_echoing_it(tmp_pat
     with pytest.raises(ArchiveError) as caught:
         fetch_archive("http://127.0.0.1:9/x.tar?X-Amz-Signature=secret", None, tmp_path)
     assert "secret" not in str(caught.value)
+
+
+def test_an_unreachable_object_store_fails_the_export_clearly(sqlite_harness, corpus):
+    import socket
+
+    harness = sqlite_harness
+    harness.add_container("docs", corpus)
+    harness.sync("docs")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    harness.objects = ObjectStoreResource(
+        s3_endpoint=f"127.0.0.1:{port}", s3_access_key="k", s3_secret_key="never-shown", s3_secure=False
+    )
+    result = export(harness, "docs", raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data is not None  # an operator error, not a crash
+    assert f"object store s3://ops-pipelines at 127.0.0.1:{port} is unavailable" in failure.user_failure_data.description
+    assert "never-shown" not in repr(result.all_events)

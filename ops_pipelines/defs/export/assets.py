@@ -43,8 +43,8 @@ def container_export(
     context: AssetExecutionContext, config: ExportConfig, kb: KnowledgeBaseResource, objects: ObjectStoreResource
 ) -> MaterializeResult:
     fmt = config.format.value
-    store_objects = objects.open()
     with operator_errors(), kb.open() as store, tempfile.TemporaryDirectory(prefix="ops-export-") as tmp:
+        store_objects = objects.open()
         container = store.get_container(context.partition_key)
         report = write_archive(
             store, store_objects, container, Path(tmp) / f"export.{fmt}", fmt=fmt,

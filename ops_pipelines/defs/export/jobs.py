@@ -54,13 +54,13 @@ def import_container(
     vectors: VectorStoreResource,
     embedders: EmbeddersResource,
 ) -> None:
-    store_objects = objects.open()
     with (
         operator_errors(),
         tempfile.TemporaryDirectory(prefix="ops-import-") as tmp,
         kb.open() as store,
         vectors.open() as qdrant,
     ):
+        store_objects = objects.open()
         path = fetch_archive(config.archive, store_objects, Path(tmp))
         verified = read_archive(path, Path(tmp) / "members")
         context.log.info("archive verified: %s members", len(verified.manifest["members"]) + 1)
