@@ -119,14 +119,16 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     documents = {r["source_key"]: r["content_hash"] for r in _records(archive, DOCUMENTS)}
     vectors = np.load(archive.member(VECTORS), mmap_mode="r") if with_vectors else None
     row = 0
-    for batch in _batches(_records(archive, CHUNKS), _BATCH):
-        grouped: dict[str, list] = {}
-        for record in batch:
-            grouped.setdefault(record["source_key"], []).append((record["content_hash"], record["text"]))
-        kb.replace_chunks([(ids[key], documents[key], pieces) for key, pieces in grouped.items()])
+    for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
+        # Whole documents per batch: replace_chunks swaps all of a document's chunks at once.
+        kb.replace_chunks([(ids[key], documents[key], [(r["content_hash"], r["text"]) for r in rows]) for key, rows in batch])
+        hashes = [r["content_hash"] for _, rows in batch for r in rows]
         if vectors is not None:
-            kb.put_embeddings(target.name, [r["content_hash"] for r in batch], np.asarray(vectors[row : row + len(batch)]))
-        row += len(batch)
+            kb.put_embeddings(target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
+        row += len(hashes)
+    written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
+    if written != counts:
+        raise ArchiveError(f"the import wrote {written}, the archive holds {counts}: nothing kept")
     log.info("import: %d documents, %d chunks, %d blobs written", counts["documents"], counts["chunks"], blobs)
     embedded = embed_chunks(kb, container, load_embedder, target.name, log=log).computed
     first = 1 + max((g.number for g in kb.generations(parked.id)), default=0) if parked else 1
@@ -223,6 +225,23 @@ def _records(archive: VerifiedArchive, member: str) -> Iterator:
                 yield json.loads(line)
             except ValueError as exc:
                 raise ArchiveError(f"{member} line {number} is not valid JSON: {exc}") from exc
+
+
+def _document_batches(records: Iterator[dict], size: int) -> Iterator[list[tuple[str, list[dict]]]]:
+    """(source key, its chunk records) groups, about ``size`` chunks per batch, never splitting
+    a document (the records come ordered by source key and ordinal)."""
+    batch: list[tuple[str, list[dict]]] = []
+    count = 0
+    for record in records:
+        if not batch or batch[-1][0] != record["source_key"]:
+            if count >= size:
+                yield batch
+                batch, count = [], 0
+            batch.append((record["source_key"], []))
+        batch[-1][1].append(record)
+        count += 1
+    if batch:
+        yield batch
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:

@@ -289,3 +289,21 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def test_documents_spanning_import_batches_keep_every_chunk(world, corpus, monkeypatch):
+    import ops_pipelines.archives.importer as importer
+
+    (corpus / "long.md").write_text("# Long\n\n" + "\n\n".join(f"Part {i}: " + "words " * 120 for i in range(7)))
+    docs = world.kb.get_container("docs")
+    sync_documents(world.kb, world.objects, docs, open_source("folder", str(corpus)))
+    chunk_documents(world.kb, docs)
+    embed_chunks(world.kb, docs, load_embedder, "hash-256@1")
+    monkeypatch.setattr(importer, "_BATCH", 2)  # every batch boundary falls inside long.md
+    report = world.load(export(world), slug="copy")
+
+    def chunks(slug):
+        return [(r.source_key, r.ordinal, r.content_hash) for r in world.kb.active_chunks(world.kb.get_container(slug).id)]
+
+    assert len(chunks("docs")) > 9 and chunks("copy") == chunks("docs")
+    assert report.chunks == len(chunks("docs")) and all(c.passed for c in report.checks)
