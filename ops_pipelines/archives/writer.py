@@ -1,6 +1,7 @@
 """Write a container archive, streamed: rows go from one consistent DB snapshot into staged
-member files (hashed as they are written), then into the archive behind the manifest. Memory
-stays flat in the container size; disk needs about twice the archive."""
+member files (hashed as they are written), then into the archive behind the manifest; blobs go
+straight from the object store into the archive, their sha256 checked on the way. Memory stays
+flat in the container size; disk needs the archive plus its JSONL and vectors once more."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,7 +102,7 @@ def write_archive(
                 counts["vectors"] = counts["chunks"]
             log.info("archive: %d chunks staged%s", counts["chunks"], " with vectors" if vectors else "")
             if include_blobs:
-                blobs = _stage_blobs(snap.blob_hashes(), objects, staging, container.slug)
+                blobs = _blob_members(snap.blob_hashes(), objects, container.slug)
                 members.update(blobs)
                 counts["blobs"] = len(blobs)
                 log.info("archive: %d blobs staged", len(blobs))
@@ -123,7 +125,13 @@ def write_archive(
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         partial = out_path.with_name(out_path.name + ".partial")
-        (_write_tar if fmt == "tar" else _write_zip)(partial, staging, [MANIFEST, *members], created_at)
+        try:
+            (_write_tar if fmt == "tar" else _write_zip)(
+                partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at
+            )
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, out_path)
     size, sha = _file_digest(out_path)
     log.info("archive: %s written, %d bytes, sha256 %s", out_path.name, size, sha)
@@ -187,43 +195,74 @@ def _write_chunks(snap, path: Path, vectors: _VectorsWriter | None, version: str
     return out.close()
 
 
-def _stage_blobs(hashes, objects: ObjectStore, staging: Path, slug: str) -> dict[str, dict]:
+def _blob_members(hashes, objects: ObjectStore, slug: str) -> dict[str, dict]:
+    """Manifest entries of the blobs: content-addressed, so the name is the sha256 (checked
+    when the bytes are copied into the archive)."""
     members = {}
-    (staging / "blobs").mkdir()
     for sha in hashes:
-        name = f"{BLOB_PREFIX}{sha}"
         try:
-            objects.get_file(blob_key(sha), staging / name)
+            members[f"{BLOB_PREFIX}{sha}"] = {"size": objects.size(blob_key(sha)), "sha256": sha}
         except ObjectNotFound:
             raise ArchiveError(
                 f"blob {sha} of a document of {slug!r} is missing from the object store: put it back "
                 f"at {blob_key(sha)} (from a backup or another copy), or export with include_blobs false"
             ) from None
-        size, digest = _file_digest(staging / name)
-        if digest != sha:
-            raise ArchiveError(f"blob {sha} in the object store is corrupt (its bytes hash to {digest})")
-        members[name] = {"size": size, "sha256": digest}
     return members
 
 
-def _write_tar(path: Path, staging: Path, names: list[str], created_at: datetime) -> None:
+class _Sources:
+    """Opens each member for reading: a staged file, or a blob in the object store whose bytes
+    are hashed as they are read and checked when it is closed."""
+
+    def __init__(self, staging: Path, objects: ObjectStore, members: dict[str, dict]):
+        self.staging, self.objects, self.members = staging, objects, members
+
+    @contextmanager
+    def open(self, name: str):
+        if not name.startswith(BLOB_PREFIX):
+            with open(self.staging / name, "rb") as handle:
+                yield handle
+            return
+        sha = name.removeprefix(BLOB_PREFIX)
+        with self.objects.reader(blob_key(sha)) as stream:
+            hashing = _HashingReader(stream)
+            yield hashing
+        if hashing.digest.hexdigest() != sha or hashing.size != self.members[name]["size"]:
+            raise ArchiveError(f"blob {sha} in the object store is corrupt or changed while exporting")
+
+    def size(self, name: str) -> int:
+        return self.members[name]["size"] if name in self.members else (self.staging / name).stat().st_size
+
+
+class _HashingReader:
+    def __init__(self, stream):
+        self.stream, self.digest, self.size = stream, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def _write_tar(path: Path, sources: _Sources, names: list[str], created_at: datetime) -> None:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for name in names:
             info = tarfile.TarInfo(name)
-            info.size = (staging / name).stat().st_size
+            info.size = sources.size(name)
             info.mtime = int(created_at.timestamp())
             info.mode = 0o644
-            with open(staging / name, "rb") as handle:
+            with sources.open(name) as handle:
                 tar.addfile(info, handle)
 
 
-def _write_zip(path: Path, staging: Path, names: list[str], created_at: datetime) -> None:
+def _write_zip(path: Path, sources: _Sources, names: list[str], created_at: datetime) -> None:
     stamp = created_at.timetuple()[:6]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name in names:
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.external_attr = 0o100644 << 16
-            with open(staging / name, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
+            with sources.open(name) as source, archive.open(info, "w", force_zip64=True) as target:
                 shutil.copyfileobj(source, target, 1 << 20)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import timedelta
+from typing import BinaryIO
 
 
 class ObjectNotFound(LookupError):
@@ -32,6 +34,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         """Download to a local file, streamed; ``ObjectNotFound`` if there is none."""
+
+    @abstractmethod
+    def reader(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """The object's bytes as a stream, closed on exit; ``ObjectNotFound`` if there is none."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...

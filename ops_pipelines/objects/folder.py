@@ -37,6 +37,9 @@ class FolderObjectStore(ObjectStore):
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         shutil.copyfile(self._existing(key), path)
 
+    def reader(self, key: str):
+        return open(self._existing(key), "rb")
+
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 

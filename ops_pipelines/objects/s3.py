@@ -68,13 +68,18 @@ class S3ObjectStore(ObjectStore):
             self.client.fput_object(self.bucket, check_key(key), os.fspath(path), part_size=self.part_size)
 
     def get_bytes(self, key: str) -> bytes:
+        with self.reader(key) as stream, self._errors(key):
+            return stream.read()
+
+    @contextmanager
+    def reader(self, key: str) -> Iterator:
         with self._errors(key):
             response = self.client.get_object(self.bucket, check_key(key))
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()
 
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         """Streamed to a ``.part.minio`` file beside ``path``, renamed over it when complete."""

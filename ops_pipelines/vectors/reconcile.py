@@ -37,20 +37,18 @@ class CollectionSnapshot:
 
     @classmethod
     def read(cls, store: VectorStore, collection: str) -> CollectionSnapshot:
-        points = list(store.scroll(collection, with_payload=["chunk_hash"], with_vectors=True))
+        """One scroll; each vector goes straight into a float32 array (a point's vector as a
+        Python list would take ~7x the memory)."""
         dimension = store.collection_dimension(collection)
-        vectors = (
-            np.stack([np.asarray(p.vector, dtype=np.float32) for p in points])
-            if points
-            else np.zeros((0, dimension or 0), dtype=np.float32)
-        )
-        return cls(
-            collection,
-            dimension,
-            [str(p.id) for p in points],
-            [(p.payload or {}).get("chunk_hash") for p in points],
-            vectors,
-        )
+        ids: list[str] = []
+        hashes: list[str | None] = []
+        rows: list[np.ndarray] = []
+        for point in store.scroll(collection, with_payload=["chunk_hash"], with_vectors=True):
+            ids.append(str(point.id))
+            hashes.append((point.payload or {}).get("chunk_hash"))
+            rows.append(np.asarray(point.vector, dtype=np.float32))
+        vectors = np.stack(rows) if rows else np.zeros((0, dimension or 0), dtype=np.float32)
+        return cls(collection, dimension, ids, hashes, vectors)
 
 
 def point_count(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckResult:

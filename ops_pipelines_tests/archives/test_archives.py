@@ -307,3 +307,16 @@ def test_documents_spanning_import_batches_keep_every_chunk(world, corpus, monke
 
     assert len(chunks("docs")) > 9 and chunks("copy") == chunks("docs")
     assert report.chunks == len(chunks("docs")) and all(c.passed for c in report.checks)
+
+
+def test_a_corrupt_or_missing_blob_stops_the_export_and_leaves_no_archive(world):
+    key = next(k for k in world.objects.list("blobs/"))
+    original = world.objects.get_bytes(key)
+    world.objects.put_bytes(key, original.upper())
+    with pytest.raises(ArchiveError, match="corrupt"):
+        export(world)
+    world.objects.delete(key)
+    with pytest.raises(ArchiveError, match=f"missing from the object store: put it back at {key}"):
+        export(world)
+    assert not list(world.tmp.parent.glob("docs.tar*"))
+    export(world, include_blobs=False)  # the way out the message names
