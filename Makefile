@@ -36,6 +36,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 bench: install
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/refresh.py
+	$(BIN)/python bench/export.py
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache
