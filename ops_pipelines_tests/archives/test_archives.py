@@ -56,8 +56,8 @@ class World:
 
 
 @pytest.fixture
-def world(sqlite_url, tmp_path, corpus):
-    kb = KnowledgeBase(sqlite_url)
+def world(kb_url, tmp_path, corpus):
+    kb = KnowledgeBase(kb_url)
     objects = FolderObjectStore(tmp_path / "objects")
     with open_vector_store(path=str(tmp_path / "qdrant")) as store:
         container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
