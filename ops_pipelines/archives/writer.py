@@ -39,7 +39,6 @@ from ops_pipelines.objects import ObjectStore, blob_key
 from ops_pipelines.objects.base import ObjectNotFound
 
 _log = logging.getLogger(__name__)
-_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -153,6 +152,7 @@ class _VectorsWriter:
 
     def __init__(self, path: Path, rows: int, dimension: int):
         self.rows, self.dimension, self.written = rows, dimension, 0
+        self.row_bytes = 4 * dimension
         self.out = _HashingWriter(path)
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(
@@ -160,9 +160,17 @@ class _VectorsWriter:
         )
         self.out.write(header.getvalue())
 
-    def write(self, vectors: np.ndarray) -> None:
-        self.out.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
-        self.written += len(vectors)
+    def write_row(self, vector: bytes | None, chunk_hash: str, version: str, slug: str) -> None:
+        """One row, as the cache stores it (float32 little-endian bytes)."""
+        if vector is None:
+            raise ArchiveError(
+                f"chunk {chunk_hash} of {slug!r} has no {version} vector in the embedding cache: run "
+                "sync_job for the container first, or export with include_vectors false"
+            )
+        if len(vector) != self.row_bytes:
+            raise ArchiveError(f"the cached {version} vector of chunk {chunk_hash} is not {self.dimension}-d")
+        self.out.write(vector)
+        self.written += 1
 
     def close(self) -> dict:
         if self.written != self.rows:
@@ -172,26 +180,11 @@ class _VectorsWriter:
 
 def _write_chunks(snap, path: Path, vectors: _VectorsWriter | None, version: str, slug: str) -> dict:
     out = _HashingWriter(path)
-    batch: list = []
-
-    def flush() -> None:
-        if vectors is not None and batch:
-            cached = snap.embeddings(version, [r.content_hash for r in batch])
-            lacking = [r.content_hash for r in batch if r.content_hash not in cached]
-            if lacking:
-                raise ArchiveError(
-                    f"{len(lacking)} chunk(s) of {slug!r} have no {version} vector in the embedding "
-                    "cache: run sync_job for the container first, or export with include_vectors false"
-                )
-            vectors.write(np.stack([cached[r.content_hash] for r in batch]))
-        batch.clear()
-
-    for row in snap.chunks():
-        out.write(json.dumps(dict(row._mapping), ensure_ascii=False).encode() + b"\n")
-        batch.append(row)
-        if len(batch) == _BATCH:
-            flush()
-    flush()
+    fields = ("document_id", "source_key", "ordinal", "content_hash", "text")
+    for row in snap.chunks(version if vectors is not None else None):
+        out.write(json.dumps(dict(zip(fields, row[: len(fields)], strict=True)), ensure_ascii=False).encode() + b"\n")
+        if vectors is not None:
+            vectors.write_row(row.vector, row.content_hash, version, slug)
     return out.close()
 
 

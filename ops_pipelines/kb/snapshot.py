@@ -7,11 +7,10 @@ rows stream in batches, so memory does not grow with the container.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.engine import Engine
 
 from ops_pipelines.kb import schema
@@ -35,12 +34,21 @@ class ContainerSnapshot:
             .order_by(d.source_key)
         )
 
-    def chunks(self) -> Iterator:
-        """Active chunks ordered by (source key, ordinal): the order of an archive's vectors."""
-        ch, d = schema.chunks.c, schema.documents.c
+    def chunks(self, embedder_version: str | None = None) -> Iterator:
+        """Active chunks ordered by (source key, ordinal): the order of an archive's vectors.
+        With ``embedder_version``, each row carries its cached ``vector`` bytes (None if the
+        cache lacks it), read in the same pass."""
+        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        columns = [ch.document_id, d.source_key, ch.ordinal, ch.content_hash, ch.text]
+        joined = schema.chunks.join(schema.documents, ch.document_id == d.id)
+        if embedder_version is not None:
+            columns.append(e.vector)
+            joined = joined.outerjoin(
+                schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
+            )
         yield from self._stream(
-            select(ch.document_id, d.source_key, ch.ordinal, ch.content_hash, ch.text)
-            .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
+            select(*columns)
+            .select_from(joined)
             .where(d.container_id == self.container_id, d.status == "active")
             .order_by(d.source_key, ch.ordinal)
         )
@@ -65,19 +73,6 @@ class ContainerSnapshot:
         else:
             query = select(func.count(func.distinct(d.raw_sha256))).where(*active)
         return self.conn.execute(query).scalar_one()
-
-    def embeddings(self, embedder_version: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        e = schema.embeddings.c
-        wanted = list(set(hashes))
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(wanted), 500):
-            rows = self.conn.execute(
-                select(e.chunk_hash, e.vector).where(
-                    e.embedder_version == embedder_version, e.chunk_hash.in_(wanted[start : start + 500])
-                )
-            )
-            found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
-        return found
 
     def _stream(self, query) -> Iterator:
         yield from self.conn.execution_options(yield_per=BATCH).execute(query)
