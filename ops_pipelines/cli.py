@@ -495,7 +495,7 @@ def demo(source_spec: str | None, slug: str, embedder: str | None, query: str) -
         click.echo(line)
     click.echo(
         "\nnext:\n"
-        "  make ui                  open Dagster at http://127.0.0.1:3000 (Assets -> sync group, Runs)\n"
+        "  make ui                  open Dagster at http://127.0.0.1:3000 (Assets: sync, refresh, export; Runs)\n"
         f'  .venv/bin/ops-pipelines search {slug} "your question"\n'
         f"  .venv/bin/ops-pipelines refresh {slug}    rebuild from the cache, check, swap (then: generations, rollback)\n"
         "  make demo                again: everything is skipped, nothing is re-embedded"
