@@ -73,7 +73,6 @@ from sync import SLUG, doc_path, document, machine, opened_kb, run_sync, vocabul
 from ops_pipelines.archives import import_archive, read_archive, write_archive  # noqa: E402
 from ops_pipelines.chunking import chunk_text  # noqa: E402
 from ops_pipelines.embedders import get_version, load_embedder  # noqa: E402
-from ops_pipelines.kb import KnowledgeBase  # noqa: E402
 from ops_pipelines.objects import FolderObjectStore  # noqa: E402
 from ops_pipelines.sources.extract import EXTRACTORS  # noqa: E402
 from ops_pipelines.vectors import open_vector_store  # noqa: E402

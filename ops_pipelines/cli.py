@@ -409,7 +409,6 @@ def archive() -> None:
 def archive_verify(source: str) -> None:
     """Check every member of an archive (path, object key or URL) against its manifest."""
     import tempfile
-
     import urllib.parse
 
     from ops_pipelines.archives import ArchiveError, fetch_archive, read_archive

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test, materialize
 
-from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
 from ops_pipelines.defs import export, refresh, sync
+from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -266,7 +266,7 @@ def s3_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("seaweedfs")
     (root / "data").mkdir()
     services, free = ["master", "volume", "filer", "s3"], _free_ports(8)
-    port, grpc = dict(zip(services, free[:4])), dict(zip(services, free[4:]))
+    port, grpc = dict(zip(services, free[:4], strict=True)), dict(zip(services, free[4:], strict=True))
     server = S3Server(f"127.0.0.1:{port['s3']}", access_key="ops-test", secret_key=secrets.token_hex(20))
     credentials = [{"accessKey": server.access_key, "secretKey": server.secret_key}]
     actions = ["Admin", "Read", "Write", "List", "Tagging"]

@@ -1,5 +1,6 @@
 """Container archives: write (export), read safely (verify), import. No Dagster imports."""
 
+from ops_pipelines.archives.fetch import fetch_archive
 from ops_pipelines.archives.format import (
     FORMAT_VERSION,
     FORMATS,
@@ -10,7 +11,6 @@ from ops_pipelines.archives.format import (
     UnsupportedFormat,
     archive_key,
 )
-from ops_pipelines.archives.fetch import fetch_archive
 from ops_pipelines.archives.importer import ImportRefused, ImportReport, import_archive
 from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.archives.writer import ArchiveReport, write_archive

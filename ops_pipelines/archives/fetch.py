@@ -8,12 +8,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ops_pipelines.archives.format import ArchiveError, Limits
+from ops_pipelines.archives.format import DEFAULT_LIMITS, ArchiveError, Limits
 from ops_pipelines.objects import ObjectStore
 from ops_pipelines.objects.base import ObjectNotFound
 
 
-def fetch_archive(source: str, objects: ObjectStore | None, dest_dir: Path, limits: Limits = Limits()) -> Path:
+def fetch_archive(source: str, objects: ObjectStore | None, dest_dir: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
     """A local path to read ``source`` from (downloaded into ``dest_dir`` when remote)."""
     scheme = urllib.parse.urlsplit(source).scheme
     if scheme in ("http", "https"):

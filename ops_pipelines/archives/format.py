@@ -61,5 +61,8 @@ class Limits:
     compression_ratio: int = 200  # zip: declared size / compressed size
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def archive_key(container_id: str, run_id: str, fmt: str) -> str:
     return f"exports/{container_id}/{run_id}.{fmt}"

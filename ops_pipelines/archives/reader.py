@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from ops_pipelines.archives.format import (
+    DEFAULT_LIMITS,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
@@ -54,7 +55,7 @@ class _Member:
     encrypted: bool = False
 
 
-def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limits = Limits()) -> VerifiedArchive:
+def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limits = DEFAULT_LIMITS) -> VerifiedArchive:
     """Verify ``path`` completely; with ``dest``, also extract its members there."""
     path = Path(path)
     if not path.is_file():

@@ -21,6 +21,7 @@ from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
 from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import embed_chunks
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
+from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.refresh import (
     IN_PLACE,
     SHADOW,
@@ -152,7 +153,7 @@ def live_alias(
     with operator_errors(), kb.open() as store, vectors.open() as qdrant:
         container = store.get_container(slug)
         generation = built_generation(context, store, container)
-        if generation.state != "live":
+        if generation.state != LIVE:
             # The blocking checks gate this step in refresh_job; checking again here means a
             # swap launched on its own (say, live_alias alone from the UI) is gated too.
             failed = [r for r in reconcile_generation(store, qdrant, container, generation) if not r.passed]
