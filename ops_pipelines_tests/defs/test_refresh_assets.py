@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from ops_pipelines.defs.partitions import refresh_partition_key
 from ops_pipelines.defs.resources import VectorStoreResource
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.vectors import VectorStore, open_vector_store
@@ -59,10 +60,16 @@ def materialized(result) -> list[str]:
     return sorted(e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION")
 
 
-def test_shadow_refresh_builds_checks_and_swaps(synced):
+def test_shadow_refresh_builds_checks_and_swaps(synced, monkeypatch):
+    from ops_pipelines.vectors.reconcile import CollectionSnapshot
+
+    reads = []
+    original = CollectionSnapshot.read.__func__
+    monkeypatch.setattr(CollectionSnapshot, "read", classmethod(lambda cls, *a: reads.append(a) or original(cls, *a)))
     before = top_keys(synced, "docs", "glaciers and ice")
     result = synced.refresh("docs", "hash-256@1")
     assert result.success
+    assert len(reads) == 1  # the swap trusts the checks that passed in the same run
     assert all(check_outcomes(result).values()) and len(check_outcomes(result)) == 6
     assert synced.serving("docs") == G2
     record, generations = container(synced)
@@ -104,6 +111,22 @@ def test_a_defective_shadow_fails_its_check_and_is_never_swapped(synced, defect,
     with synced.vector_store() as store:
         assert store.collection_dimension(G2) == 256
         assert store.point_ids(G2) == expected_point_ids(synced.kb_url, "docs")
+
+
+def test_live_alias_launched_alone_runs_the_checks_itself(synced):
+    from dagster import AssetKey
+
+    bad = DefectiveVectors(path=synced.qdrant_path, defect="drop_point")
+    assert not synced.refresh("docs", "hash-256@1", raise_on_error=False, vectors=bad).success
+    alone = synced.job("refresh_job").execute_in_process(
+        instance=synced.instance,
+        partition_key=refresh_partition_key("docs", "hash-256@1"),
+        asset_selection=[AssetKey("live_alias")],
+        raise_on_error=False,
+    )
+    assert not alone.success
+    assert "not swapping kb_docs to kb_docs__hash-256-1__g2: point_count: 4 points, 5 active chunks" in step_failure_message(alone)
+    assert synced.serving("docs") == G1
 
 
 def test_rotation_to_another_dimension_then_rollback_and_retention(synced, registry):

@@ -6,6 +6,7 @@ from enum import Enum
 from dagster import (
     AssetExecutionContext,
     AssetRecordsFilter,
+    DagsterEventType,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -23,6 +24,7 @@ from ops_pipelines.ingest import embed_chunks
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.refresh import (
+    CHECKS,
     IN_PLACE,
     SHADOW,
     RefreshRefused,
@@ -153,9 +155,9 @@ def live_alias(
     with operator_errors(), kb.open() as store, vectors.open() as qdrant:
         container = store.get_container(slug)
         generation = built_generation(context, store, container)
-        if generation.state != LIVE:
-            # The blocking checks gate this step in refresh_job; checking again here means a
-            # swap launched on its own (say, live_alias alone from the UI) is gated too.
+        if generation.state != LIVE and not _checks_passed_in_this_run(context):
+            # In refresh_job the blocking checks gated this step already; launched on its own
+            # (say, live_alias alone from the UI), the swap runs them itself.
             failed = [r for r in reconcile_generation(store, qdrant, container, generation) if not r.passed]
             if failed:
                 raise RefreshRefused(
@@ -174,6 +176,16 @@ def live_alias(
             "search": MetadataValue.text(f'ops-pipelines search {slug} "your question"'),
         }
     )
+
+
+def _checks_passed_in_this_run(context) -> bool:
+    events = context.instance.all_logs(context.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    passed = {
+        e.dagster_event.asset_check_evaluation_data.check_name
+        for e in events
+        if e.dagster_event.asset_check_evaluation_data.passed
+    }
+    return passed >= set(CHECKS)
 
 
 def built_generation(context, store: KnowledgeBase, container: Container) -> Generation:
