@@ -70,6 +70,19 @@ def kb(kb_url):
 
 
 @pytest.fixture
+def extra_embedders(tmp_path, monkeypatch) -> Path:
+    """Two more hashing versions through OPS_EMBEDDERS_FILE: a 64-d one and a new 256-d one
+    (model rotation across dimensions, and to the same dimension)."""
+    path = tmp_path / "embedders.toml"
+    path.write_text(
+        '[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n\n'
+        '[versions."hash-256@2"]\nprovider = "hashing"\ndimension = 256\n'
+    )
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(path))
+    return path
+
+
+@pytest.fixture
 def corpus(tmp_path) -> Path:
     """Five small Markdown documents about distinct topics."""
     root = tmp_path / "corpus"

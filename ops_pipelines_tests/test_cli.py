@@ -114,10 +114,7 @@ def test_embedders_list_and_sync(home, tmp_path, monkeypatch):
     assert code == 1 and "provider must be one of" in out
 
 
-def test_refresh_generations_rollback(home, corpus, tmp_path, monkeypatch):
-    registry = tmp_path / "embedders.toml"
-    registry.write_text('[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n')
-    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+def test_refresh_generations_rollback(home, corpus, extra_embedders):
     run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
     run("sync", "kb1")
 

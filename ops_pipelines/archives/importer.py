@@ -115,13 +115,17 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
             blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})
-    ids = {key: state.id for key, state in kb.document_states(container.id).items()}
-    documents = {r["source_key"]: r["content_hash"] for r in _records(archive, DOCUMENTS)}
+    documents = kb.document_states(container.id)
     vectors = np.load(archive.member(VECTORS), mmap_mode="r") if with_vectors else None
     row = 0
     for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
         # Whole documents per batch: replace_chunks swaps all of a document's chunks at once.
-        kb.replace_chunks([(ids[key], documents[key], [(r["content_hash"], r["text"]) for r in rows]) for key, rows in batch])
+        kb.replace_chunks(
+            [
+                (documents[key].id, documents[key].content_hash, [(r["content_hash"], r["text"]) for r in rows])
+                for key, rows in batch
+            ]
+        )
         hashes = [r["content_hash"] for _, rows in batch for r in rows]
         if vectors is not None:
             kb.put_embeddings(target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))

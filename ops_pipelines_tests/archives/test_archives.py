@@ -95,10 +95,7 @@ def test_round_trip_answers_the_same_searches(world, fmt):
         assert world.top("copy", query) == world.top("docs", query)
 
 
-def test_without_vectors_or_in_another_version_the_import_re_embeds(world, tmp_path, monkeypatch):
-    registry = tmp_path / "embedders.toml"
-    registry.write_text('[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n')
-    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+def test_without_vectors_or_in_another_version_the_import_re_embeds(world, extra_embedders):
     bare = export(world, include_vectors=False, include_blobs=False)
     assert read_archive(bare).manifest["counts"] == {"documents": 5, "chunks": 5}
     report = world.load(bare, slug="bare")

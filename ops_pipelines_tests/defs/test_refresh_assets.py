@@ -21,18 +21,6 @@ G2 = "kb_docs__hash-256-1__g2"
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """Two extra versions: a 64-d one and a new 256-d one (model rotation across dimensions)."""
-    path = tmp_path / "embedders.toml"
-    path.write_text(
-        '[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n\n'
-        '[versions."hash-256@2"]\nprovider = "hashing"\ndimension = 256\n'
-    )
-    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(path))
-    return path
-
-
-@pytest.fixture
 def synced(harness, corpus):
     harness.add_container("docs", corpus)
     harness.sync("docs")
@@ -129,7 +117,7 @@ def test_live_alias_launched_alone_runs_the_checks_itself(synced):
     assert synced.serving("docs") == G1
 
 
-def test_rotation_to_another_dimension_then_rollback_and_retention(synced, registry):
+def test_rotation_to_another_dimension_then_rollback_and_retention(synced, extra_embedders):
     result = synced.refresh("docs", "hash-64@1")
     assert result.success
     assert synced.serving("docs") == "kb_docs__hash-64-1__g2"
@@ -166,7 +154,7 @@ def test_rollback_with_nothing_retained_is_a_clear_error(synced):
     assert synced.serving("docs") == G1
 
 
-def test_in_place_refresh_rewrites_the_live_generation(synced, registry):
+def test_in_place_refresh_rewrites_the_live_generation(synced, extra_embedders):
     result = synced.refresh("docs", "hash-256@2", mode="in_place")
     assert result.success
     assert synced.serving("docs") == G1  # same collection, rewritten
@@ -176,7 +164,7 @@ def test_in_place_refresh_rewrites_the_live_generation(synced, registry):
     assert [(g.number, g.state, g.embedder_version) for g in generations] == [(1, "live", "hash-256@2")]
 
 
-def test_in_place_refresh_to_another_dimension_is_refused_naming_shadow(synced, registry):
+def test_in_place_refresh_to_another_dimension_is_refused_naming_shadow(synced, extra_embedders):
     result = synced.refresh("docs", "hash-64@1", mode="in_place", raise_on_error=False)
     assert not result.success
     message = step_failure_message(result)

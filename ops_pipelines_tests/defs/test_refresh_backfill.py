@@ -21,18 +21,12 @@ from ops_pipelines_tests.conftest import SyncHarness
 NEW = "hash-256@2"
 
 
-def test_backfill_of_a_new_version_swaps_every_container_that_passes(tmp_path, corpus, monkeypatch):
-    registry = tmp_path / "embedders.toml"
-    registry.write_text(
-        '[versions."hash-64@1"]\nprovider = "hashing"\ndimension = 64\n\n'
-        f'[versions."{NEW}"]\nprovider = "hashing"\ndimension = 256\n'
-    )
+def test_backfill_of_a_new_version_swaps_every_container_that_passes(tmp_path, corpus, monkeypatch, extra_embedders):
     empty = tmp_path / "empty"
     empty.mkdir()
     home = tmp_path / "home"
     # The code server (a subprocess) builds its resources from these, like production does.
     for name, value in {
-        "OPS_EMBEDDERS_FILE": str(registry),
         "OPS_KB_URL": f"sqlite:///{tmp_path / 'kb.sqlite'}",
         "OPS_QDRANT_PATH": str(home / "qdrant"),
         "OPS_OBJECTS_DIR": str(home / "objects"),

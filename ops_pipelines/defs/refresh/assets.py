@@ -6,8 +6,8 @@ from enum import Enum
 from dagster import (
     AssetExecutionContext,
     AssetRecordsFilter,
-    DagsterEventType,
     Config,
+    DagsterEventType,
     MaterializeResult,
     MetadataValue,
     asset,
