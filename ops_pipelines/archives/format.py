@@ -27,6 +27,20 @@ FORMATS = ("tar", "zip")
 MEMBER_NAME = re.compile(r"^(documents\.jsonl|chunks\.jsonl|vectors\.npy|blobs/[0-9a-f]{64})$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
+
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """What a reader accepts of one kind of archive: its manifest's format and version, the member
+    names it may hold besides the manifest, and the manifest sections that must be objects."""
+
+    format: str
+    version: int
+    member_name: re.Pattern
+    sections: tuple[str, ...]
+
+
+CONTAINER_ARCHIVE = ArchiveSpec(FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"))
+
 DOCUMENT_FIELDS = {
     "id": str, "source_key": str, "title": str, "uri": str, "raw_sha256": str,
     "source_hash": str, "content_hash": str, "source_updated_at": (str, type(None)), "text": str,

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import IO
 
 from ops_pipelines.archives.format import (
+    CONTAINER_ARCHIVE,
     DEFAULT_LIMITS,
-    FORMAT,
-    FORMAT_VERSION,
     MANIFEST,
-    MEMBER_NAME,
     SHA256,
     ArchiveError,
+    ArchiveSpec,
     ChecksumMismatch,
     Limits,
     UnsafeMember,
@@ -55,8 +54,13 @@ class _Member:
     encrypted: bool = False
 
 
-def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limits = DEFAULT_LIMITS) -> VerifiedArchive:
-    """Verify ``path`` completely; with ``dest``, also extract its members there."""
+def read_archive(
+    path: str | Path,
+    dest: str | Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    spec: ArchiveSpec = CONTAINER_ARCHIVE,
+) -> VerifiedArchive:
+    """Verify ``path`` completely as a ``spec`` archive; with ``dest``, also extract its members there."""
     path = Path(path)
     if not path.is_file():
         raise ArchiveError(f"{path} does not exist or is not a file")
@@ -67,12 +71,12 @@ def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limit
             seen: set[str] = set()
             total = 0
             for index, (member, stream) in enumerate(members):
-                _check_member(member, index, seen, limits)
+                _check_member(member, index, seen, limits, spec)
                 total += member.size
                 if total > limits.total_bytes or index >= limits.members:
                     raise UnsafeMember(f"archive exceeds the limit of {limits.total_bytes} bytes or {limits.members} members")
                 if index == 0:
-                    manifest = _read_manifest(stream(), member.size, limits)
+                    manifest = _read_manifest(stream(), member.size, limits, spec)
                     expected = {m["name"]: m for m in manifest["members"]}
                     if root is not None:
                         root.mkdir(parents=True, exist_ok=True)
@@ -98,7 +102,7 @@ def read_archive(path: str | Path, dest: str | Path | None = None, limits: Limit
     return VerifiedArchive(manifest, fmt, root)
 
 
-def _check_member(member: _Member, index: int, seen: set[str], limits: Limits) -> None:
+def _check_member(member: _Member, index: int, seen: set[str], limits: Limits, spec: ArchiveSpec) -> None:
     name = member.name
     if name.startswith("/") or "\\" in name or ".." in name.split("/") or ":" in name:
         raise UnsafeMember(f"member {name!r} has an unsafe path")
@@ -108,7 +112,7 @@ def _check_member(member: _Member, index: int, seen: set[str], limits: Limits) -
         raise UnsafeMember(f"member {name!r} is encrypted")
     if index == 0 and name != MANIFEST:
         raise ArchiveError(f"the first member is {name!r}, not {MANIFEST}: not an ops-pipelines archive")
-    if index > 0 and not MEMBER_NAME.match(name):
+    if index > 0 and not spec.member_name.match(name):
         raise UnsafeMember(f"member {name!r} is not part of the archive format")
     if name in seen:
         raise UnsafeMember(f"member {name!r} appears twice")
@@ -119,25 +123,26 @@ def _check_member(member: _Member, index: int, seen: set[str], limits: Limits) -
         raise UnsafeMember(f"member {name!r} expands {member.size // max(member.compressed, 1)}x: refused as a zip bomb")
 
 
-def _read_manifest(stream: IO[bytes], size: int, limits: Limits) -> dict:
+def _read_manifest(stream: IO[bytes], size: int, limits: Limits, spec: ArchiveSpec) -> dict:
     if size > limits.manifest_bytes:
         raise UnsafeMember(f"{MANIFEST} is {size} bytes, over the limit of {limits.manifest_bytes}")
     try:
         manifest = json.loads(stream.read(size + 1))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ArchiveError(f"{MANIFEST} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArchiveError(f"{MANIFEST} does not describe an {FORMAT}")
+    if not isinstance(manifest, dict) or manifest.get("format") != spec.format:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ArchiveError(f"{MANIFEST} does not describe an {spec.format} (it says {found!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != spec.version:
         raise UnsupportedFormat(
-            f"archive format version {version!r} is not supported: this ops-pipelines reads version {FORMAT_VERSION}"
+            f"archive format version {version!r} is not supported: this ops-pipelines reads version {spec.version}"
         )
     members = manifest.get("members")
     if not isinstance(members, list) or not all(
         isinstance(m, dict)
         and isinstance(m.get("name"), str)
-        and MEMBER_NAME.match(m["name"])
+        and spec.member_name.match(m["name"])
         and isinstance(m.get("size"), int)
         and m["size"] >= 0
         and isinstance(m.get("sha256"), str)
@@ -145,7 +150,7 @@ def _read_manifest(stream: IO[bytes], size: int, limits: Limits) -> dict:
         for m in members
     ):
         raise ArchiveError(f"{MANIFEST} has an invalid members list")
-    for key in ("container", "embedder", "options", "counts"):
+    for key in spec.sections:
         if not isinstance(manifest.get(key), dict):
             raise ArchiveError(f"{MANIFEST} lacks {key!r}")
     return manifest

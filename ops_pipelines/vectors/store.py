@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ops_pipelines.vectors import local_load
+
 _POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 
@@ -51,8 +53,10 @@ class Hit:
 
 
 class VectorStore:
-    def __init__(self, client: QdrantClient):
+    def __init__(self, client: QdrantClient, local_path: str | None = None, wait_seconds: float = 120.0):
         self.client = client
+        self.local_path = local_path  # the local-mode folder, None for a server or ``:memory:``
+        self.wait_seconds = wait_seconds
 
     def collection_dimension(self, name: str) -> int | None:
         if not self.client.collection_exists(name):
@@ -101,6 +105,21 @@ class VectorStore:
         )
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
+    def replace_aliases(self, wanted: dict[str, str], prefix: str) -> None:
+        """In one atomic update: remove every alias starting with ``prefix``, then create
+        ``wanted`` (alias -> collection)."""
+        ops: list = [
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=a.alias_name))
+            for a in self.client.get_aliases().aliases
+            if a.alias_name.startswith(prefix)
+        ]
+        ops += [
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+            for alias, collection in sorted(wanted.items())
+        ]
+        if ops:
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+
     def scroll(
         self, collection: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
     ) -> Iterator[models.Record]:
@@ -137,6 +156,22 @@ class VectorStore:
                 wait=True,
             )
 
+    def load_collection(
+        self, name: str, dimension: int, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
+    ) -> None:
+        """Create ``name`` and write all its points: in local mode in one transaction (see
+        ``local_load``: the client is closed and reopened around it), on a server by upserts."""
+        if not self.ensure_collection(name, dimension):
+            raise ValueError(f"collection {name} already exists: load_collection only fills new ones")
+        if self.local_path is None or not local_load.local_load_supported(self.local_path, name):
+            self.upsert(name, ids, vectors, payloads)
+            return
+        self.client.close()
+        try:
+            local_load.write_points(self.local_path, name, ids, vectors, payloads)
+        finally:
+            self.client = _open_local(self.local_path, self.wait_seconds)
+
     def delete(self, collection: str, ids: Sequence[str], batch_size: int = 1024) -> None:
         for start in range(0, len(ids), batch_size):
             self.client.delete(
@@ -164,13 +199,14 @@ def open_vector_store(
 ) -> Iterator[VectorStore]:
     """A Qdrant server at ``url``, or local mode in folder ``path``; closed on exit."""
     if url:
-        client = QdrantClient(url=url, api_key=api_key, timeout=60)
+        store = VectorStore(QdrantClient(url=url, api_key=api_key, timeout=60))
     else:
-        client = _open_local(path or ":memory:", wait_seconds)
+        local = path or ":memory:"
+        store = VectorStore(_open_local(local, wait_seconds), None if local == ":memory:" else local, wait_seconds)
     try:
-        yield VectorStore(client)
+        yield store
     finally:
-        client.close()
+        store.client.close()
 
 
 def _open_local(path: str, wait_seconds: float) -> QdrantClient:

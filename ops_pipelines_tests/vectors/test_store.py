@@ -55,3 +55,32 @@ def test_local_storage_held_by_another_client_times_out_clearly(tmp_path):
                 pass
     with open_vector_store(path=path) as store:  # released on exit
         assert store.resolve_alias("kb_none") is None
+
+
+def test_bulk_loaded_local_collection_reads_back_like_upserted_points(tmp_path):
+    """Local mode's one-transaction load and ordinary upserts give the same points, vectors, payloads
+    and search results through the public client, and the collection survives a reopen."""
+    from ops_pipelines.vectors.local_load import local_load_supported
+
+    rng = np.random.default_rng(3)
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(300)]
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    payloads = [{"n": i, "text": f"chunk {i}"} for i in range(300)]
+    with open_vector_store(path=str(tmp_path / "q")) as store:
+        store.ensure_collection("probe", 16)
+        assert local_load_supported(store.local_path, "probe")
+        store.load_collection("bulk", 16, ids, vectors, payloads)
+        store.ensure_collection("upserted", 16)
+        store.upsert("upserted", ids, vectors, payloads)
+        with pytest.raises(ValueError, match="already exists"):
+            store.load_collection("bulk", 16, ids, vectors, payloads)
+
+    def read(store, name):
+        points = sorted(store.scroll(name, with_payload=True, with_vectors=True), key=lambda p: str(p.id))
+        return [(str(p.id), p.payload, np.round(p.vector, 6).tolist()) for p in points]
+
+    with open_vector_store(path=str(tmp_path / "q")) as store:
+        assert store.count("bulk") == 300
+        assert read(store, "bulk") == read(store, "upserted")
+        for row in (0, 150, 299):
+            assert store.search("bulk", vectors[row], 3) == store.search("upserted", vectors[row], 3)

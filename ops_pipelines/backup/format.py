@@ -1,0 +1,66 @@
+"""The knowledge-base backup, format version 1 (documented in the README, "Backup format").
+
+A tar (POSIX pax, uncompressed) whose first member is ``manifest.json``, read and verified by the
+same safe reader as container archives (``archives.reader``):
+
+    manifest.json                      format, format_version, created_at, run_id, database
+                                       (dialect, schema_version), containers, collections,
+                                       options, counts, and members: [{name, size, sha256}]
+    database.sqlite                    every knowledge-base table, as a SQLite database (the
+                                       SQLite online backup of an embedded KB; a copy of the
+                                       rows of one REPEATABLE READ transaction of PostgreSQL)
+    collections/<name>/points.jsonl    one {"id", "payload"} object per point of a live or
+                                       retained collection generation
+    collections/<name>/vectors.npy     float32 (points x dimension), row i = line i above
+    blobs/<sha256>                     optional: the raw bytes the documents were read from
+
+Stored at ``backups/<YYYYmmddTHHMMSSZ>_<run id>.tar``: names sort by time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from ops_pipelines.archives.format import ArchiveSpec
+
+FORMAT = "ops-pipelines/kb-backup"
+FORMAT_VERSION = 1
+DATABASE = "database.sqlite"
+COLLECTION_PREFIX = "collections/"
+POINTS = "points.jsonl"
+VECTORS = "vectors.npy"
+PREFIX = "backups/"
+
+MEMBER_NAME = re.compile(
+    r"^(database\.sqlite|collections/kb_[a-z0-9_-]{1,250}/(points\.jsonl|vectors\.npy)|blobs/[0-9a-f]{64})$"
+)
+BACKUP_ARCHIVE = ArchiveSpec(FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"))
+
+_KEY = re.compile(r"^backups/(\d{8}T\d{6}Z)_([A-Za-z0-9-]+)\.tar$")
+_STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def collection_member(collection: str, part: str) -> str:
+    return f"{COLLECTION_PREFIX}{collection}/{part}"
+
+
+def backup_key(created_at: datetime, run_id: str) -> str:
+    return f"{PREFIX}{created_at.astimezone(timezone.utc).strftime(_STAMP)}_{run_id or 'manual'}.tar"
+
+
+@dataclass(frozen=True)
+class BackupKey:
+    key: str
+    created_at: datetime
+    run_id: str
+
+
+def parse_backup_key(key: str) -> BackupKey | None:
+    """The time and run of a backup from its key; None for a key not written by ``backup_key``."""
+    match = _KEY.match(key)
+    if match is None:
+        return None
+    created = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=timezone.utc)
+    return BackupKey(key, created, match.group(2))

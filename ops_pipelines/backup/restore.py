@@ -1,0 +1,317 @@
+"""Restore a verified backup into place, so that a failure at any step leaves the previous
+knowledge base serving.
+
+1. The caller has verified every checksum (``archives.read_archive`` with ``BACKUP_ARCHIVE``)
+   and extracted the members; the backup's database is opened as a KB of its own (and migrated
+   if it is older than this code).
+2. ``plan_restore`` compares it with the current KB (containers created, replaced, removed;
+   collections written; aliases moved). A dry run stops here.
+3. A non-empty KB is only replaced with ``force``.
+4. Blobs missing from the object store are put (content-addressed: nothing is overwritten).
+5. Each backed-up collection is written under a name no current collection has, and every live
+   generation passes the reconciliation checks against the backup's own database, before the
+   current KB is touched.
+6. One transaction replaces every row of the metadata DB; then one atomic alias update moves
+   every container's alias to its restored live collection.
+7. Only then are the previous state's collections dropped.
+
+Until step 6 commits, the previous rows, collections and aliases are untouched; a failure before
+it drops what was written, a kill leaves unreferenced collections that maintenance removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
+
+from ops_pipelines.archives.format import ArchiveError
+from ops_pipelines.archives.reader import VerifiedArchive
+from ops_pipelines.backup.database import check_integrity, open_copy, replace_rows
+from ops_pipelines.backup.format import DATABASE
+from ops_pipelines.backup.points import load_points
+from ops_pipelines.kb import Container, KnowledgeBase, schema
+from ops_pipelines.kb.generations import DROPPED, LIVE
+from ops_pipelines.kb.migrations import SchemaTooNew
+from ops_pipelines.objects import ObjectStore, blob_key
+from ops_pipelines.refresh import reconcile_generation
+from ops_pipelines.vectors import VectorStore, alias_name
+from ops_pipelines.vectors.reconcile import CheckResult
+
+_log = logging.getLogger(__name__)
+_COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
+_RESTORED = re.compile(r"__r[0-9a-f]{8}$")
+
+
+class RestoreRefused(ArchiveError):
+    pass
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    created_at: str
+    run_id: str
+    containers: pd.DataFrame  # slug, action, documents/chunks now and in the backup, live collections
+    collections: dict[str, str]  # backed-up name -> the name it is restored as
+    points: int
+    drops: list[str]  # the current collections dropped once the restore has swapped
+    current_containers: int
+
+    def describe(self) -> str:
+        lines = [
+            f"backup of {self.created_at} (run {self.run_id or '-'}): {len(self.containers)} container(s), "
+            f"{len(self.collections)} collection(s), {self.points} points",
+            self.containers.to_string(index=False) if len(self.containers) else "(no containers)",
+        ]
+        lines += [f"write collection {new}" + (f" (backed up as {old})" if new != old else "") for old, new in self.collections.items()]
+        lines += [f"drop collection {name} after the swap" for name in self.drops]
+        return "\n".join(lines)
+
+
+@dataclass
+class RestoreReport:
+    plan: RestorePlan
+    rows: dict[str, int]
+    blobs_put: int
+    checks: dict[str, list[CheckResult]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def plan_restore(kb: KnowledgeBase, store: VectorStore, archive: VerifiedArchive) -> RestorePlan:
+    """What ``restore_backup`` would change; reads the backup and the current KB, writes nothing."""
+    with _backup_kb(archive) as backup:
+        return _plan(kb, store, backup, archive.manifest)
+
+
+def restore_backup(
+    kb: KnowledgeBase,
+    store: VectorStore,
+    objects: ObjectStore,
+    archive: VerifiedArchive,
+    force: bool = False,
+    log: logging.Logger = _log,
+) -> RestoreReport:
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+    with _backup_kb(archive) as backup:
+        plan = _plan(kb, store, backup, archive.manifest)
+        if plan.current_containers and not force:
+            raise RestoreRefused(
+                f"the knowledge base holds {plan.current_containers} container(s): restoring would replace them. "
+                "Check the plan with --dry-run, then restore with force"
+            )
+        log.info("restore: plan\n%s", plan.describe())
+        blobs = _put_blobs(objects, archive)
+        clock.lap("blobs")
+        written: list[str] = []
+        try:
+            _write_collections(store, archive, plan, written, log)
+            clock.lap("collections")
+            checks = _check(backup, store, plan, log)
+            clock.lap("checks")
+            rows = replace_rows(backup.engine, kb, _renamer(plan.collections))
+            clock.lap("database")
+        except BaseException:
+            for name in written:
+                store.drop_collection(name)
+            raise
+    _move_aliases(kb, store)
+    clock.lap("aliases")
+    for name in plan.drops:
+        store.drop_collection(name)
+        log.info("restore: dropped %s of the replaced knowledge base", name)
+    log.info("restore: %s", ", ".join(f"{n} {t}" for t, n in rows.items()))
+    return RestoreReport(plan, rows, blobs, checks, timings)
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.last, 3)
+        self.last = now
+
+
+@contextmanager
+def _backup_kb(archive: VerifiedArchive) -> Iterator[KnowledgeBase]:
+    path: Path = archive.member(DATABASE)
+    problem = check_integrity(path)
+    if problem is not None:
+        raise ArchiveError(f"{DATABASE} is not a sound SQLite database: {problem}")
+    try:
+        with open_copy(path) as backup:
+            yield backup
+    except SchemaTooNew as exc:
+        raise ArchiveError(f"the backup comes from a newer ops-pipelines: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise ArchiveError(f"{DATABASE} is not a knowledge base this code can read: {exc}") from None
+
+
+def _plan(kb: KnowledgeBase, store: VectorStore, backup: KnowledgeBase, manifest: dict) -> RestorePlan:
+    collections = _manifest_collections(backup, manifest)
+    renamed = _restored_names([c["name"] for c in collections], store)
+    current = {c.slug: c for c in kb.list_containers()}
+    restored = {c.slug: c for c in backup.list_containers()}
+    rows = []
+    for slug in sorted(set(current) | set(restored)):
+        now, then = current.get(slug), restored.get(slug)
+        rows.append(
+            {
+                "container": slug,
+                "action": "create" if now is None else "remove" if then is None else "replace",
+                **_sizes("now", kb, now),
+                **_sizes("backup", backup, then),
+                "live_collection": renamed.get(_live_collection(backup, then)) if then else None,
+            }
+        )
+    keep = set(renamed.values())
+    drops = sorted(
+        {g.collection for c in current.values() for g in kb.generations(c.id) if g.state != DROPPED} - keep
+    )
+    return RestorePlan(
+        created_at=str(manifest.get("created_at")),
+        run_id=str(manifest.get("run_id") or ""),
+        containers=pd.DataFrame(rows),
+        collections=renamed,
+        points=sum(c["points"] for c in collections),
+        drops=[name for name in drops if store.collection_dimension(name) is not None],
+        current_containers=len(current),
+    )
+
+
+def _restored_names(names: list[str], store: VectorStore) -> dict[str, str]:
+    """Each collection under its own name if that is free, else under ``<name>__r<token>`` (an
+    earlier restore's token replaced, so names do not grow)."""
+    token = uuid.uuid4().hex[:8]
+    renamed = {}
+    for name in names:
+        base = _RESTORED.sub("", name)
+        renamed[name] = base if store.collection_dimension(base) is None else f"{base}__r{token}"
+    return renamed
+
+
+def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
+    """The manifest's collections, each a generation of the backup's DB; every live generation
+    of the DB must be among them."""
+    collections = manifest.get("collections")
+    if not isinstance(collections, list):
+        raise ArchiveError("the manifest lacks its collections list")
+    members = {m["name"] for m in manifest["members"]}
+    recorded = {
+        (g.container_id, g.number): g for c in backup.list_containers() for g in backup.generations(c.id)
+    }
+    for entry in collections:
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and _COLLECTION.match(entry["name"])
+            and isinstance(entry.get("dimension"), int)
+            and 1 <= entry["dimension"] <= 65536
+            and isinstance(entry.get("points"), int)
+            and entry["points"] >= 0
+        )
+        if not ok:
+            raise ArchiveError(f"the manifest's collection entry {str(entry)[:200]} is invalid")
+        generation = recorded.get((entry.get("container_id"), entry.get("generation")))
+        if generation is None or generation.collection != entry["name"]:
+            raise ArchiveError(f"collection {entry['name']} is not a generation recorded in {DATABASE}")
+        if not {f"collections/{entry['name']}/points.jsonl", f"collections/{entry['name']}/vectors.npy"} <= members:
+            raise ArchiveError(f"collection {entry['name']} has no points or vectors member")
+    names = {entry["name"] for entry in collections}
+    for g in recorded.values():
+        if g.state == LIVE and g.collection not in names:
+            raise ArchiveError(f"live collection {g.collection} is recorded in {DATABASE} but not in the backup")
+    return collections
+
+
+def _sizes(when: str, kb: KnowledgeBase, container: Container | None) -> dict:
+    if container is None:
+        return {f"documents_{when}": 0, f"chunks_{when}": 0}
+    return {
+        f"documents_{when}": kb.count_documents(container.id)["active"],
+        f"chunks_{when}": kb.count_active_chunks(container.id),
+    }
+
+
+def _live_collection(kb: KnowledgeBase, container: Container) -> str | None:
+    live = kb.live_generation(container.id)
+    return live.collection if live else None
+
+
+def _put_blobs(objects: ObjectStore, archive: VerifiedArchive) -> int:
+    put = 0
+    for member in archive.manifest["members"]:
+        name = member["name"]
+        if not name.startswith("blobs/"):
+            continue
+        if name != f"blobs/{member['sha256']}":
+            raise ArchiveError(f"member {name} does not hold the bytes its name promises")
+        if not objects.exists(blob_key(member["sha256"])):
+            objects.put_file(blob_key(member["sha256"]), archive.member(name))
+            put += 1
+    return put
+
+
+def _write_collections(store: VectorStore, archive: VerifiedArchive, plan: RestorePlan, written: list, log) -> None:
+    entries = {c["name"]: c for c in archive.manifest["collections"]}
+    for old, new in plan.collections.items():
+        entry = entries[old]
+        points = load_points(archive.root, old, entry["dimension"], entry["points"])
+        written.append(new)
+        store.load_collection(new, entry["dimension"], points.ids, points.vectors, points.payloads)
+        log.info("restore: %s: %d points written", new, len(points.ids))
+
+
+def _check(backup: KnowledgeBase, store: VectorStore, plan: RestorePlan, log) -> dict[str, list[CheckResult]]:
+    """Every live generation, in its restored collection, against the backup's own database."""
+    results = {}
+    for container in backup.list_containers():
+        live = backup.live_generation(container.id)
+        if live is None:
+            continue
+        checks = reconcile_generation(backup, store, container, replace(live, collection=plan.collections[live.collection]))
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            raise ArchiveError(
+                f"restored {container.slug!r} fails its checks, nothing was changed: "
+                + "; ".join(f"{c.name}: {c.summary}" for c in failed)
+            )
+        results[container.slug] = checks
+        log.info("restore: %s passes its %d checks", container.slug, len(checks))
+    return results
+
+
+def _renamer(collections: dict[str, str]):
+    """Generation rows point at the restored names; a generation whose collection is not in the
+    backup (a retired one already gone, an unfinished shadow) is recorded as dropped."""
+
+    def transform(table, row: dict) -> dict:
+        if table is schema.generations:
+            if row["collection"] in collections:
+                row["collection"] = collections[row["collection"]]
+            else:
+                row["state"] = DROPPED
+        return row
+
+    return transform
+
+
+def _move_aliases(kb: KnowledgeBase, store: VectorStore) -> None:
+    """One atomic alias update: each restored container's alias to its live collection, and the
+    aliases of containers the backup does not have removed."""
+    wanted = {}
+    for container in kb.list_containers():
+        live = kb.live_generation(container.id)
+        if live is not None:
+            wanted[alias_name(container.slug)] = live.collection
+    store.replace_aliases(wanted, prefix=alias_name(""))

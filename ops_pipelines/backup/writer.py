@@ -1,0 +1,149 @@
+"""Write one backup of the whole knowledge base (see ``backup.format``).
+
+The DB is copied first, as one consistent snapshot; then each live and retained generation's
+points are scrolled out of Qdrant. A live collection whose point ids differ from what the copied
+DB says it should hold means something wrote meanwhile (or the KB already had orphans), and the
+backup fails rather than store a pair that could not pass its checks after a restore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ops_pipelines.archives.format import MANIFEST, ArchiveError
+from ops_pipelines.archives.writer import _blob_members, _file_digest, _Sources, _write_tar
+from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
+from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION
+from ops_pipelines.backup.points import dump_collection
+from ops_pipelines.ingest import expected_points
+from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.kb.generations import LIVE, RETIRED
+from ops_pipelines.objects import ObjectStore
+from ops_pipelines.vectors import VectorStore
+
+_log = logging.getLogger(__name__)
+
+
+class BackupError(ArchiveError):
+    """The backup could not be made; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    path: Path
+    size: int
+    sha256: str
+    manifest: dict
+
+    @property
+    def counts(self) -> dict:
+        return self.manifest["counts"]
+
+
+def write_backup(
+    kb: KnowledgeBase,
+    store: VectorStore,
+    objects: ObjectStore,
+    out_path: str | os.PathLike,
+    run_id: str = "",
+    include_blobs: bool = True,
+    created_at: datetime | None = None,
+    log: logging.Logger = _log,
+) -> BackupReport:
+    out_path = Path(out_path)
+    created_at = created_at or datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".staging-") as tmp:
+        staging = Path(tmp)
+        rows = dump_database(kb, staging / DATABASE)
+        log.info("backup: database copied: %s", ", ".join(f"{n} {t}" for t, n in rows.items()))
+        members: dict[str, dict] = {}
+        with open_copy(staging / DATABASE) as snapshot:
+            containers, collections = _dump_collections(snapshot, store, staging, members, log)
+        hashes = blob_hashes(staging / DATABASE)
+        if include_blobs:
+            members.update(_blob_members(hashes, objects, "the knowledge base"))
+            log.info("backup: %d blobs", len(hashes))
+        members = {DATABASE: _staged_facts(staging / DATABASE), **members}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": created_at.isoformat(),
+            "run_id": run_id,
+            "database": {"dialect": kb.engine.dialect.name, "schema_version": schema_version_of(staging / DATABASE)},
+            "containers": containers,
+            "collections": collections,
+            "options": {"include_blobs": include_blobs},
+            "counts": {
+                **rows,
+                "collections": len(collections),
+                "points": sum(c["points"] for c in collections),
+                "blobs": len(hashes) if include_blobs else 0,
+            },
+            "members": [{"name": name, **facts} for name, facts in members.items()],
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        partial = out_path.with_name(out_path.name + ".partial")
+        try:
+            _write_tar(partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, out_path)
+    size, sha = _file_digest(out_path)
+    log.info("backup: %s written, %d bytes, sha256 %s", out_path.name, size, sha)
+    return BackupReport(out_path, size, sha, manifest)
+
+
+def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path, members: dict, log) -> tuple:
+    containers, collections = [], []
+    for container in snapshot.list_containers():
+        live = snapshot.live_generation(container.id)
+        expected = set(expected_points(snapshot, container)) if live else set()
+        for generation in snapshot.generations(container.id):
+            if generation.state not in (LIVE, RETIRED):
+                continue
+            if generation.state == RETIRED and store.collection_dimension(generation.collection) is None:
+                log.warning("backup: retired %s has no collection in Qdrant; not backed up", generation.collection)
+                continue
+            dumped = dump_collection(store, generation.collection, staging)
+            if generation.state == LIVE and dumped.ids != expected:
+                raise BackupError(
+                    f"live collection {generation.collection} of {container.slug!r} holds "
+                    f"{len(dumped.ids - expected)} points the database does not have and lacks "
+                    f"{len(expected - dumped.ids)}: something wrote while the backup ran, or the knowledge "
+                    "base has orphans. Run maintenance_job (orphan repair), then the backup again"
+                )
+            members.update(dumped.members)
+            collections.append(
+                {
+                    "name": generation.collection,
+                    "container_id": container.id,
+                    "generation": generation.number,
+                    "state": generation.state,
+                    "embedder_version": generation.embedder_version,
+                    "dimension": dumped.dimension,
+                    "points": dumped.points,
+                }
+            )
+            log.info("backup: %s (%s): %d points", generation.collection, generation.state, dumped.points)
+        containers.append(
+            {
+                "id": container.id,
+                "slug": container.slug,
+                "embedder_version": container.embedder_version,
+                "live_generation": live.number if live else None,
+                "active_chunks": len(expected),
+            }
+        )
+    return containers, collections
+
+
+def _staged_facts(path: Path) -> dict:
+    size, sha = _file_digest(path)
+    return {"size": size, "sha256": sha}

@@ -1,0 +1,238 @@
+"""Backup and restore of the whole knowledge base: round trip on SQLite and PostgreSQL, dry run,
+refusals, hostile archives and a restore that dies half way."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ops_pipelines.archives import ArchiveError, ChecksumMismatch, UnsafeMember, read_archive
+from ops_pipelines.backup import BACKUP_ARCHIVE, RestoreRefused, plan_restore, restore_backup, write_backup
+from ops_pipelines.backup import database as backup_database
+from ops_pipelines.embedders import load_embedder
+from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
+from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.objects import FolderObjectStore
+from ops_pipelines.refresh import build_generation, swap_to
+from ops_pipelines.search import search_container
+from ops_pipelines.sources import open_source
+from ops_pipelines.vectors import open_vector_store
+
+QUERIES = ("glaciers and ice", "apples in autumn", "bicycle gears")
+
+
+@dataclass
+class World:
+    kb: KnowledgeBase
+    objects: FolderObjectStore
+    store: object
+    tmp: Path
+
+    def top(self, slug: str, query: str) -> list[tuple[float, str]]:
+        """Every hit, ties in score ordered by key (the order of equal scores is Qdrant's)."""
+        hits = search_container(self.kb, self.store, slug, query, 10)  # every chunk: no tie at the cut
+        return sorted((-round(h.score, 5), h.payload["source_key"]) for h in hits)
+
+    def state(self) -> dict:
+        """What a restore must bring back: containers, generations, counts, aliases, search results."""
+        out = {}
+        for c in self.kb.list_containers():
+            out[c.slug] = {
+                "id": c.id,
+                "embedder": c.embedder_version,
+                "generations": [(g.number, g.state, g.embedder_version) for g in self.kb.generations(c.id)],
+                "documents": self.kb.count_documents(c.id),
+                "chunks": self.kb.count_active_chunks(c.id),
+                "points": self.store.count(f"kb_{c.slug}"),
+                "top": [self.top(c.slug, q) for q in QUERIES],
+            }
+        return out
+
+    def collections(self) -> set[str]:
+        return {c.name for c in self.store.client.get_collections().collections}
+
+    def backup(self, name: str = "kb.tar", **kwargs) -> Path:
+        path = self.tmp / name
+        write_backup(self.kb, self.store, self.objects, path, run_id="run-1", **kwargs)
+        return path
+
+    def verified(self, path: Path):
+        dest = self.tmp / f"extract-{len(list(self.tmp.iterdir()))}"
+        return read_archive(path, dest, spec=BACKUP_ARCHIVE)
+
+    def restore(self, path: Path, **kwargs):
+        return restore_backup(self.kb, self.store, self.objects, self.verified(path), **kwargs)
+
+    def wipe(self) -> None:
+        for c in self.kb.list_containers():
+            for g in self.kb.generations(c.id):
+                self.store.drop_collection(g.collection)
+            self.kb.delete_container(c.id)
+        shutil.rmtree(self.objects.root)
+
+
+def _sync(kb, objects, store, slug, source, version="hash-256@1"):
+    container = kb.add_container(slug, "folder", str(source), version)
+    sync_documents(kb, objects, container, open_source("folder", str(source)))
+    chunk_documents(kb, container)
+    embed_chunks(kb, container, load_embedder, version)
+    sync_collection(kb, store, container)
+    return container
+
+
+@pytest.fixture
+def world(kb_url, tmp_path, corpus, extra_embedders):
+    """Two containers; ``docs`` was refreshed to hash-64@1, so it has a live and a retained generation."""
+    kb = KnowledgeBase(kb_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "zeta.md").write_text("# Zeta\n\nZeta is about zebras crossing the savanna.")
+    with open_vector_store(path=str(tmp_path / "qdrant")) as store:
+        docs = _sync(kb, objects, store, "docs", corpus)
+        _sync(kb, objects, store, "other", other)
+        embed_chunks(kb, docs, load_embedder, "hash-64@1")
+        built = build_generation(kb, store, docs, "hash-64@1")
+        swap_to(kb, store, docs, built.generation, retention=None)
+        work = tmp_path / "work"
+        work.mkdir()
+        yield World(kb, objects, store, work)
+    kb.close()
+
+
+def test_backup_wipe_restore_gives_back_the_same_knowledge_base(world):
+    before = world.state()
+    assert before["docs"]["generations"] == [(1, "retired", "hash-256@1"), (2, "live", "hash-64@1")]
+    path = world.backup()
+    manifest = read_archive(path, spec=BACKUP_ARCHIVE).manifest
+    assert manifest["counts"]["collections"] == 3 and manifest["counts"]["points"] == 5 + 5 + 1
+    assert manifest["counts"]["blobs"] == 6 and manifest["counts"]["documents"] == 6
+
+    world.wipe()
+    assert world.kb.list_containers() == [] and world.collections() == set()
+    report = world.restore(path)
+
+    assert world.state() == before
+    assert {slug: all(c.passed for c in checks) for slug, checks in report.checks.items()} == {"docs": True, "other": True}
+    assert report.blobs_put == 6 and report.rows["chunks"] == 6
+    # the retained generation is back too: rollback works after a restore
+    assert {"kb_docs__hash-256-1__g1", "kb_docs__hash-64-1__g2"} <= world.collections()
+
+
+def test_dry_run_changes_nothing_and_a_live_kb_needs_force(world):
+    before, collections = world.state(), world.collections()
+    path = world.backup()
+    plan = plan_restore(world.kb, world.store, world.verified(path))
+    assert set(plan.containers["action"]) == {"replace"}
+    assert plan.current_containers == 2 and len(plan.collections) == 3
+    assert all(new.startswith(old + "__r") for old, new in plan.collections.items())
+    with pytest.raises(RestoreRefused, match="force"):
+        world.restore(path)
+    assert world.state() == before and world.collections() == collections
+
+    report = world.restore(path, force=True)
+    assert world.state() == before
+    assert world.collections() == set(report.plan.collections.values())  # the replaced ones are gone
+    # a second restore does not grow the names
+    again = world.restore(world.backup("again.tar"), force=True)
+    assert all(name.count("__r") <= 1 for name in again.plan.collections.values())
+    assert world.state() == before
+
+
+def _rewrite(path: Path, out: Path, change) -> Path:
+    """A copy of the backup tar with ``change(name, data) -> (name, data)`` applied to each member,
+    the manifest left as it was."""
+    with tarfile.open(path) as src, tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as dst:
+        for info in src:
+            data = src.extractfile(info).read()
+            name, data = change(info.name, data)
+            new = tarfile.TarInfo(name)
+            new.size = len(data)
+            dst.addfile(new, io.BytesIO(data))
+    return out
+
+
+def test_corrupt_truncated_and_hostile_backups_change_nothing(world):
+    before, collections = world.state(), world.collections()
+    path = world.backup()
+
+    def corrupt(name, data):
+        return name, (data[:-10] + b"0123456789") if name == "database.sqlite" else data
+
+    with pytest.raises(ChecksumMismatch, match="database.sqlite"):
+        world.restore(_rewrite(path, world.tmp / "corrupt.tar", corrupt), force=True)
+
+    truncated = world.tmp / "truncated.tar"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="truncated"):
+        world.restore(truncated, force=True)
+
+    def slip(name, data):
+        return ("../../etc/evil" if name.endswith("points.jsonl") and "other" in name else name), data
+
+    with pytest.raises(UnsafeMember, match="unsafe path"):
+        world.restore(_rewrite(path, world.tmp / "slip.tar", slip), force=True)
+    assert not (world.tmp.parent / "etc").exists()
+
+    def container_format(name, data):
+        if name != "manifest.json":
+            return name, data
+        manifest = json.loads(data)
+        manifest["format"] = "ops-pipelines/container-archive"
+        return name, json.dumps(manifest).encode()
+
+    with pytest.raises(ArchiveError, match="kb-backup"):
+        world.restore(_rewrite(path, world.tmp / "other-format.tar", container_format), force=True)
+    assert world.state() == before and world.collections() == collections
+
+
+def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(world):
+    """Checksums match (the manifest was rewritten too), but one point's payload hash lies."""
+    before, collections = world.state(), world.collections()
+    path = world.backup()
+    with tarfile.open(path) as src:
+        members = {info.name: src.extractfile(info).read() for info in src}
+    target = next(n for n in members if n.startswith("collections/kb_other") and n.endswith("points.jsonl"))
+    point = json.loads(members[target])
+    point["payload"]["chunk_hash"] = "0" * 64
+    members[target] = json.dumps(point).encode() + b"\n"
+    manifest = json.loads(members.pop("manifest.json"))
+    for m in manifest["members"]:
+        m["size"], m["sha256"] = len(members[m["name"]]), hashlib.sha256(members[m["name"]]).hexdigest()
+    forged = world.tmp / "forged.tar"
+    with tarfile.open(forged, "w") as dst:
+        for name, data in [("manifest.json", json.dumps(manifest).encode()), *members.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    with pytest.raises(ArchiveError, match="payload_hashes"):
+        world.restore(forged, force=True)
+    assert world.state() == before and world.collections() == collections
+
+
+def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, monkeypatch):
+    """The database copy fails after it deleted every row and inserted some: the transaction rolls
+    back, the restored collections are dropped, aliases never moved."""
+    before, collections = world.state(), world.collections()
+    path = world.backup()
+    calls = {"n": 0}
+    real = backup_database._from_sqlite
+
+    def dies_half_way(conn, table, row):
+        calls["n"] += 1
+        if table.name == "chunks":
+            raise RuntimeError("killed")
+        return real(conn, table, row)
+
+    monkeypatch.setattr(backup_database, "_from_sqlite", dies_half_way)
+    with pytest.raises(RuntimeError, match="killed"):
+        world.restore(path, force=True)
+    assert calls["n"] > 1
+    assert world.state() == before and world.collections() == collections
