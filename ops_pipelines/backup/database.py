@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Connection, DateTime, Engine, Table, create_engine, delete, func, insert, select
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, delete, func, insert, select
 from sqlalchemy.engine import make_url
 
 from ops_pipelines.kb import KnowledgeBase, schema
@@ -60,18 +60,41 @@ def table_counts(path: Path) -> dict[str, int]:
         engine.dispose()
 
 
-def replace_rows(source: Engine, target: KnowledgeBase, transform: RowTransform) -> dict[str, int]:
-    """Delete every row of the target KB and insert the source's (passed through ``transform``),
-    in one transaction; returns rows written per table."""
+def replace_rows(source: Path, target: KnowledgeBase, transform: RowTransform, verbatim: set[str]) -> dict[str, int]:
+    """Delete every row of the target KB and insert the rows of the SQLite file ``source``, in one
+    transaction; returns rows written per table. Rows of tables not in ``verbatim`` pass through
+    ``transform``. A SQLite target attaches the file and copies the verbatim tables inside SQLite."""
     written = {t.name: 0 for t in TABLES}
-    with source.connect() as src, target.engine.begin() as out:
-        for table in reversed(TABLES):
-            out.execute(delete(table))
-        for table in TABLES:
-            for rows in _read(src, table):
-                out.execute(insert(table), [_from_sqlite(out, table, transform(table, r)) for r in rows])
-                written[table.name] += len(rows)
+    engine = _sqlite_engine(source)
+    try:
+        with engine.connect() as src, target.engine.connect() as out:
+            attached = out.dialect.name == "sqlite"
+            if attached:  # before the transaction: SQLite cannot attach inside one
+                out.exec_driver_sql("ATTACH DATABASE ? AS backup", (str(source),))
+                out.commit()  # ends SQLAlchemy's autobegun transaction; SQLite opened none
+            try:
+                with out.begin():
+                    for table in reversed(TABLES):
+                        out.execute(delete(table))
+                    for table in TABLES:
+                        if attached and table.name in verbatim:
+                            written[table.name] = _copy_inside_sqlite(out, table)
+                            continue
+                        for rows in _read(src, table):
+                            out.execute(insert(table), [_from_sqlite(out, table, transform(table, r)) for r in rows])
+                            written[table.name] += len(rows)
+            finally:
+                if attached:
+                    out.exec_driver_sql("DETACH DATABASE backup")
+    finally:
+        engine.dispose()
     return written
+
+
+def _copy_inside_sqlite(conn: Connection, table: Table) -> int:
+    columns = [c.name for c in table.columns]
+    source = table.to_metadata(MetaData(), schema="backup")
+    return conn.execute(insert(table).from_select(columns, select(*(source.c[n] for n in columns)))).rowcount
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.reader import VerifiedArchive
-from ops_pipelines.backup.database import check_integrity, open_copy, replace_rows
+from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
 from ops_pipelines.backup.format import DATABASE
 from ops_pipelines.backup.points import load_points
 from ops_pipelines.kb import Container, KnowledgeBase, schema
@@ -49,6 +49,7 @@ from ops_pipelines.vectors.reconcile import CheckResult
 _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
 _RESTORED = re.compile(r"__r[0-9a-f]{8}$")
+_UNCHANGED_TABLES = {t.name for t in TABLES if t is not schema.generations}  # rows restored as they are
 
 
 class RestoreRefused(ArchiveError):
@@ -117,7 +118,7 @@ def restore_backup(
             clock.lap("collections")
             checks = _check(backup, store, plan, log)
             clock.lap("checks")
-            rows = replace_rows(backup.engine, kb, _renamer(plan.collections))
+            rows = replace_rows(archive.member(DATABASE), kb, _renamer(plan.collections), _UNCHANGED_TABLES)
             clock.lap("database")
         except BaseException:
             for name in written:
@@ -148,13 +149,15 @@ def _backup_kb(archive: VerifiedArchive) -> Iterator[KnowledgeBase]:
     problem = check_integrity(path)
     if problem is not None:
         raise ArchiveError(f"{DATABASE} is not a sound SQLite database: {problem}")
-    try:
-        with open_copy(path) as backup:
-            yield backup
-    except SchemaTooNew as exc:
-        raise ArchiveError(f"the backup comes from a newer ops-pipelines: {exc}") from None
-    except SQLAlchemyError as exc:
-        raise ArchiveError(f"{DATABASE} is not a knowledge base this code can read: {exc}") from None
+    with ExitStack() as stack:
+        try:
+            backup = stack.enter_context(open_copy(path))
+            backup.list_containers()
+        except SchemaTooNew as exc:
+            raise ArchiveError(f"the backup comes from a newer ops-pipelines: {exc}") from None
+        except SQLAlchemyError as exc:
+            raise ArchiveError(f"{DATABASE} is not a knowledge base this code can read: {exc}") from None
+        yield backup
 
 
 def _plan(kb: KnowledgeBase, store: VectorStore, backup: KnowledgeBase, manifest: dict) -> RestorePlan:

@@ -218,21 +218,26 @@ def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(
 
 
 def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, monkeypatch):
-    """The database copy fails after it deleted every row and inserted some: the transaction rolls
-    back, the restored collections are dropped, aliases never moved."""
+    """The database copy dies after it deleted every row and wrote some tables: the transaction
+    rolls back, the restored collections are dropped, the aliases never moved."""
     before, collections = world.state(), world.collections()
     path = world.backup()
-    calls = {"n": 0}
-    real = backup_database._from_sqlite
+    written = []
+    copy_inside, from_sqlite = backup_database._copy_inside_sqlite, backup_database._from_sqlite
 
-    def dies_half_way(conn, table, row):
-        calls["n"] += 1
-        if table.name == "chunks":
+    def spy_copy(conn, table):
+        written.append(table.name)
+        return copy_inside(conn, table)
+
+    def dies_at_generations(conn, table, row):
+        if table.name == "generations":
             raise RuntimeError("killed")
-        return real(conn, table, row)
+        written.append(table.name)
+        return from_sqlite(conn, table, row)
 
-    monkeypatch.setattr(backup_database, "_from_sqlite", dies_half_way)
+    monkeypatch.setattr(backup_database, "_copy_inside_sqlite", spy_copy)
+    monkeypatch.setattr(backup_database, "_from_sqlite", dies_at_generations)
     with pytest.raises(RuntimeError, match="killed"):
         world.restore(path, force=True)
-    assert calls["n"] > 1
+    assert "containers" in written
     assert world.state() == before and world.collections() == collections
