@@ -2,7 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
-from ops_pipelines.defs import export, refresh, sync
+from ops_pipelines.defs import backup, export, refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
@@ -10,7 +10,11 @@ def build_definitions() -> Definitions:
     # In-process by default, for asset backfills and UI launches too: each operation is a short
     # chain of steps, and one process per run loads the embedding model once.
     return Definitions.merge(
-        sync.defs, refresh.defs, export.defs, Definitions(resources=default_resources(), executor=in_process_executor)
+        sync.defs,
+        refresh.defs,
+        export.defs,
+        backup.defs,
+        Definitions(resources=default_resources(), executor=in_process_executor),
     )
 
 

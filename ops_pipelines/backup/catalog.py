@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.backup.format import PREFIX, BackupKey, parse_backup_key
 from ops_pipelines.objects import ObjectStore
+
+
+class BackupNotFound(ArchiveError):
+    pass
 
 
 def list_backups(objects: ObjectStore) -> list[BackupKey]:
@@ -21,7 +26,7 @@ def resolve_backup(objects: ObjectStore, reference: str) -> str:
         if reference != "latest":
             backups = [b for b in backups if b.run_id == reference or b.run_id.startswith(reference)]
         if not backups:
-            raise LookupError(
+            raise BackupNotFound(
                 f"no backup {'at all' if reference == 'latest' else f'of run {reference!r}'} under {PREFIX} in "
                 f"{objects.description}: list them with `ops-pipelines backup list`"
             )

@@ -1,0 +1,105 @@
+import tempfile
+from pathlib import Path
+
+from dagster import (
+    AssetMaterialization,
+    AssetObservation,
+    Config,
+    OpExecutionContext,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+from pydantic import Field
+
+from ops_pipelines.archives import fetch_archive, read_archive
+from ops_pipelines.backup import BACKUP_ARCHIVE, plan_restore, resolve_backup, restore_backup
+from ops_pipelines.defs.backup.assets import kb_backup
+from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
+from ops_pipelines.defs.sync.assets import live_collection
+
+backup_job = define_asset_job(
+    "backup_job",
+    selection=[kb_backup],
+    tags={"ops/operation": "backup"},
+    description="Back up the whole knowledge base to backups/ in the object store.",
+)
+
+
+class RestoreConfig(Config):
+    backup: str = Field(
+        default="latest",
+        description="Which backup: latest, a backup run id (or its first characters), an object key "
+        "(backups/...), a local path, or a file:// or http(s):// URL.",
+    )
+    dry_run: bool = Field(default=False, description="Verify the backup and report what would change; change nothing.")
+    force: bool = Field(default=False, description="Replace a knowledge base that has containers.")
+
+
+@op(
+    description="Verify every checksum of a backup, then restore it in place: collections written and checked "
+    "first, the metadata DB replaced in one transaction, aliases moved atomically."
+)
+def restore_knowledge_base(
+    context: OpExecutionContext,
+    config: RestoreConfig,
+    kb: KnowledgeBaseResource,
+    vectors: VectorStoreResource,
+    objects: ObjectStoreResource,
+) -> None:
+    with (
+        operator_errors(),
+        tempfile.TemporaryDirectory(prefix="ops-restore-") as tmp,
+        kb.open() as store,
+        vectors.open() as qdrant,
+    ):
+        store_objects = objects.open()
+        source = resolve_backup(store_objects, config.backup)
+        verified = read_archive(fetch_archive(source, store_objects, Path(tmp)), Path(tmp) / "members", spec=BACKUP_ARCHIVE)
+        context.log.info("backup %s verified: %d members", source, len(verified.manifest["members"]) + 1)
+        if config.dry_run:
+            plan = plan_restore(store, qdrant, verified)
+            report = None
+        else:
+            report = restore_backup(store, qdrant, store_objects, verified, force=config.force, log=context.log)
+            plan = report.plan
+    context.log.info("restore plan of %s:\n%s", source, plan.describe())
+    context.log_event(
+        AssetObservation(
+            asset_key=kb_backup.key,
+            description=("dry run: nothing changed" if report is None else "restored") + f" from {source.split('?', 1)[0]}",
+            metadata={
+                "backup": source.split("?", 1)[0],
+                "dry_run": report is None,
+                "plan": table(plan.containers),
+                "collections": len(plan.collections),
+                "points": plan.points,
+                "drops": len(plan.drops),
+                **({f"{k}_seconds": v for k, v in report.seconds.items()} if report else {}),
+            },
+        )
+    )
+    if report is None:
+        return
+    slugs = [slug for slug in report.checks]
+    missing = [s for s in slugs if not context.instance.has_dynamic_partition(containers_partitions.name, s)]
+    if missing:
+        context.instance.add_dynamic_partitions(containers_partitions.name, missing)
+    for slug, checks in report.checks.items():
+        context.log_event(
+            AssetMaterialization(
+                asset_key=live_collection.key,
+                partition=slug,
+                description=f"restored from {source.split('?', 1)[0]}",
+                metadata={"checks_passed": sum(c.passed for c in checks), "rows": sum(report.rows.values())},
+            )
+        )
+
+
+@job(executor_def=in_process_executor, tags={"ops/operation": "restore"}, description=restore_knowledge_base.description)
+def restore_job():
+    restore_knowledge_base()
