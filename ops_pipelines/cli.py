@@ -1,4 +1,4 @@
-"""Operator commands: ``ops-pipelines container|sync|search|demo``.
+"""Operator commands: ``ops-pipelines container|sync|search|refresh|export|backup|restore|demo``.
 
 They use the same settings (environment variables) as the Dagster code location, and launch
 jobs on the Dagster instance in ``DAGSTER_HOME``, so every run they make shows in the UI.
@@ -432,6 +432,65 @@ def archive_verify(source: str) -> None:
         f"  contents    {counts}\n"
         f"  members     {len(m['members']) + 1}, every size and sha256 as in the manifest"
     )
+
+
+@main.group()
+def backup() -> None:
+    """Backups of the whole knowledge base (backup_job; restore with `ops-pipelines restore`)."""
+
+
+@backup.command("create")
+@click.option("--no-blobs", is_flag=True, help="Leave out the documents' raw bytes.")
+def backup_create(no_blobs: bool) -> None:
+    """Run backup_job now: one archive of the metadata DB, every live and retained collection and the blobs."""
+    config = {"ops": {"kb_backup": {"config": {"include_blobs": not no_blobs}}}}
+    result = _execute(_instance(), "backup_job", None, config, "")
+    _raise_on_failure(result, "backup")
+    md = _materializations(result, ["kb_backup"])["kb_backup"]
+    click.echo(
+        f"run {result.run_id}\n"
+        f"  backup      {md['object_key']} in {md['object_store']} ({md['size_bytes']} bytes)\n"
+        f"  sha256      {md['sha256']}\n"
+        f"  contents    {md['containers']} containers, {md['documents']} documents, {md['chunks']} chunks, "
+        f"{md['collections']} collections ({md['points']} points), {md['blobs']} blobs"
+    )
+
+
+@backup.command("list")
+def backup_list() -> None:
+    """Backups in the object store, newest first."""
+    from ops_pipelines.backup import backups_table
+    from ops_pipelines.objects import ObjectStoreUnavailable, open_object_store
+
+    try:
+        table = backups_table(open_object_store())
+    except ObjectStoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(table.to_string(index=False) if len(table) else "no backups; make one with: ops-pipelines backup create")
+
+
+@main.command(name="restore")
+@click.argument("backup_ref", metavar="[BACKUP]", default="latest")
+@click.option("--dry-run", is_flag=True, help="Verify the backup and print what would change; change nothing.")
+@click.option("--force", is_flag=True, help="Replace a knowledge base that has containers.")
+def restore_command(backup_ref: str, dry_run: bool, force: bool) -> None:
+    """Run restore_job: BACKUP is latest (default), a backup run id, an object key, a path or a URL."""
+    config = {"backup": backup_ref, "dry_run": dry_run, "force": force}
+    result = _execute(_instance(), "restore_job", None, {"ops": {"restore_knowledge_base": {"config": config}}}, "")
+    _raise_on_failure(result, "restore")
+    (obs,) = [e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    md = {k: v.value for k, v in obs.metadata.items()}
+    rows = [r.data for r in md["plan"].records]
+    click.echo(f"run {result.run_id}: {'DRY RUN, nothing changed' if dry_run else 'restored'} from {md['backup']}")
+    for r in rows:
+        click.echo(
+            f"  {r['action']:<8} {r['container']:<20} documents {r['documents_now']} -> {r['documents_backup']}, "
+            f"chunks {r['chunks_now']} -> {r['chunks_backup']}  {r['live_collection'] or ''}"
+        )
+    click.echo(f"  {md['collections']} collections, {md['points']} points; {md['drops']} current collections dropped")
+    if not dry_run:
+        seconds = {k.removesuffix("_seconds"): v for k, v in md.items() if k.endswith("_seconds")}
+        click.echo("  seconds     " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 
 @main.command()

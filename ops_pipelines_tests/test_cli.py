@@ -170,3 +170,26 @@ def test_export_verify_import(home, corpus):
     broken.write_bytes(Path(url.removeprefix("file://")).read_bytes()[:-200])
     code, out = run("archive", "verify", str(broken))
     assert code == 1 and out.startswith("Error: INVALID:")
+
+
+def test_backup_list_dry_run_restore(home, corpus):
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    run("sync", "kb1")
+    code, out = run("backup", "list")
+    assert code == 0 and "no backups" in out
+    code, out = run("backup", "create")
+    assert code == 0, out
+    assert "1 containers, 5 documents, 5 chunks, 1 collections (5 points), 5 blobs" in out
+    code, out = run("backup", "list")
+    assert code == 0 and out.count("backups/") == 1
+
+    code, out = run("restore", "--dry-run")
+    assert code == 0, out
+    assert "DRY RUN, nothing changed" in out and "replace  kb1" in out and "chunks 5 -> 5" in out
+    code, out = run("restore")
+    assert code == 1 and "holds 1 container(s)" in out and "force" in out
+    code, out = run("restore", "--force")
+    assert code == 0, out
+    assert "restored from backups/" in out and "collections" in out and "seconds" in out
+    code, out = run("search", "kb1", "glaciers and mountain valleys", "--limit", "1")
+    assert out.splitlines()[0].endswith("[gamma.md]")
