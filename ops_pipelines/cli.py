@@ -494,6 +494,20 @@ def restore_command(backup_ref: str, dry_run: bool, force: bool) -> None:
 
 
 @main.command()
+def health() -> None:
+    """Probe the metadata DB, Qdrant, the object store, the embedders and the Dagster instance; exit 1 on a failure."""
+    from ops_pipelines.health import check_all
+    from ops_pipelines.objects import open_object_store
+
+    results = check_all(settings.kb_url(), _vector_store, open_object_store, _instance())
+    for r in results:
+        click.echo(f"{r.component:<17} {'ok' if r.ok else 'FAIL':<5} {r.latency_ms:>8.1f} ms  {r.detail}")
+    failed = [r.component for r in results if not r.ok]
+    if failed:
+        raise click.ClickException(f"unhealthy: {', '.join(failed)}")
+
+
+@main.command()
 @click.argument("slug")
 @click.argument("query")
 @click.option("--limit", default=5, show_default=True)

@@ -2,7 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
-from ops_pipelines.defs import backup, export, refresh, sync
+from ops_pipelines.defs import backup, export, health, refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
@@ -14,6 +14,7 @@ def build_definitions() -> Definitions:
         refresh.defs,
         export.defs,
         backup.defs,
+        health.defs,
         Definitions(resources=default_resources(), executor=in_process_executor),
     )
 

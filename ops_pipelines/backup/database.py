@@ -60,10 +60,17 @@ def table_counts(path: Path) -> dict[str, int]:
         engine.dispose()
 
 
-def replace_rows(source: Path, target: KnowledgeBase, transform: RowTransform, verbatim: set[str]) -> dict[str, int]:
+def replace_rows(
+    source: Path,
+    target: KnowledgeBase,
+    transform: RowTransform,
+    verbatim: set[str],
+    before_commit: Callable[[], None] = lambda: None,
+) -> dict[str, int]:
     """Delete every row of the target KB and insert the rows of the SQLite file ``source``, in one
     transaction; returns rows written per table. Rows of tables not in ``verbatim`` pass through
-    ``transform``. A SQLite target attaches the file and copies the verbatim tables inside SQLite."""
+    ``transform``. A SQLite target attaches the file and copies the verbatim tables inside SQLite.
+    ``before_commit`` runs last inside the transaction: if it raises, nothing is committed."""
     written = {t.name: 0 for t in TABLES}
     engine = _sqlite_engine(source)
     try:
@@ -83,6 +90,7 @@ def replace_rows(source: Path, target: KnowledgeBase, transform: RowTransform, v
                         for rows in _read(src, table):
                             out.execute(insert(table), [_from_sqlite(out, table, transform(table, r)) for r in rows])
                             written[table.name] += len(rows)
+                    before_commit()
             finally:
                 if attached:
                     out.exec_driver_sql("DETACH DATABASE backup")

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,17 +115,26 @@ def restore_backup(
         blobs = _put_blobs(objects, archive)
         clock.lap("blobs")
         written: list[str] = []
-        try:
-            _write_collections(store, archive, plan, written, log)
-            clock.lap("collections")
-            checks = _check(backup, store, plan, log)
-            clock.lap("checks")
-            rows = replace_rows(archive.member(DATABASE), kb, _renamer(plan.collections), _UNCHANGED_TABLES)
-            clock.lap("database")
-        except BaseException:
-            for name in written:
-                store.drop_collection(name)
-            raise
+        gate = _Gate()
+        # The DB copy runs beside the collections (SQLite and the PostgreSQL driver work outside
+        # the GIL) and waits, inside its transaction, for the checks' verdict.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-db") as pool:
+            copy = pool.submit(
+                replace_rows, archive.member(DATABASE), kb, _renamer(plan.collections), _UNCHANGED_TABLES, gate.wait
+            )
+            try:
+                _write_collections(store, archive, plan, written, log)
+                clock.lap("collections")
+                checks = _check(backup, store, plan, log)
+                clock.lap("checks")
+                gate.open(passed=True)
+                rows = copy.result()
+                clock.lap("database")
+            except BaseException:
+                gate.open(passed=False)
+                for name in written:
+                    store.drop_collection(name)
+                raise
     _move_aliases(kb, store)
     clock.lap("aliases")
     for name in plan.drops:
@@ -131,6 +142,24 @@ def restore_backup(
         log.info("restore: dropped %s of the replaced knowledge base", name)
     log.info("restore: %s", ", ".join(f"{n} {t}" for t, n in rows.items()))
     return RestoreReport(plan, rows, blobs, checks, timings)
+
+
+class _Abandoned(RuntimeError):
+    """The restore failed elsewhere: the DB copy rolls back."""
+
+
+class _Gate:
+    def __init__(self):
+        self.event, self.passed = threading.Event(), False
+
+    def open(self, passed: bool) -> None:
+        self.passed = passed
+        self.event.set()
+
+    def wait(self) -> None:
+        self.event.wait()
+        if not self.passed:
+            raise _Abandoned("the restore failed before the database was replaced")
 
 
 class _Clock:

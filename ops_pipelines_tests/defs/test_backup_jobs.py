@@ -11,8 +11,8 @@ from dagster import build_schedule_context
 from ops_pipelines.backup import list_backups
 from ops_pipelines.defs.backup.schedules import backup_schedule
 from ops_pipelines.defs.resources import ObjectStoreResource
+from ops_pipelines.search import search_container
 from ops_pipelines_tests.conftest import step_failure_message
-from ops_pipelines_tests.defs.test_sync_assets import top_keys
 
 QUERIES = ("glaciers and ice", "apples in autumn", "rivers and the sea")
 
@@ -35,13 +35,18 @@ def observation(result) -> dict:
 
 
 def serving_state(harness, slug: str) -> tuple:
+    """Counts, and every hit of each query with its score (ties ordered by key: the order of equal
+    scores is Qdrant's own)."""
     kb = harness.kb()
     try:
         container = kb.get_container(slug)
         counts = (kb.count_documents(container.id)["active"], kb.count_active_chunks(container.id))
+        with harness.vector_store() as store:
+            hits = [sorted((-round(h.score, 5), h.payload["source_key"]) for h in search_container(kb, store, slug, q, 10))
+                    for q in QUERIES]
     finally:
         kb.close()
-    return counts, [top_keys(harness, slug, q) for q in QUERIES]
+    return counts, hits
 
 
 def test_backup_then_dry_run_refusal_and_forced_restore(harness, corpus):

@@ -1,0 +1,134 @@
+"""Health of what the pipelines depend on: the metadata DB, Qdrant, the object store and the
+embedders, each probed for real (a query, a listing, a write and read back, an embedding) with its
+latency. The Dagster instance is probed by the callers that have one (CLI, the health check).
+
+A probe never raises: whatever goes wrong becomes a failed result whose detail says what to do.
+Secrets stay out of the details (URLs are shown without their password).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from ops_pipelines.embedders import get_version, load_embedder
+from ops_pipelines.kb import KnowledgeBase, schema
+from ops_pipelines.kb.migrations import LATEST, current_version
+from ops_pipelines.objects import ObjectStore
+from ops_pipelines.vectors import VectorStore, VectorStoreBusy, alias_name
+
+COMPONENTS = ("metadata_db", "qdrant", "object_store", "embedders", "dagster_instance")
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    component: str
+    ok: bool
+    detail: str
+    latency_ms: float
+
+
+def probe(component: str, check: Callable[[], str]) -> HealthResult:
+    """Run ``check`` (which returns a detail or raises) and time it."""
+    started = time.perf_counter()
+    try:
+        detail, ok = check(), True
+    except Exception as exc:  # noqa: BLE001 - a health probe reports every failure
+        detail, ok = f"{type(exc).__name__}: {exc}", False
+    return HealthResult(component, ok, detail, round((time.perf_counter() - started) * 1000, 1))
+
+
+def check_database(url: str) -> str:
+    kb = KnowledgeBase(url)
+    try:
+        with kb.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            version = current_version(conn)
+            containers = conn.execute(select(func.count()).select_from(schema.containers)).scalar_one()
+    finally:
+        kb.close()
+    where = make_url(url).render_as_string(hide_password=True)
+    return f"{where}: schema v{version}/{LATEST}, {containers} containers"
+
+
+def check_vectors(store_factory: Callable[[], object], kb_url: str) -> str:
+    """Qdrant answers, and every container with a live generation is served by its alias."""
+    kb = KnowledgeBase(kb_url)
+    try:
+        live = {c.slug: kb.live_generation(c.id) for c in kb.list_containers()}
+    finally:
+        kb.close()
+    try:
+        with store_factory() as store:
+            store: VectorStore
+            collections = len(store.client.get_collections().collections)
+            unserved = [
+                slug for slug, generation in live.items()
+                if generation is not None and store.resolve_alias(alias_name(slug)) is None
+            ]
+    except VectorStoreBusy:
+        return "local-mode storage is held by a running operation (it answers once that run is done)"
+    if unserved:
+        raise RuntimeError(f"no alias serves {', '.join(sorted(unserved))}: run refresh_job or restore")
+    return f"{collections} collections, {sum(g is not None for g in live.values())} containers served"
+
+
+def check_objects(objects: ObjectStore) -> str:
+    """A probe object written, read back and deleted."""
+    key = f"health/probe-{uuid.uuid4().hex}"
+    payload = uuid.uuid4().bytes
+    objects.put_bytes(key, payload)
+    try:
+        if objects.get_bytes(key) != payload:
+            raise RuntimeError(f"{objects.description} returned other bytes than were written")
+    finally:
+        objects.delete(key)
+    return f"{objects.description}: write, read and delete ok"
+
+
+def check_embedders(versions: list[str]) -> str:
+    """Each version loads (offline) and embeds a sentence to a finite vector of its dimension."""
+    for name in versions:
+        vector = np.asarray(load_embedder(name).embed(["health check"]))
+        dimension = get_version(name).dimension
+        if vector.shape != (1, dimension) or not np.isfinite(vector).all():
+            raise RuntimeError(f"{name} returned {vector.shape}, expected (1, {dimension}) finite values")
+    return ", ".join(versions) if versions else "no containers: nothing to load"
+
+
+def check_dagster_instance(instance) -> str:
+    """The instance's run storage answers; the daemon's heartbeats are reported, not required
+    (schedules and sensors need it, runs launched from the CLI do not)."""
+    runs = instance.get_runs_count()
+    beats = instance.get_daemon_heartbeats()
+    if not beats:
+        daemon = "no daemon heartbeat (schedules and sensors are not running: start `dagster dev` or the daemon)"
+    else:
+        age = time.time() - max(b.timestamp for b in beats.values())
+        daemon = f"daemon heartbeat {age:.0f}s ago"
+    return f"{runs} runs recorded; {daemon}"
+
+
+def container_embedders(kb_url: str) -> list[str]:
+    kb = KnowledgeBase(kb_url)
+    try:
+        return sorted({c.embedder_version for c in kb.list_containers()})
+    finally:
+        kb.close()
+
+
+def check_all(kb_url: str, open_vectors: Callable, open_objects: Callable[[], ObjectStore], instance) -> list[HealthResult]:
+    """Every component, in the order of ``COMPONENTS``."""
+    return [
+        probe("metadata_db", lambda: check_database(kb_url)),
+        probe("qdrant", lambda: check_vectors(open_vectors, kb_url)),
+        probe("object_store", lambda: check_objects(open_objects())),
+        probe("embedders", lambda: check_embedders(container_embedders(kb_url))),
+        probe("dagster_instance", lambda: check_dagster_instance(instance)),
+    ]
