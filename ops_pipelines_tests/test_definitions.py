@@ -52,7 +52,9 @@ def test_refresh_job_gates_the_swap_with_blocking_checks(defs):
     job = defs.resolve_job_def("refresh_job")
     assert {"version_embeddings", "shadow_collection", "live_alias"} <= {n.name for n in job.nodes}
     graph = defs.resolve_asset_graph()
-    specs = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    specs = {
+        key.name: graph.get_check_spec(key) for key in graph.asset_check_keys if key.asset_key.path == ["shadow_collection"]
+    }
     assert set(specs) == {
         "point_count", "point_ids", "vector_dimension", "vector_values", "payload_hashes", "self_retrieval",
     }
@@ -73,3 +75,15 @@ def test_refresh_job_config_is_typed(defs, bad):
     validate_run_config(job, {"ops": {"shadow_collection": {"config": {"mode": "in_place"}}}})
     with pytest.raises(DagsterInvalidConfigError):
         validate_run_config(job, {"ops": bad})
+
+
+def test_backup_restore_and_health_are_in_the_code_location(defs):
+    assert {"backup_job", "restore_job", "health_job"} <= {j.name for j in defs.jobs}
+    assert {s.name for s in defs.schedules} >= {"backup_schedule", "health_schedule", "sync_schedule"}
+    graph = defs.resolve_asset_graph()
+    health = {key.name for key in graph.asset_check_keys if key.asset_key.path == ["knowledge_base"]}
+    assert health == {"metadata_db", "qdrant", "object_store", "embedders", "dagster_instance"}
+    with pytest.raises(DagsterInvalidConfigError):
+        validate_run_config(
+            defs.resolve_job_def("restore_job"), {"ops": {"restore_knowledge_base": {"config": {"force": "yes"}}}}
+        )
