@@ -11,7 +11,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 
@@ -52,6 +52,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix``, in no promised order."""
+
+    @abstractmethod
+    def list_modified(self, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        """(key, last-modified time in UTC) of the keys starting with ``prefix``, in no promised
+        order; the time comes with the listing, at no extra request per object."""
 
     @abstractmethod
     def url(self, key: str, expires: timedelta) -> str:

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, check_key
@@ -50,12 +50,24 @@ class FolderObjectStore(ObjectStore):
         self.path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for key, _ in self._files(prefix):
+            yield key
+
+    def list_modified(self, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        for key, path in self._files(prefix):
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:  # deleted since the directory walk
+                continue
+            yield key, datetime.fromtimestamp(modified, UTC)
+
+    def _files(self, prefix: str) -> Iterator[tuple[str, Path]]:
         if not self.root.is_dir():
             return
         for path in self.root.rglob("*"):
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and not path.name.startswith(".tmp-") and key.startswith(prefix):
-                yield key
+                yield key, path
 
     def url(self, key: str, expires: timedelta) -> str:
         return self._existing(key).resolve().as_uri()

@@ -10,7 +10,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import certifi
 import urllib3
@@ -102,10 +102,18 @@ class S3ObjectStore(ObjectStore):
             self.client.remove_object(self.bucket, check_key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for obj in self._objects(prefix):
+            yield obj.object_name
+
+    def list_modified(self, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        for obj in self._objects(prefix):
+            yield obj.object_name, obj.last_modified.astimezone(UTC)
+
+    def _objects(self, prefix: str) -> Iterator:
         with self._errors():
             for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 if not obj.is_dir:
-                    yield obj.object_name
+                    yield obj
 
     def url(self, key: str, expires: timedelta) -> str:
         """A presigned GET; ``ObjectNotFound`` first if there is no object, as on the folder

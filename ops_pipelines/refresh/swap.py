@@ -85,10 +85,16 @@ def rollback(
 
 
 def prune_generations(
-    kb: KnowledgeBase, store: VectorStore, container: Container, retention: int, log: logging.Logger = _log
+    kb: KnowledgeBase,
+    store: VectorStore,
+    container: Container,
+    retention: int,
+    log: logging.Logger = _log,
+    dry_run: bool = False,
 ) -> list[str]:
     """Keep the live generation and the ``retention - 1`` retired ones served most recently; drop the rest,
-    and any shadow older than the live generation (an abandoned build). Returns dropped names."""
+    and any shadow older than the live generation (an abandoned build). Returns dropped names
+    (with ``dry_run``, the names it would drop, and nothing is dropped)."""
     if retention < 1:
         raise ValueError("retention must keep at least the live generation (retention >= 1)")
     generations = kb.generations(container.id)
@@ -103,9 +109,12 @@ def prune_generations(
         if g.collection in (serving, live.collection):
             log.warning("not dropping %s: the alias serves it", g.collection)
             continue
+        dropped.append(g.collection)
+        if dry_run:
+            log.info("would drop generation %d (%s) beyond retention %d", g.number, g.collection, retention)
+            continue
         store.drop_collection(g.collection)
         kb.mark_generation_dropped(container.id, g.number)
-        dropped.append(g.collection)
         log.info("dropped generation %d (%s) beyond retention %d", g.number, g.collection, retention)
     return dropped
 

@@ -87,11 +87,16 @@ class VectorStore:
         self.client.delete_collection(name)
         return True
 
+    def collection_names(self) -> list[str]:
+        """Every collection in the store, ours or not, sorted."""
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias in the store -> the collection it points at."""
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
     def resolve_alias(self, alias: str) -> str | None:
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == alias:
-                return a.collection_name
-        return None
+        return self.aliases().get(alias)
 
     def point_alias(self, alias: str, collection: str) -> None:
         """Move ``alias`` to ``collection`` in one atomic alias update."""
