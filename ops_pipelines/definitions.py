@@ -2,7 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
-from ops_pipelines.defs import backup, export, health, refresh, sync
+from ops_pipelines.defs import backup, export, health, maintenance, refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
@@ -15,6 +15,7 @@ def build_definitions() -> Definitions:
         export.defs,
         backup.defs,
         health.defs,
+        maintenance.defs,
         Definitions(resources=default_resources(), executor=in_process_executor),
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test, materialize
 
-from ops_pipelines.defs import backup, export, health, refresh, sync
+from ops_pipelines.defs import backup, export, health, maintenance, refresh, sync
 from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
@@ -199,7 +199,8 @@ class SyncHarness:
     def job(self, name: str, vectors: VectorStoreResource | None = None):
         resources = self.resources() | ({"vectors": vectors} if vectors else {})
         defs = Definitions.merge(
-            sync.defs, refresh.defs, export.defs, backup.defs, health.defs, Definitions(resources=resources)
+            sync.defs, refresh.defs, export.defs, backup.defs, health.defs, maintenance.defs,
+            Definitions(resources=resources),
         )
         return defs.resolve_job_def(name)
 

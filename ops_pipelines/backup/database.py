@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, delete, func, insert, select
@@ -186,7 +186,7 @@ def _to_sqlite(table: Table, row: dict) -> dict:
     """SQLite keeps the wall clock only: store every timestamp as UTC."""
     for name in _timestamps(table):
         if row[name] is not None and row[name].tzinfo is not None:
-            row[name] = row[name].astimezone(timezone.utc).replace(tzinfo=None)
+            row[name] = row[name].astimezone(UTC).replace(tzinfo=None)
     return row
 
 
@@ -196,7 +196,7 @@ def _from_sqlite(conn: Connection, table: Table, row: dict) -> dict:
         for name in _timestamps(table):
             value: datetime | None = row[name]
             if value is not None and value.tzinfo is None:
-                row[name] = value.replace(tzinfo=timezone.utc)
+                row[name] = value.replace(tzinfo=UTC)
     return row
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ops_pipelines.archives.format import ArchiveSpec
 
@@ -47,7 +47,7 @@ def collection_member(collection: str, part: str) -> str:
 
 
 def backup_key(created_at: datetime, run_id: str) -> str:
-    return f"{PREFIX}{created_at.astimezone(timezone.utc).strftime(_STAMP)}_{run_id or 'manual'}.tar"
+    return f"{PREFIX}{created_at.astimezone(UTC).strftime(_STAMP)}_{run_id or 'manual'}.tar"
 
 
 @dataclass(frozen=True)
@@ -62,5 +62,8 @@ def parse_backup_key(key: str) -> BackupKey | None:
     match = _KEY.match(key)
     if match is None:
         return None
-    created = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=timezone.utc)
+    try:
+        created = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC)
+    except ValueError:  # 20250231T250000Z: the right shape, not a time
+        return None
     return BackupKey(key, created, match.group(2))

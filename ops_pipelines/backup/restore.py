@@ -70,11 +70,14 @@ class RestorePlan:
 
     def describe(self) -> str:
         lines = [
-            f"backup of {self.created_at} (run {self.run_id or '-'}): {len(self.containers)} container(s), "
-            f"{len(self.collections)} collection(s), {self.points} points",
+            (
+                f"backup of {self.created_at} (run {self.run_id or '-'}): {len(self.containers)} container(s), "
+                f"{len(self.collections)} collection(s), {self.points} points"
+            ),
             self.containers.to_string(index=False) if len(self.containers) else "(no containers)",
         ]
-        lines += [f"write collection {new}" + (f" (backed up as {old})" if new != old else "") for old, new in self.collections.items()]
+        for old, new in self.collections.items():
+            lines.append(f"write collection {new}" + (f" (backed up as {old})" if new != old else ""))
         lines += [f"drop collection {name} after the swap" for name in self.drops]
         return "\n".join(lines)
 

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
@@ -57,7 +57,7 @@ def write_backup(
     log: logging.Logger = _log,
 ) -> BackupReport:
     out_path = Path(out_path)
-    created_at = created_at or datetime.now(timezone.utc)
+    created_at = created_at or datetime.now(UTC)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".staging-") as tmp:
         staging = Path(tmp)
         rows = dump_database(kb, staging / DATABASE)

@@ -12,11 +12,17 @@ def table(df: pd.DataFrame) -> MetadataValue:
     schema = TableSchema(
         columns=[TableColumn(str(c), _TYPES.get(df[c].dtype.kind, "string")) for c in df.columns]
     )
-    records = [
-        TableRecord({str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
-        for row in df.to_dict("records")
-    ]
+    records = [TableRecord({str(k): _cell(v) for k, v in row.items()}) for row in df.to_dict("records")]
     return MetadataValue.table(records=records, schema=schema)
+
+
+def _cell(value):
+    """A value Dagster's table records take: numpy scalars unwrapped, times as ISO strings, NaN/NaT as None."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
 
 
 def embedding_metadata(version, report) -> dict:

@@ -13,22 +13,22 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
+from ops_pipelines.backup.format import PREFIX as BACKUP_PREFIX
+from ops_pipelines.backup.format import parse_backup_key
 from ops_pipelines.maintenance.common import as_utc, cutoff, frame
 from ops_pipelines.objects import ObjectStore
 
 _log = logging.getLogger(__name__)
 
-BACKUP_PREFIX = "backups/"
 BACKUP_KEEP_DAILY = 7
 BACKUP_KEEP_WEEKLY = 4
 EXPORT_RETENTION = timedelta(days=30)
 
 DELETED, WOULD_DELETE, UNRECOGNISED = "deleted", "would delete", "kept: name not recognised"
-_BACKUP_NAME = re.compile(r"^(?P<stamp>[0-9]{8}T[0-9]{6}Z)_[^/]+\.tar$")
 _EXPORT_KEY = re.compile(r"^exports/[^/]+/[^/]+\.(tar|zip)$")
 
 
@@ -55,18 +55,6 @@ class ArchiveRetentionReport:
     @property
     def table(self) -> pd.DataFrame:
         return frame(StoredArchive, self.archives)
-
-
-def backup_time(key: str, prefix: str = BACKUP_PREFIX) -> datetime | None:
-    """When the backup at ``key`` was taken (UTC), read from its name; None if it is not named
-    ``<prefix><YYYYmmddTHHMMSSZ>_<run id>.tar``."""
-    match = _BACKUP_NAME.match(key[len(prefix) :]) if key.startswith(prefix) else None
-    if match is None:
-        return None
-    try:
-        return datetime.strptime(match["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:  # 20250231T250000Z: the right shape, not a time
-        return None
 
 
 def retained_backups(backups: Iterable[tuple[str, datetime]], keep_daily: int, keep_weekly: int) -> dict[str, str]:
@@ -106,13 +94,12 @@ def delete_expired_backups(
     objects: ObjectStore,
     keep_daily: int = BACKUP_KEEP_DAILY,
     keep_weekly: int = BACKUP_KEEP_WEEKLY,
-    prefix: str = BACKUP_PREFIX,
     dry_run: bool = False,
     log: logging.Logger = _log,
 ) -> ArchiveRetentionReport:
-    """Delete the backups under ``prefix`` that ``retained_backups`` does not keep."""
-    keys = sorted(objects.list(prefix))
-    dated = {key: at for key in keys if (at := backup_time(key, prefix)) is not None}
+    """Delete the backups under ``backups/`` that ``retained_backups`` does not keep."""
+    keys = sorted(objects.list(BACKUP_PREFIX))
+    dated = {key: parsed.created_at for key in keys if (parsed := parse_backup_key(key)) is not None}
     kept = retained_backups(dated.items(), keep_daily, keep_weekly)
     archives = []
     for key in keys:

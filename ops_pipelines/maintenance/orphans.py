@@ -38,7 +38,8 @@ _log = logging.getLogger(__name__)
 
 POINT_WITHOUT_CHUNK = "point without chunk"
 CHUNK_WITHOUT_POINT = "chunk without point"
-GENERATION_COLLECTION = re.compile(r"^kb_[a-z0-9][a-z0-9-]*__[a-z0-9-]+__g[0-9]+$")
+# a generation's collection, or its copy written by a restore (``<name>__r<token>``)
+GENERATION_COLLECTION = re.compile(r"^kb_[a-z0-9][a-z0-9-]*__[a-z0-9-]+__g[0-9]+(__r[0-9a-f]{8})?$")
 BLOB_KEY = re.compile(r"^blobs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
 BLOB_MIN_AGE = timedelta(days=1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from dagster import build_schedule_context
 
 from ops_pipelines.backup import list_backups

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ops_pipelines.backup import parse_backup_key
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.maintenance import (
-    backup_time,
     delete_expired_backups,
     delete_old_exports,
     expired_backups,
@@ -100,7 +100,8 @@ def test_backup_rotation_says_why_each_is_kept_and_refuses_negative_counts():
     ],
 )
 def test_backup_times_come_from_the_key_name(key, expected):
-    assert backup_time(key) == expected
+    parsed = parse_backup_key(key)
+    assert (parsed.created_at if parsed else None) == expected
 
 
 def test_expired_backups_are_deleted_and_unrecognised_keys_kept(objects):

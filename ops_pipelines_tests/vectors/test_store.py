@@ -49,10 +49,9 @@ def test_collections_alias_upsert_delete_search(tmp_path):
 
 def test_local_storage_held_by_another_client_times_out_clearly(tmp_path):
     path = str(tmp_path / "q")
-    with open_vector_store(path=path):
-        with pytest.raises(VectorStoreBusy, match="stayed locked"):
-            with open_vector_store(path=path, wait_seconds=0.3):
-                pass
+    with open_vector_store(path=path), pytest.raises(VectorStoreBusy, match="stayed locked"):
+        with open_vector_store(path=path, wait_seconds=0.3):
+            pass
     with open_vector_store(path=path) as store:  # released on exit
         assert store.resolve_alias("kb_none") is None
 

@@ -1,7 +1,7 @@
 """The whole knowledge base as one verified backup in the object store."""
 
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +37,7 @@ def kb_backup(
     vectors: VectorStoreResource,
     objects: ObjectStoreResource,
 ) -> MaterializeResult:
-    created_at = datetime.now(timezone.utc)
+    created_at = datetime.now(UTC)
     with (
         operator_errors(),
         kb.open() as store,
