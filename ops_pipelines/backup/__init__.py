@@ -3,14 +3,13 @@
 from ops_pipelines.backup.catalog import BackupNotFound, backups_table, list_backups, resolve_backup
 from ops_pipelines.backup.format import BACKUP_ARCHIVE, BackupKey, backup_key, parse_backup_key
 from ops_pipelines.backup.restore import RestorePlan, RestoreRefused, RestoreReport, plan_restore, restore_backup
-from ops_pipelines.backup.writer import BackupError, BackupReport, write_backup
+from ops_pipelines.backup.writer import BackupError, write_backup
 
 __all__ = [
     "BACKUP_ARCHIVE",
     "BackupError",
     "BackupKey",
     "BackupNotFound",
-    "BackupReport",
     "RestorePlan",
     "RestoreRefused",
     "RestoreReport",

@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
-from ops_pipelines.archives.writer import _blob_members, _file_digest, _Sources, _write_tar
+from ops_pipelines.archives.writer import ArchiveReport, _blob_members, _file_digest, _Sources, _write_tar
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
 from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION
 from ops_pipelines.backup.points import dump_collection
@@ -34,18 +33,6 @@ class BackupError(ArchiveError):
     """The backup could not be made; nothing was stored."""
 
 
-@dataclass(frozen=True)
-class BackupReport:
-    path: Path
-    size: int
-    sha256: str
-    manifest: dict
-
-    @property
-    def counts(self) -> dict:
-        return self.manifest["counts"]
-
-
 def write_backup(
     kb: KnowledgeBase,
     store: VectorStore,
@@ -55,7 +42,7 @@ def write_backup(
     include_blobs: bool = True,
     created_at: datetime | None = None,
     log: logging.Logger = _log,
-) -> BackupReport:
+) -> ArchiveReport:
     out_path = Path(out_path)
     created_at = created_at or datetime.now(UTC)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".staging-") as tmp:
@@ -97,7 +84,7 @@ def write_backup(
         os.replace(partial, out_path)
     size, sha = _file_digest(out_path)
     log.info("backup: %s written, %d bytes, sha256 %s", out_path.name, size, sha)
-    return BackupReport(out_path, size, sha, manifest)
+    return ArchiveReport(out_path, "tar", size, sha, manifest)
 
 
 def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path, members: dict, log) -> tuple:
