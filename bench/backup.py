@@ -35,21 +35,21 @@ import time
 import uuid
 import warnings
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # bench/sync.py and bench/export.py: corpus, sync
 
-import pandas as pd  # noqa: E402
-from export import write_corpus_for  # noqa: E402
-from sync import SLUG, machine, opened_kb, run_sync, vocabulary  # noqa: E402
+import pandas as pd
+from export import write_corpus_for
+from sync import SLUG, machine, opened_kb, run_sync, vocabulary
 
-from ops_pipelines.archives import read_archive  # noqa: E402
-from ops_pipelines.backup import BACKUP_ARCHIVE, backup_key, restore_backup, write_backup  # noqa: E402
-from ops_pipelines.objects import FolderObjectStore  # noqa: E402
-from ops_pipelines.search import search_container  # noqa: E402
-from ops_pipelines.vectors import open_vector_store  # noqa: E402
+from ops_pipelines.archives import read_archive
+from ops_pipelines.backup import BACKUP_ARCHIVE, backup_key, restore_backup, write_backup
+from ops_pipelines.objects import FolderObjectStore
+from ops_pipelines.search import search_container
+from ops_pipelines.vectors import open_vector_store
 
 EMBEDDER = "hash-384@1"
 QUIET = logging.getLogger("bench")
@@ -108,7 +108,7 @@ def bench(kind: str, target: int, seed: int) -> list[dict]:
             started = time.perf_counter()
             with opened_kb(url) as kb, open_vector_store(path=str(qdrant)) as store:
                 report = write_backup(kb, store, objects, tmp / "backup.tar", run_id="bench", log=QUIET)
-            key = backup_key(datetime.now(timezone.utc), "bench")
+            key = backup_key(datetime.now(UTC), "bench")
             objects.put_file(key, report.path)
             backup_s = time.perf_counter() - started
             (tmp / "backup.tar").unlink()
