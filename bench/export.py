@@ -1,8 +1,11 @@
 """Benchmark of container archives: export (tar and zip), verify and import, and their memory
 (plain Python, no Dagster).
 
-Run:  .venv/bin/python bench/export.py [--chunks 20000,40000] [--seed 7]
+Run:  .venv/bin/python bench/export.py [--chunks 20000,40000] [--seed 7] [--runs 3]
                                        [--json bench/results/export.json]
+
+It imports the ``ops_pipelines`` of the checkout it is in (not whichever one the venv's editable
+install points at, which may be another worktree).
 
 For each size in ``--chunks``, in a fresh temp folder, on the synthetic corpus of
 ``bench/sync.py`` (about 5 chunks per 3 KB document; documents are added until the corpus
@@ -17,9 +20,13 @@ chunks into at least that many chunks):
   include_blobs=True)``: archive MB, seconds, MB/s of archive written, chunks/s.
 * ``plain tar``: the exported tar's members extracted into a folder (untimed), then archived by
   the system ``tar cf`` (timed). This is the floor for the IO: plain tar does less than export
-  (no DB reads, no JSON encoding, no staging of the JSONL and vectors, no sha256 hashing, no final digest of the
-  archive). ``export tar / plain tar`` is the ratio of the two (target: <= 2x). All files are
-  in the page cache on a machine with free RAM, so both are mostly memory-speed copies.
+  (no DB reads, no JSON encoding, no staging of the JSONL and vectors, no sha256 of the members
+  and of the archive). ``export tar / plain tar`` is the ratio of the two (target: <= 2x).
+  Both run ``--runs`` times, alternately (so a busy spell of the machine hits both), and their
+  rows are the run of median seconds (every run's seconds are in the JSON, ``runs_s``). Both
+  are warm: the KB and blobs were just written by the setup, the members just extracted, on a
+  machine with free RAM, so both read from the page cache; each run writes a new archive (the
+  previous one is deleted before the clock starts).
 * ``verify tar`` and ``verify zip``: ``read_archive(path)``, no extraction (every member hashed).
 * ``import tar``: ``read_archive(path, dest)`` (verify + extract: ``extract_s``), then
   ``import_archive(..., slug="imported")`` into a fresh KB, a fresh object store and a fresh
@@ -31,10 +38,11 @@ chunks into at least that many chunks):
   the archive's chunks, and a shortfall is printed as a WARNING (a guard on the benchmark itself;
   the import refuses to finish with counts that differ from the archive's).
 
-Export and verify stream the bytes, but keep a little bookkeeping per archive member (the
-manifest's members list, tarfile's TarInfo and zipfile's ZipInfo lists): about 1-1.5 KB per
-document, since every document brings one blob member. That is the residual growth between
-the two sizes.
+Export and verify stream the bytes, but keep a little bookkeeping per archive member, and
+every document brings one blob member: export the manifest's members list (and zipfile's
+ZipInfo list for a zip), verify tarfile's TarInfo or zipfile's ZipInfo list, about 1-1.5 KB per
+document. That is the residual growth between the two sizes. Export's own working set (a batch
+of 1000 rows, blocks of 1 MB) is about 20 MB at any size.
 
 Every scenario runs in a fresh child process (this script re-invoked with a hidden
 ``--scenario`` flag), which reports its RSS right after its imports (``baseline_rss_mb``) and
@@ -66,6 +74,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # bench/sync.py: corpus, sync steps, machine info
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ops_pipelines
 
 import pandas as pd  # noqa: E402
 from sync import SLUG, doc_path, document, machine, opened_kb, run_sync, vocabulary  # noqa: E402
@@ -124,6 +133,7 @@ def ru_maxrss_mb() -> float:
 
 def scenario_export(p: dict) -> dict:
     objects = FolderObjectStore(p["objects"])
+    Path(p["out"]).unlink(missing_ok=True)  # a previous run's: replacing it would be timed
     with opened_kb(p["kb_url"]) as kb:
         container = kb.get_container(SLUG)
         started = time.perf_counter()
@@ -188,13 +198,19 @@ def run_child(name: str, **params) -> dict:
 
 # ---- plain tar --------------------------------------------------------------------------------
 
-def plain_tar(exported: Path, tmp: Path) -> dict:
-    """The exported tar's member files (extracted, untimed), archived by the system tar (timed)."""
-    members, out = tmp / "plain-members", tmp / "plain.tar"
+def extract_members(exported: Path, tmp: Path) -> tuple[Path, list[str]]:
+    """The exported tar's member files, for plain tar, and the top-level names to archive."""
+    members = tmp / "plain-members"
     members.mkdir()
     subprocess.run(["tar", "xf", str(exported), "-C", str(members)], check=True)
     names = [n for n in ("manifest.json", "documents.jsonl", "chunks.jsonl", "vectors.npy", "blobs")
              if (members / n).exists()]
+    return members, names
+
+
+def plain_tar(members: Path, names: list[str], tmp: Path) -> dict:
+    """The members archived by the system tar (timed)."""
+    out = tmp / "plain.tar"
     # tar's peak RSS through GNU time, a small process in between (see peak_rss_mb for why not
     # wait4 from here); its fork + exec adds about a millisecond to the time.
     measured = tmp / "tar-maxrss.txt"
@@ -206,9 +222,28 @@ def plain_tar(exported: Path, tmp: Path) -> dict:
     seconds = time.perf_counter() - started
     size = out.stat().st_size
     out.unlink()
-    shutil.rmtree(members)
     peak = int(measured.read_text().split()[-1]) / 1024 if GNU_TIME else None
     return {"seconds": seconds, "archive_bytes": size, "peak_rss_mb": peak}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median seconds (the upper one of an even count), with every run's seconds."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "runs_s": [r["seconds"] for r in runs]}
+
+
+def export_and_plain_tar(target: int, chunks: int, export, exported: Path, tmp: Path, runs: int) -> tuple[dict, dict]:
+    """``runs`` exports to tar (``export("tar")`` writes ``exported``) and plain tars of its
+    members, alternately: the rows of their median runs."""
+    exports, plains, members = [], [], None
+    for n in range(1, runs + 1):
+        print(f"[{target}] export tar, plain tar ({n}/{runs})...", flush=True)
+        exports.append(export("tar"))
+        if members is None:
+            members, names = extract_members(exported, tmp)
+        plains.append(plain_tar(members, names, tmp))
+    shutil.rmtree(members)
+    return row(chunks, "export tar", median_run(exports)), row(chunks, "plain tar", median_run(plains))
 
 
 # ---- one size ---------------------------------------------------------------------------------
@@ -244,10 +279,11 @@ def row(chunks: int, scenario: str, result: dict, archive_bytes: int | None = No
         "rss_growth_mb": result["peak_rss_mb"] - baseline if baseline is not None else None,
         "extract_s": result.get("extract_s"),
         "import_s": result.get("import_s"),
+        "runs_s": result.get("runs_s"),
     }
 
 
-def bench_size(target: int, seed: int, words: list[str]) -> tuple[list[dict], dict]:
+def bench_size(target: int, seed: int, words: list[str], runs: int) -> tuple[list[dict], dict]:
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         tmp = Path(tmp)
         corpus = tmp / "corpus"
@@ -266,16 +302,17 @@ def bench_size(target: int, seed: int, words: list[str]) -> tuple[list[dict], di
             raise RuntimeError(f"setup: {chunks} chunks, fewer than the {target} wanted")
         print(f"[{target}] setup: {chunks} chunks synced in {setup['seconds']:.1f}s", flush=True)
 
-        rows, archives = [], {}
-        for fmt in ("tar", "zip"):
-            print(f"[{target}] export {fmt}...", flush=True)
-            archives[fmt] = tmp / f"export.{fmt}"
+        archives = {fmt: tmp / f"export.{fmt}" for fmt in ("tar", "zip")}
+
+        def export(fmt: str) -> dict:
             result = run_child("export", kb_url=kb_url, objects=str(objects_dir), out=str(archives[fmt]), fmt=fmt)
             if result["counts"]["chunks"] != chunks:
                 raise RuntimeError(f"export {fmt}: {result['counts']} for {chunks} chunks")
-            rows.append(row(chunks, f"export {fmt}", result))
-        print(f"[{target}] plain tar...", flush=True)
-        rows.append(row(chunks, "plain tar", plain_tar(archives["tar"], tmp)))
+            return result
+
+        export_tar, plain = export_and_plain_tar(target, chunks, export, archives["tar"], tmp, runs)
+        print(f"[{target}] export zip...", flush=True)
+        rows = [export_tar, row(chunks, "export zip", export("zip")), plain]
         for fmt in ("tar", "zip"):
             print(f"[{target}] verify {fmt}...", flush=True)
             result = run_child("verify", archive=str(archives[fmt]))
@@ -295,6 +332,8 @@ def main() -> None:
     parser.add_argument("--chunks", default="20000,40000",
                         help="comma-separated container sizes in chunks, at least 2 (default 20000,40000)")
     parser.add_argument("--seed", type=int, default=7, help="corpus seed (default 7)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs of export tar and of plain tar, alternately; the median is reported (default 3)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "export.json"),
                         help="where to write the results (default bench/results/export.json)")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
@@ -309,6 +348,8 @@ def main() -> None:
         parser.error("--chunks takes comma-separated integers")
     if len(sizes) < 2 or sizes[0] < 1:
         parser.error("--chunks needs at least two distinct positive sizes")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     get_version(EMBEDDER)
 
     load_before = list(os.getloadavg())
@@ -316,7 +357,7 @@ def main() -> None:
     words = vocabulary(args.seed)
     rows, setups = [], {}
     for target in sizes:
-        size_rows, setups[target] = bench_size(target, args.seed, words)
+        size_rows, setups[target] = bench_size(target, args.seed, words, args.runs)
         rows += size_rows
     total = time.perf_counter() - started
 
@@ -351,7 +392,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "benchmark": "export",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {"chunks": sizes, "seed": args.seed, "embedder": EMBEDDER, "archive_options":
+        "config": {"chunks": sizes, "seed": args.seed, "runs": args.runs, "embedder": EMBEDDER, "archive_options":
                    {"include_vectors": True, "include_blobs": True}, "import_format": "tar"},
         "machine": machine(),
         "load_average_before_after": [load_before, list(os.getloadavg())],

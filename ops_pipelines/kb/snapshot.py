@@ -75,7 +75,8 @@ class ContainerSnapshot:
         return self.conn.execute(query).scalar_one()
 
     def _stream(self, query) -> Iterator:
-        yield from self.conn.execution_options(yield_per=BATCH).execute(query)
+        for batch in self.conn.execution_options(yield_per=BATCH).execute(query).partitions():
+            yield from batch  # a batch at a time: iterating the result row by row costs more
 
 
 @contextmanager

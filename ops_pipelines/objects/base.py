@@ -81,7 +81,7 @@ def blob_key(sha256: str) -> str:
 
 
 def check_key(key: str) -> str:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    parts = key.split("/")  # an empty key, a leading, trailing or double "/" give an empty part
+    if "" in parts or "." in parts or ".." in parts:
         raise ValueError(f"invalid object key {key!r}")
     return key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,11 @@ class FolderObjectStore(ObjectStore):
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _file(self, key: str) -> str:
+        """``path`` as a str: joining Paths costs more than the stat or open it is for, and an
+        export stats and opens every blob."""
+        return f"{self.root}/{check_key(key)}"
+
     def put_bytes(self, key: str, data: bytes) -> None:
         with self._atomic(key) as handle:
             handle.write(data)
@@ -32,19 +38,27 @@ class FolderObjectStore(ObjectStore):
             shutil.copyfileobj(source, handle, 1 << 20)
 
     def get_bytes(self, key: str) -> bytes:
-        return self._existing(key).read_bytes()
+        with self._open(key, buffering=0) as handle:  # read whole: no buffer needed
+            return handle.read()
 
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         shutil.copyfile(self._existing(key), path)
 
     def reader(self, key: str):
-        return open(self._existing(key), "rb")
+        return self._open(key)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
     def size(self, key: str) -> int:
-        return self._existing(key).stat().st_size
+        """One ``stat`` (an export asks for the size of every blob)."""
+        try:
+            facts = os.stat(self._file(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+        if not stat.S_ISREG(facts.st_mode):
+            raise self._missing(key)
+        return facts.st_size
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -75,8 +89,17 @@ class FolderObjectStore(ObjectStore):
     def _existing(self, key: str) -> Path:
         path = self.path(key)
         if not path.is_file():
-            raise ObjectNotFound(f"no object {key!r} in {self.description}")
+            raise self._missing(key)
         return path
+
+    def _open(self, key: str, buffering: int = -1):
+        try:
+            return open(self._file(key), "rb", buffering=buffering)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise self._missing(key) from None
+
+    def _missing(self, key: str) -> ObjectNotFound:
+        return ObjectNotFound(f"no object {key!r} in {self.description}")
 
     def _atomic(self, key: str):
         return _AtomicWrite(self.path(key))
