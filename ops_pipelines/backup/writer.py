@@ -8,6 +8,7 @@ backup fails rather than store a pair that could not pass its checks after a res
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
-from ops_pipelines.archives.writer import ArchiveReport, _blob_members, _file_digest, _Sources, _write_tar
+from ops_pipelines.archives.writer import ArchiveReport, _blob_members, _Sources, _write_tar
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
 from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION
 from ops_pipelines.backup.points import dump_collection
@@ -77,14 +78,13 @@ def write_backup(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         partial = out_path.with_name(out_path.name + ".partial")
         try:
-            _write_tar(partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at)
+            written = _write_tar(partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, out_path)
-    size, sha = _file_digest(out_path)
-    log.info("backup: %s written, %d bytes, sha256 %s", out_path.name, size, sha)
-    return ArchiveReport(out_path, "tar", size, sha, manifest)
+    log.info("backup: %s written, %d bytes, sha256 %s", out_path.name, written["size"], written["sha256"])
+    return ArchiveReport(out_path, "tar", written["size"], written["sha256"], manifest)
 
 
 def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path, members: dict, log) -> tuple:
@@ -132,5 +132,5 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
 
 
 def _staged_facts(path: Path) -> dict:
-    size, sha = _file_digest(path)
-    return {"size": size, "sha256": sha}
+    with open(path, "rb") as handle:
+        return {"size": path.stat().st_size, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}

@@ -85,4 +85,8 @@ def container_snapshot(engine: Engine, container_id: str) -> Iterator[ContainerS
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
+            if conn.dialect.name == "sqlite":
+                # The sqlite3 driver opens a transaction only before a write: without this BEGIN
+                # each SELECT would see the latest commit, not one snapshot.
+                conn.exec_driver_sql("BEGIN")
             yield ContainerSnapshot(conn, container_id)

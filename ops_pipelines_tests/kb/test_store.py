@@ -96,3 +96,21 @@ def test_missing_embeddings_are_per_version_and_distinct(kb):
     kb.set_document_status([states["b"].id], "archived")
     assert kb.chunks_missing_embeddings(c.id, "v@1") == []
     assert kb.count_documents(c.id) == {"active": 1, "archived": 1}
+
+
+def test_snapshot_sees_one_state_while_another_connection_writes(kb):
+    """Counts read inside one snapshot do not move when a sync commits meanwhile (SQLite and PostgreSQL)."""
+    from sqlalchemy import delete
+
+    container = kb.add_container("snap", "folder", "/nowhere", "hash-256@1")
+    kb.write_documents(container.id, [_write(f"d{i}", f"text {i}") for i in range(4)], {})
+    with kb.snapshot(container.id) as snap:
+        before = snap.count("documents")
+        other = KnowledgeBase(kb.url)
+        try:
+            with other.engine.begin() as conn:
+                conn.execute(delete(schema.documents).where(schema.documents.c.source_key == "d0"))
+        finally:
+            other.close()
+        assert snap.count("documents") == before == 4
+    assert kb.count_documents(container.id)["active"] == 3
