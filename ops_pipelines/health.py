@@ -21,7 +21,7 @@ from ops_pipelines.embedders import get_version, load_embedder
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, current_version
 from ops_pipelines.objects import ObjectStore
-from ops_pipelines.vectors import VectorStore, VectorStoreBusy, alias_name
+from ops_pipelines.vectors import VectorStoreBusy, alias_name
 
 COMPONENTS = ("metadata_db", "qdrant", "object_store", "embedders", "dagster_instance")
 
@@ -66,7 +66,6 @@ def check_vectors(store_factory: Callable[[], object], kb_url: str) -> str:
         kb.close()
     try:
         with store_factory() as store:
-            store: VectorStore
             collections = len(store.client.get_collections().collections)
             unserved = [
                 slug for slug, generation in live.items()

@@ -61,7 +61,7 @@ class ArchiveReport:
         return self.manifest["counts"]
 
 
-class _HashingWriter:
+class HashingWriter:
     """A file that counts and sha256-hashes what is written to it. Small writes (a blob's tar
     header, bytes and padding; a batch of JSONL) are gathered into blocks of about ``_COPY``
     bytes: one write and one hash update per block cost less than one per piece."""
@@ -121,7 +121,7 @@ def write_archive(
                 counts["vectors"] = counts["chunks"]
             log.info("archive: %d chunks staged%s", counts["chunks"], " with vectors" if vectors else "")
             if include_blobs:
-                blobs = _blob_members(snap.blob_hashes(), objects, container.slug)
+                blobs = blob_members(snap.blob_hashes(), objects, repr(container.slug))
                 members.update(blobs)
                 counts["blobs"] = len(blobs)
                 log.info("archive: %d blobs staged", len(blobs))
@@ -145,8 +145,8 @@ def write_archive(
         (staging / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         partial = out_path.with_name(out_path.name + ".partial")
         try:
-            written = (_write_tar if fmt == "tar" else _write_zip)(
-                partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at
+            written = (write_tar if fmt == "tar" else _write_zip)(
+                partial, ArchiveSources(staging, objects, members), [MANIFEST, *members], created_at
             )
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -176,7 +176,7 @@ def _document_record(row) -> dict:
 
 
 def _write_documents(snap, path: Path) -> dict:
-    out = _HashingWriter(path)
+    out = HashingWriter(path)
     for rows in _batches(snap.documents()):
         out.write(_json_lines(_document_record(row) for row in rows))
     return out.close()
@@ -188,7 +188,7 @@ class _VectorsWriter:
     def __init__(self, path: Path, rows: int, dimension: int):
         self.rows, self.dimension, self.written = rows, dimension, 0
         self.row_bytes = 4 * dimension
-        self.out = _HashingWriter(path)
+        self.out = HashingWriter(path)
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(
             header, {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
@@ -216,7 +216,7 @@ class _VectorsWriter:
 
 
 def _write_chunks(snap, path: Path, vectors: _VectorsWriter | None, version: str, slug: str) -> dict:
-    out = _HashingWriter(path)
+    out = HashingWriter(path)
     for rows in _batches(snap.chunks(version if vectors is not None else None)):
         # the snapshot's columns are CHUNK_FIELDS in this order, then the vector, left out here
         out.write(_json_lines(dict(zip(CHUNK_FIELDS, row, strict=False)) for row in rows))
@@ -225,22 +225,22 @@ def _write_chunks(snap, path: Path, vectors: _VectorsWriter | None, version: str
     return out.close()
 
 
-def _blob_members(hashes, objects: ObjectStore, slug: str) -> dict[str, dict]:
+def blob_members(hashes, objects: ObjectStore, owner: str, operation: str = "export") -> dict[str, dict]:
     """Manifest entries of the blobs: content-addressed, so the name is the sha256 (checked
-    when the bytes are copied into the archive)."""
+    when the bytes are copied into the archive). ``owner`` and ``operation`` word the error."""
     members = {}
     for sha in hashes:
         try:
             members[f"{BLOB_PREFIX}{sha}"] = {"size": objects.size(blob_key(sha)), "sha256": sha}
         except ObjectNotFound:
             raise ArchiveError(
-                f"blob {sha} of a document of {slug!r} is missing from the object store: put it back "
-                f"at {blob_key(sha)} (from a backup or another copy), or export with include_blobs false"
+                f"blob {sha} of a document of {owner} is missing from the object store: put it back "
+                f"at {blob_key(sha)} (from a backup or another copy), or {operation} with include_blobs false"
             ) from None
     return members
 
 
-class _Sources:
+class ArchiveSources:
     """Opens each member for reading: a staged file, or a blob in the object store whose bytes
     are hashed as they are read and checked when it is closed."""
 
@@ -289,11 +289,11 @@ class _HashingReader:
         return data
 
 
-def _write_tar(path: Path, sources: _Sources, names: list[str], created_at: datetime) -> dict:
+def write_tar(path: Path, sources: ArchiveSources, names: list[str], created_at: datetime) -> dict:
     """The bytes ``tarfile`` writes in pax format (regular files, mode 0644, the archive's
     mtime; end blocks and record padding as ``TarFile.close`` writes them), hashed on the way."""
     header = _TarHeader(int(created_at.timestamp()))
-    out = _HashingWriter(path)
+    out = HashingWriter(path)
     for name in names:
         size = sources.size(name)
         padding = bytes(-size % tarfile.BLOCKSIZE)
@@ -340,7 +340,7 @@ class _TarHeader:
         return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
-def _copy_exact(source, out: _HashingWriter, size: int, name: str) -> None:
+def _copy_exact(source, out: HashingWriter, size: int, name: str) -> None:
     remaining = size
     while remaining:
         block = source.read(min(remaining, _COPY))
@@ -350,7 +350,7 @@ def _copy_exact(source, out: _HashingWriter, size: int, name: str) -> None:
         remaining -= len(block)
 
 
-def _write_zip(path: Path, sources: _Sources, names: list[str], created_at: datetime) -> dict:
+def _write_zip(path: Path, sources: ArchiveSources, names: list[str], created_at: datetime) -> dict:
     stamp = created_at.timetuple()[:6]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name in names:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ops_pipelines.archives.format import ArchiveError
-from ops_pipelines.archives.writer import _HashingWriter
+from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.backup.format import POINTS, VECTORS, collection_member
 from ops_pipelines.vectors import VectorStore
 
@@ -40,8 +40,8 @@ def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedColle
     if dimension is None:
         raise ArchiveError(f"collection {name} does not exist in Qdrant")
     expected = store.count(name)
-    points_out = _HashingWriter(staging / collection_member(name, POINTS))
-    vectors_out = _HashingWriter(staging / collection_member(name, VECTORS))
+    points_out = HashingWriter(staging / collection_member(name, POINTS))
+    vectors_out = HashingWriter(staging / collection_member(name, VECTORS))
     vectors_out.write(_npy_header(expected, dimension))
     ids: set[str] = set()
     for point in store.scroll(name, with_payload=True, with_vectors=True, page=_PAGE):

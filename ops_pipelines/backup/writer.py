@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
-from ops_pipelines.archives.writer import ArchiveReport, _blob_members, _Sources, _write_tar
+from ops_pipelines.archives.writer import ArchiveReport, ArchiveSources, blob_members, write_tar
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
 from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION
 from ops_pipelines.backup.points import dump_collection
@@ -55,7 +55,7 @@ def write_backup(
             containers, collections = _dump_collections(snapshot, store, staging, members, log)
         hashes = blob_hashes(staging / DATABASE)
         if include_blobs:
-            members.update(_blob_members(hashes, objects, "the knowledge base"))
+            members.update(blob_members(hashes, objects, "the knowledge base", operation="back up"))
             log.info("backup: %d blobs", len(hashes))
         members = {DATABASE: _staged_facts(staging / DATABASE), **members}
         manifest = {
@@ -78,7 +78,7 @@ def write_backup(
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         partial = out_path.with_name(out_path.name + ".partial")
         try:
-            written = _write_tar(partial, _Sources(staging, objects, members), [MANIFEST, *members], created_at)
+            written = write_tar(partial, ArchiveSources(staging, objects, members), [MANIFEST, *members], created_at)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
