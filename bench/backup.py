@@ -45,8 +45,7 @@ import pandas as pd
 from export import write_corpus_for
 from sync import SLUG, machine, opened_kb, run_sync, vocabulary
 
-from ops_pipelines.archives import read_archive
-from ops_pipelines.backup import BACKUP_ARCHIVE, backup_key, restore_backup, write_backup
+from ops_pipelines.backup import backup_key, restore_backup, verify_backup, write_backup
 from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.search import search_container
 from ops_pipelines.vectors import open_vector_store
@@ -122,7 +121,7 @@ def bench(kind: str, target: int, seed: int) -> list[dict]:
             started = time.perf_counter()
             objects.get_file(key, tmp / "restore.tar")
             fetched = time.perf_counter()
-            verified = read_archive(tmp / "restore.tar", tmp / "extracted", spec=BACKUP_ARCHIVE)
+            verified = verify_backup(tmp / "restore.tar", tmp / "extracted", objects)
             extracted = time.perf_counter()
             with opened_kb(url) as kb, open_vector_store(path=str(qdrant)) as store:
                 restored = restore_backup(kb, store, objects, verified, log=QUIET)

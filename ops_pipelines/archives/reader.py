@@ -14,7 +14,7 @@ import json
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +39,11 @@ class VerifiedArchive:
     manifest: dict
     format: str
     root: Path | None  # where members were extracted, if they were
+    skipped: frozenset[str] = frozenset()  # members verified but, by the caller's choice, not extracted
 
     def member(self, name: str) -> Path:
         assert self.root is not None, "archive was verified, not extracted"
+        assert name not in self.skipped, f"member {name} was verified, not extracted"
         return self.root / name
 
 
@@ -59,9 +61,12 @@ def read_archive(
     dest: str | Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     spec: ArchiveSpec = CONTAINER_ARCHIVE,
+    extract: Callable[[str], bool] | None = None,
 ) -> VerifiedArchive:
-    """Verify ``path`` completely as a ``spec`` archive; with ``dest``, also extract its members there."""
+    """Verify ``path`` completely as a ``spec`` archive; with ``dest``, also extract its members
+    there (those ``extract`` accepts, if given: the others are verified all the same)."""
     path = Path(path)
+    skipped: set[str] = set()
     if not path.is_file():
         raise ArchiveError(f"{path} does not exist or is not a file")
     root = Path(dest) if dest is not None else None
@@ -87,7 +92,11 @@ def read_archive(
                 want = expected[member.name]
                 if member.size != want["size"]:
                     raise ChecksumMismatch(f"member {member.name}: {member.size} bytes, the manifest says {want['size']}")
-                digest = _copy(stream(), root / member.name if root else None, member.size)
+                target = root / member.name if root else None
+                if target is not None and extract is not None and not extract(member.name):
+                    skipped.add(member.name)
+                    target = None
+                digest = _copy(stream(), target, member.size)
                 if digest != want["sha256"]:
                     raise ChecksumMismatch(
                         f"member {member.name}: sha256 {digest} does not match the manifest's {want['sha256']}"
@@ -99,7 +108,7 @@ def read_archive(
                 raise ArchiveError(f"members listed in the manifest are missing (truncated archive?): {', '.join(missing[:5])}")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise ArchiveError(f"{path.name} is truncated or corrupt: {exc}") from exc
-    return VerifiedArchive(manifest, fmt, root)
+    return VerifiedArchive(manifest, fmt, root, frozenset(skipped))
 
 
 def _check_member(member: _Member, index: int, seen: set[str], limits: Limits, spec: ArchiveSpec) -> None:

@@ -2,7 +2,14 @@
 
 from ops_pipelines.backup.catalog import BackupNotFound, backups_table, list_backups, resolve_backup
 from ops_pipelines.backup.format import BACKUP_ARCHIVE, BackupKey, backup_key, parse_backup_key
-from ops_pipelines.backup.restore import RestorePlan, RestoreRefused, RestoreReport, plan_restore, restore_backup
+from ops_pipelines.backup.restore import (
+    RestorePlan,
+    RestoreRefused,
+    RestoreReport,
+    plan_restore,
+    restore_backup,
+    verify_backup,
+)
 from ops_pipelines.backup.writer import BackupError, write_backup
 
 __all__ = [
@@ -20,5 +27,6 @@ __all__ = [
     "plan_restore",
     "resolve_backup",
     "restore_backup",
+    "verify_backup",
     "write_backup",
 ]

@@ -11,6 +11,7 @@ so a failure half way leaves the previous rows untouched.
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,8 +85,11 @@ def replace_rows(
                     for table in reversed(TABLES):
                         out.execute(delete(table))
                     for table in TABLES:
-                        if attached and table.name in verbatim:
+                        if table.name in verbatim and attached:
                             written[table.name] = _copy_inside_sqlite(out, table)
+                            continue
+                        if table.name in verbatim and out.dialect.name == "postgresql":
+                            written[table.name] = _copy_into_postgres(out, source, table)
                             continue
                         for rows in _read(src, table):
                             out.execute(insert(table), [_from_sqlite(out, table, transform(table, r)) for r in rows])
@@ -103,6 +107,37 @@ def _copy_inside_sqlite(conn: Connection, table: Table) -> int:
     columns = [c.name for c in table.columns]
     source = table.to_metadata(MetaData(), schema="backup")
     return conn.execute(insert(table).from_select(columns, select(*(source.c[n] for n in columns)))).rowcount
+
+
+def _copy_into_postgres(conn: Connection, source: Path, table: Table) -> int:
+    """The table's rows read straight from the SQLite file and sent with COPY: a fraction of the
+    time INSERTs take, and little of it holding the GIL. SQLite's timestamps are naive UTC, so the
+    transaction reads them in UTC."""
+    columns = [c.name for c in table.columns]
+    names = ", ".join(f'"{n}"' for n in columns)
+    order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    conn.exec_driver_sql("SET LOCAL timezone = 'UTC'")
+    cursor = conn.connection.dbapi_connection.cursor()
+    rows = 0
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as lite:
+        result = lite.execute(f'SELECT {names} FROM "{table.name}" ORDER BY {order}')
+        while batch := result.fetchmany(_BATCH):
+            text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in batch)
+            cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', io.StringIO(text))
+            rows += len(batch)
+    lite.close()
+    return rows
+
+
+def _copy_text(value) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return str(value)
 
 
 @contextmanager

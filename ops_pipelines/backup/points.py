@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.writer import HashingWriter
@@ -46,7 +46,7 @@ def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedColle
     ids: set[str] = set()
     for point in store.scroll(name, with_payload=True, with_vectors=True, page=_PAGE):
         ids.add(str(point.id))
-        points_out.write(json.dumps({"id": str(point.id), "payload": point.payload}, ensure_ascii=False).encode() + b"\n")
+        points_out.write(orjson.dumps({"id": str(point.id), "payload": point.payload}) + b"\n")
         vectors_out.write(np.asarray(point.vector, dtype="<f4").tobytes())
     if len(ids) != expected:
         raise ArchiveError(f"collection {name} changed while it was read ({expected} points, then {len(ids)})")
@@ -63,10 +63,10 @@ def load_points(folder: Path, name: str, dimension: int, count: int) -> LoadedPo
     ids: list[str] = []
     payloads: list[dict] = []
     where = collection_member(name, POINTS)
-    with open(folder / where, encoding="utf-8") as lines:
+    with open(folder / where, "rb") as lines:
         for number, line in enumerate(lines, 1):
             try:
-                record = json.loads(line)
+                record = orjson.loads(line)
                 point_id, payload = record["id"], record["payload"]
                 canonical = str(uuid.UUID(point_id)) == point_id
             except (ValueError, TypeError, KeyError, AttributeError):

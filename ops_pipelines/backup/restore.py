@@ -8,9 +8,11 @@ knowledge base serving.
    collections written; aliases moved). A dry run stops here.
 3. A non-empty KB is only replaced with ``force``.
 4. Blobs missing from the object store are put (content-addressed: nothing is overwritten).
-5. Each backed-up collection is written under a name no current collection has, and every live
-   generation passes the reconciliation checks against the backup's own database, before the
-   current KB is touched.
+5. Each backed-up collection is read, and a live generation's points must pass the content
+   checks (count, ids, dimension, values, payload hashes) against the backup's own database
+   before they are written, under a name no current collection has; the written collection must
+   then hold every point and retrieve a sample of chunks by search. All of it before the current
+   KB is touched.
 6. One transaction replaces every row of the metadata DB; then one atomic alias update moves
    every container's alias to its restored live collection.
 7. Only then are the previous state's collections dropped.
@@ -36,21 +38,22 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from ops_pipelines.archives.format import ArchiveError
-from ops_pipelines.archives.reader import VerifiedArchive
+from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
-from ops_pipelines.backup.format import DATABASE
+from ops_pipelines.backup.format import BACKUP_ARCHIVE, DATABASE
 from ops_pipelines.backup.points import load_points
-from ops_pipelines.kb import Container, KnowledgeBase, schema
+from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
 from ops_pipelines.objects import ObjectStore, blob_key
-from ops_pipelines.refresh import reconcile_generation
+from ops_pipelines.refresh.gate import content_checks, expected_hashes, retrieval_check
 from ops_pipelines.vectors import VectorStore, alias_name
-from ops_pipelines.vectors.reconcile import CheckResult
+from ops_pipelines.vectors.reconcile import CheckResult, CollectionSnapshot
 
 _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
 _RESTORED = re.compile(r"__r[0-9a-f]{8}$")
+BLOB_PREFIX = "blobs/"
 _UNCHANGED_TABLES = {t.name for t in TABLES if t is not schema.generations}  # rows restored as they are
 
 
@@ -126,9 +129,9 @@ def restore_backup(
                 replace_rows, archive.member(DATABASE), kb, _renamer(plan.collections), _UNCHANGED_TABLES, gate.wait
             )
             try:
-                _write_collections(store, archive, plan, written, log)
+                checked = _write_collections(backup, store, archive, plan, written, log)
                 clock.lap("collections")
-                checks = _check(backup, store, plan, log)
+                checks = _check_retrieval(backup, store, checked, log)
                 clock.lap("checks")
                 gate.open(passed=True)
                 rows = copy.result()
@@ -283,46 +286,100 @@ def _live_collection(kb: KnowledgeBase, container: Container) -> str | None:
     return live.collection if live else None
 
 
+def verify_backup(path: Path, dest: Path, objects: ObjectStore) -> VerifiedArchive:
+    """Every member of the backup at ``path`` checked against its manifest and extracted into
+    ``dest``, except the blobs ``objects`` already holds: those are verified, not written."""
+    stored = set(objects.list(BLOB_PREFIX))
+    return read_archive(
+        path,
+        dest,
+        spec=BACKUP_ARCHIVE,
+        extract=lambda name: not name.startswith(BLOB_PREFIX) or blob_key(name[len(BLOB_PREFIX) :]) not in stored,
+    )
+
+
 def _put_blobs(objects: ObjectStore, archive: VerifiedArchive) -> int:
     put = 0
     for member in archive.manifest["members"]:
         name = member["name"]
-        if not name.startswith("blobs/"):
+        if not name.startswith(BLOB_PREFIX):
             continue
-        if name != f"blobs/{member['sha256']}":
+        if name != f"{BLOB_PREFIX}{member['sha256']}":
             raise ArchiveError(f"member {name} does not hold the bytes its name promises")
+        if name in archive.skipped:
+            continue
         if not objects.exists(blob_key(member["sha256"])):
             objects.put_file(blob_key(member["sha256"]), archive.member(name))
             put += 1
     return put
 
 
-def _write_collections(store: VectorStore, archive: VerifiedArchive, plan: RestorePlan, written: list, log) -> None:
+@dataclass
+class _Checked:
+    """A live generation whose points passed the content checks, under its restored name."""
+
+    container: Container
+    generation: Generation
+    expected: dict[str, str]
+    results: list[CheckResult]
+
+
+def _write_collections(
+    backup: KnowledgeBase, store: VectorStore, archive: VerifiedArchive, plan: RestorePlan, written: list, log
+) -> list[_Checked]:
+    """Each collection read from the archive and written under its restored name; a live
+    generation's points pass the content checks against the backup's database first, so a
+    forged or inconsistent backup is refused before its collection is written."""
     entries = {c["name"]: c for c in archive.manifest["collections"]}
+    live = _live_generations(backup)
+    checked = []
     for old, new in plan.collections.items():
         entry = entries[old]
         points = load_points(archive.root, old, entry["dimension"], entry["points"])
+        if old in live:
+            container, generation = live[old]
+            expected = expected_hashes(backup, container)
+            snap = CollectionSnapshot(
+                new, entry["dimension"], points.ids, [p.get("chunk_hash") for p in points.payloads], points.vectors
+            )
+            results = _passed(container, content_checks(expected, snap, generation.embedder_version))
+            checked.append(_Checked(container, replace(generation, collection=new), expected, results))
         written.append(new)
         store.load_collection(new, entry["dimension"], points.ids, points.vectors, points.payloads)
+        stored = store.count(new)
+        if stored != len(points.ids):
+            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {len(points.ids)}")
         log.info("restore: %s: %d points written", new, len(points.ids))
+    return checked
 
 
-def _check(backup: KnowledgeBase, store: VectorStore, plan: RestorePlan, log) -> dict[str, list[CheckResult]]:
-    """Every live generation, in its restored collection, against the backup's own database."""
+def _check_retrieval(backup: KnowledgeBase, store: VectorStore, checked: list[_Checked], log) -> dict[str, list]:
+    """Every live generation, in its restored collection, answers searches for its own chunks."""
     results = {}
+    for c in checked:
+        retrieval = retrieval_check(backup, store, c.generation, c.expected)
+        results[c.container.slug] = _passed(c.container, [*c.results, retrieval])
+        log.info("restore: %s passes its %d checks", c.container.slug, len(results[c.container.slug]))
+    return results
+
+
+def _live_generations(backup: KnowledgeBase) -> dict[str, tuple[Container, Generation]]:
+    """Backed-up collection name -> (container, its live generation), per the backup's DB."""
+    live = {}
     for container in backup.list_containers():
-        live = backup.live_generation(container.id)
-        if live is None:
-            continue
-        checks = reconcile_generation(backup, store, container, replace(live, collection=plan.collections[live.collection]))
-        failed = [c for c in checks if not c.passed]
-        if failed:
-            raise ArchiveError(
-                f"restored {container.slug!r} fails its checks, nothing was changed: "
-                + "; ".join(f"{c.name}: {c.summary}" for c in failed)
-            )
-        results[container.slug] = checks
-        log.info("restore: %s passes its %d checks", container.slug, len(checks))
+        generation = backup.live_generation(container.id)
+        if generation is not None:
+            live[generation.collection] = (container, generation)
+    return live
+
+
+def _passed(container: Container, results: list[CheckResult]) -> list[CheckResult]:
+    failed = [c for c in results if not c.passed]
+    if failed:
+        raise ArchiveError(
+            f"restored {container.slug!r} fails its checks, nothing was changed: "
+            + "; ".join(f"{c.name}: {c.summary}" for c in failed)
+        )
     return results
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from ops_pipelines.archives import ArchiveError, ChecksumMismatch, UnsafeMember, read_archive
 from ops_pipelines.backup import BACKUP_ARCHIVE, RestoreRefused, plan_restore, restore_backup, write_backup
@@ -94,7 +95,7 @@ def world(kb_url, tmp_path, corpus, extra_embedders):
     objects = FolderObjectStore(tmp_path / "objects")
     other = tmp_path / "other"
     other.mkdir()
-    (other / "zeta.md").write_text("# Zeta\n\nZeta is about zebras crossing the savanna.")
+    (other / "zeta.md").write_text("# Zeta\n\nZeta is about zebras\tcrossing the savanna \\ the plains.\r\n")
     with open_vector_store(path=str(tmp_path / "qdrant")) as store:
         docs = _sync(kb, objects, store, "docs", corpus)
         _sync(kb, objects, store, "other", other)
@@ -124,6 +125,25 @@ def test_backup_wipe_restore_gives_back_the_same_knowledge_base(world):
     assert report.blobs_put == 6 and report.rows["chunks"] == 6
     # the retained generation is back too: rollback works after a restore
     assert {"kb_docs__hash-256-1__g1", "kb_docs__hash-64-1__g2"} <= world.collections()
+
+
+def test_restore_brings_back_every_row_exactly(world):
+    """Timestamps, float32 vectors and text with tabs, line breaks and backslashes survive the copy
+    out and back in (INSERT ... SELECT on SQLite, COPY on PostgreSQL)."""
+    before = _rows(world.kb)
+    assert any("\t" in row.text and "\\" in row.text for row in before["chunks"])
+    path = world.backup()
+    world.wipe()
+    world.restore(path)
+    assert _rows(world.kb) == before
+
+
+def _rows(kb: KnowledgeBase) -> dict[str, list]:
+    with kb.engine.connect() as conn:
+        return {
+            t.name: list(conn.execute(select(t).order_by(*t.primary_key.columns)))
+            for t in backup_database.TABLES
+        }
 
 
 def test_dry_run_changes_nothing_and_a_live_kb_needs_force(world):
@@ -223,11 +243,16 @@ def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, m
     before, collections = world.state(), world.collections()
     path = world.backup()
     written = []
-    copy_inside, from_sqlite = backup_database._copy_inside_sqlite, backup_database._from_sqlite
+    copy_inside, copy_postgres = backup_database._copy_inside_sqlite, backup_database._copy_into_postgres
+    from_sqlite = backup_database._from_sqlite
 
     def spy_copy(conn, table):
         written.append(table.name)
         return copy_inside(conn, table)
+
+    def spy_copy_postgres(conn, source, table):
+        written.append(table.name)
+        return copy_postgres(conn, source, table)
 
     def dies_at_generations(conn, table, row):
         if table.name == "generations":
@@ -236,6 +261,7 @@ def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, m
         return from_sqlite(conn, table, row)
 
     monkeypatch.setattr(backup_database, "_copy_inside_sqlite", spy_copy)
+    monkeypatch.setattr(backup_database, "_copy_into_postgres", spy_copy_postgres)
     monkeypatch.setattr(backup_database, "_from_sqlite", dies_at_generations)
     with pytest.raises(RuntimeError, match="killed"):
         world.restore(path, force=True)

@@ -13,8 +13,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from ops_pipelines.archives import fetch_archive, read_archive
-from ops_pipelines.backup import BACKUP_ARCHIVE, plan_restore, resolve_backup, restore_backup
+from ops_pipelines.archives import fetch_archive
+from ops_pipelines.backup import plan_restore, resolve_backup, restore_backup, verify_backup
 from ops_pipelines.defs.backup.assets import kb_backup
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.metadata import table
@@ -59,7 +59,7 @@ def restore_knowledge_base(
     ):
         store_objects = objects.open()
         source = resolve_backup(store_objects, config.backup)
-        verified = read_archive(fetch_archive(source, store_objects, Path(tmp)), Path(tmp) / "members", spec=BACKUP_ARCHIVE)
+        verified = verify_backup(fetch_archive(source, store_objects, Path(tmp)), Path(tmp) / "members", store_objects)
         context.log.info("backup %s verified: %d members", source, len(verified.manifest["members"]) + 1)
         if config.dry_run:
             plan = plan_restore(store, qdrant, verified)
