@@ -6,6 +6,7 @@ from ops_pipelines.ingest.collection import (
     MissingEmbeddings,
     expected_points,
     fill_collection,
+    load_generation,
     sync_collection,
 )
 from ops_pipelines.ingest.documents import ArchiveRefused, DocumentSyncReport, sync_documents
@@ -23,6 +24,7 @@ __all__ = [
     "embed_chunks",
     "expected_points",
     "fill_collection",
+    "load_generation",
     "sync_collection",
     "sync_documents",
 ]

@@ -132,6 +132,37 @@ def fill_collection(
     return len(to_upsert), len(to_delete)
 
 
+def load_generation(
+    kb: KnowledgeBase,
+    store: VectorStore,
+    container: Container,
+    collection: str,
+    embedder_version: str,
+    log: logging.Logger = _log,
+) -> int:
+    """Create ``collection`` holding the container's active chunks, vectors from the cache, all
+    written at once (in Qdrant local mode one transaction instead of one per point: see
+    ``VectorStore.load_collection``); returns the points written."""
+    wanted = expected_points(kb, container)
+    ids = list(wanted)
+    rows = [wanted[pid] for pid in ids]
+    dimension = get_version(embedder_version).dimension
+    vectors = np.empty((len(rows), dimension), dtype=np.float32)
+    for start in range(0, len(rows), 1024):
+        batch = rows[start : start + 1024]
+        cached = kb.get_embeddings(embedder_version, [r.content_hash for r in batch])
+        lacking = [r.content_hash for r in batch if r.content_hash not in cached]
+        if lacking:
+            raise MissingEmbeddings(
+                f"{len(lacking)} chunk(s) of {container.slug!r} have no {embedder_version} embedding "
+                "in the cache; run the embeddings step for this container and version first"
+            )
+        vectors[start : start + len(batch)] = [cached[r.content_hash] for r in batch]
+    store.load_collection(collection, dimension, ids, vectors, [chunk_payload(container, r) for r in rows])
+    log.info("%s: %d points written", collection, len(ids))
+    return len(ids)
+
+
 def _sound_points(
     kb: KnowledgeBase, store: VectorStore, collection: str, wanted: dict[str, ChunkRow], embedder_version: str
 ) -> tuple[set[str], int]:

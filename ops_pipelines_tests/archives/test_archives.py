@@ -119,12 +119,12 @@ def test_import_into_an_existing_slug_needs_force_and_replaces_without_a_gap(wor
 
 
 def test_a_failed_forced_import_leaves_the_old_container_serving(world, monkeypatch):
-    import ops_pipelines.archives.importer as importer
+    from ops_pipelines.vectors import local_load
 
-    def broken(*args, **kwargs):
+    def broken(*args, **kwargs):  # the new collection exists, its points never arrive
         raise ConnectionError("qdrant went away")
 
-    monkeypatch.setattr(importer, "fill_collection", broken)
+    monkeypatch.setattr(local_load, "write_points", broken)
     with pytest.raises(ConnectionError):
         world.load(export(world), force=True)
     assert world.slugs() == ["docs"]
