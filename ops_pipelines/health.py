@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from ops_pipelines import settings
 from ops_pipelines.embedders import get_version, load_embedder
+from ops_pipelines.freshness import sync_freshness
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, current_version
 from ops_pipelines.objects import ObjectStore
@@ -120,6 +123,19 @@ def container_embedders(kb_url: str) -> list[str]:
         return sorted({c.embedder_version for c in kb.list_containers()})
     finally:
         kb.close()
+
+
+def probe_freshness(kb_url: str) -> HealthResult:
+    """Sync freshness as a health line: not ok (a warning) when a container is stale or never synced."""
+    started = time.perf_counter()
+    kb = KnowledgeBase(kb_url)
+    try:
+        report = sync_freshness(kb.list_containers(), timedelta(hours=settings.sync_max_age_hours()))
+    finally:
+        kb.close()
+    return HealthResult(
+        "sync_freshness", not report.stale, report.summary(), round((time.perf_counter() - started) * 1000, 1)
+    )
 
 
 def check_all(kb_url: str, open_vectors: Callable, open_objects: Callable[[], ObjectStore], instance) -> list[HealthResult]:
