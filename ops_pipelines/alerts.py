@@ -36,6 +36,11 @@ _QUERY_SECRET = re.compile(
 _AUTH_HEADER = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 
 
+def secret_name(name: str) -> bool:
+    """Whether an environment variable of this name holds a secret."""
+    return bool(_SECRET_NAME.search(name))
+
+
 class Redactor:
     """Removes secrets from text: the values of secret-looking environment variables, passwords of
     URLs found in them, and any URL password, query-string credential or bearer token."""
@@ -47,7 +52,7 @@ class Redactor:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, extra: Iterable[str | None] = ()) -> Redactor:
         environ = os.environ if environ is None else environ
-        secrets = [value for name, value in environ.items() if _SECRET_NAME.search(name)]
+        secrets = [value for name, value in environ.items() if secret_name(name)]
         secrets += [password for value in environ.values() if (password := _url_password(value))]
         secrets += [value for value in extra if value]
         secrets += [password for value in extra if value and (password := _url_password(value))]

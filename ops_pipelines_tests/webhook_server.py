@@ -38,7 +38,7 @@ def webhook_server(path: str = "/hooks/T0KEN-in-the-path", script: list | None =
     server_state: WebhookServer | None = None
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             server_state.received.append(Received(self.path, body))
             answer = server_state.script.pop(0) if server_state.script else 200

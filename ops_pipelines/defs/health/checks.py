@@ -11,7 +11,6 @@ from dagster import (
     AssetCheckSpec,
     AssetSpec,
     MetadataValue,
-    RunsFilter,
     asset_check,
     multi_asset_check,
 )
@@ -20,6 +19,7 @@ from ops_pipelines import settings
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
+from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.freshness import sync_freshness
 from ops_pipelines.health import COMPONENTS, check_all
 
@@ -101,7 +101,10 @@ def sync_freshness_check(context: AssetCheckExecutionContext, kb: KnowledgeBaseR
 
 
 def _last_sync_run(instance, slug: str) -> str:
-    runs = instance.get_runs(RunsFilter(job_name="sync_job", tags={"dagster/partition": slug}), limit=1)
-    if not runs:
-        return "no sync_job run recorded"
-    return f"{runs[0].status.value} {runs[0].run_id}"
+    """Status and id of the latest run that set out to sync the container (to refresh its
+    live_collection partition), whichever job or launcher started it."""
+    planned = instance.get_latest_planned_materialization_info(live_collection.key, partition=slug)
+    run = instance.get_run_by_id(planned.run_id) if planned else None
+    if run is None:
+        return "no sync run recorded"
+    return f"{run.status.value} {run.run_id}"
