@@ -18,7 +18,6 @@ import yaml
 from dagster import DagsterInstance, materialize
 
 from ops_pipelines.alerts import secret_name
-
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.sync.assets import sync_assets
 from ops_pipelines.kb import KnowledgeBase
@@ -138,6 +137,7 @@ def _make(target: str, path: Path, **env) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 
