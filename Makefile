@@ -46,14 +46,18 @@ clean:
 # daemon built from the Dockerfile. Secrets come from .env (see .env.example).
 DOCKER ?= docker
 
+define need_compose
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: no '$(DOCKER)' command: install Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), or run embedded with 'make demo' / 'make ui'" >&2; exit 1; }
+	@$(DOCKER) compose version >/dev/null 2>&1 || { echo "make $@: '$(DOCKER) compose' is missing: install the Docker Compose v2 plugin" >&2; exit 1; }
+endef
+
 up:
-	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make up: no '$(DOCKER)' command: install Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), or run embedded with 'make demo' / 'make ui'" >&2; exit 1; }
-	@$(DOCKER) compose version >/dev/null 2>&1 || { echo "make up: '$(DOCKER) compose' is missing: install the Docker Compose v2 plugin" >&2; exit 1; }
+	$(need_compose)
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "make up: no Docker engine answers: start the Docker daemon (or check your access to its socket)" >&2; exit 1; }
 	@test -f .env || test -n "$$POSTGRES_PASSWORD" || { echo "make up: no .env: cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD" >&2; exit 1; }
 	$(DOCKER) compose up -d --build
 	@echo "Dagster UI: http://localhost:3000  (make down stops it; data stays in the compose volumes)"
 
 down:
-	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make down: no '$(DOCKER)' command: nothing to stop" >&2; exit 1; }
+	$(need_compose)
 	$(DOCKER) compose down
