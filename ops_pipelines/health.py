@@ -126,16 +126,20 @@ def container_embedders(kb_url: str) -> list[str]:
 
 
 def probe_freshness(kb_url: str) -> HealthResult:
-    """Sync freshness as a health line: not ok (a warning) when a container is stale or never synced."""
+    """Sync freshness as a health line: not ok (a warning) when a container is stale or never
+    synced, or when the window or the metadata DB cannot be read (the detail says which)."""
     started = time.perf_counter()
-    kb = KnowledgeBase(kb_url)
     try:
-        report = sync_freshness(kb.list_containers(), timedelta(hours=settings.sync_max_age_hours()))
-    finally:
-        kb.close()
-    return HealthResult(
-        "sync_freshness", not report.stale, report.summary(), round((time.perf_counter() - started) * 1000, 1)
-    )
+        max_age = timedelta(hours=settings.sync_max_age_hours())
+        kb = KnowledgeBase(kb_url)
+        try:
+            report = sync_freshness(kb.list_containers(), max_age)
+        finally:
+            kb.close()
+        ok, detail = not report.stale, report.summary()
+    except Exception as exc:  # noqa: BLE001 - reported like every probe
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return HealthResult("sync_freshness", ok, detail, round((time.perf_counter() - started) * 1000, 1))
 
 
 def check_all(kb_url: str, open_vectors: Callable, open_objects: Callable[[], ObjectStore], instance) -> list[HealthResult]:

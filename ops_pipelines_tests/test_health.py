@@ -103,9 +103,15 @@ def test_sync_freshness_warns_about_stale_and_never_synced_containers(harness, c
     assert check.description == "1 of 3 containers not synced within 48 h: broken (never synced)"
 
 
-def test_health_command_warns_about_a_never_synced_container_and_exits_0(home, corpus):  # noqa: F811
+def test_health_command_warns_about_a_never_synced_container_and_exits_0(home, corpus, monkeypatch):  # noqa: F811
     run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
     code, out = run("health")
     assert code == 0, out
     (line,) = [line for line in out.splitlines() if line.startswith("sync_freshness")]
     assert line.split()[1] == "warn" and line.endswith("1 of 1 containers not synced within 24 h: kb1 (never synced)")
+
+    monkeypatch.setenv("OPS_SYNC_MAX_AGE_HOURS", "soon")
+    code, out = run("health")
+    (line,) = [line for line in out.splitlines() if line.startswith("sync_freshness")]
+    assert code == 0 and line.split()[1] == "warn"
+    assert line.endswith("ValueError: OPS_SYNC_MAX_AGE_HOURS='soon' is not a positive number of hours (e.g. 24 or 1.5)")
