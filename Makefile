@@ -1,4 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both install into .venv first.
+# `make up` / `make down`: the production stack of docker-compose.yml (needs Docker).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -7,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test ui bench clean
+.PHONY: install demo test ui bench clean up down
 
 # torch first, pinned to the CPU build (plain `torch` would pull a multi-GB CUDA build), then the
 # package with the versions in constraints.txt.
@@ -40,3 +41,23 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache
+
+# The production stack: PostgreSQL, Qdrant, MinIO, and the Dagster user-code server, webserver and
+# daemon built from the Dockerfile. Secrets come from .env (see .env.example).
+DOCKER ?= docker
+
+define need_compose
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: no '$(DOCKER)' command: install Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), or run embedded with 'make demo' / 'make ui'" >&2; exit 1; }
+	@$(DOCKER) compose version >/dev/null 2>&1 || { echo "make $@: '$(DOCKER) compose' is missing: install the Docker Compose v2 plugin" >&2; exit 1; }
+endef
+
+up:
+	$(need_compose)
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make up: no Docker engine answers: start the Docker daemon (or check your access to its socket)" >&2; exit 1; }
+	@test -f .env || test -n "$$POSTGRES_PASSWORD" || { echo "make up: no .env: cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD" >&2; exit 1; }
+	$(DOCKER) compose up -d --build
+	@echo "Dagster UI: http://localhost:3000  (make down stops it; data stays in the compose volumes)"
+
+down:
+	$(need_compose)
+	$(DOCKER) compose down

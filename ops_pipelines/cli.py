@@ -212,8 +212,10 @@ def format_summary(summary: dict) -> str:
         f"  documents   {counts}",
         f"  chunks      {chunks['documents_chunked']} documents re-chunked, {chunks['active_chunks']} active chunks",
         f"  embeddings  {emb['computed']} computed, {emb['cached']} from cache ({emb['embedder_version']}, {emb['dimension']}-d)",
-        f"  collection  {live['collection']} via alias {live['alias']}: {live['upserted']} upserted, "
-        f"{live['deleted']} deleted, {live['points']} points",
+        (
+            f"  collection  {live['collection']} via alias {live['alias']}: {live['upserted']} upserted, "
+            f"{live['deleted']} deleted, {live['points']} points"
+        ),
     ]
     if "archive_withheld" in docs:
         lines.append(f"  WARNING     {docs['archive_withheld']}")
@@ -495,13 +497,16 @@ def restore_command(backup_ref: str, dry_run: bool, force: bool) -> None:
 
 @main.command()
 def health() -> None:
-    """Probe the metadata DB, Qdrant, the object store, the embedders and the Dagster instance; exit 1 on a failure."""
-    from ops_pipelines.health import check_all
+    """Probe the metadata DB, Qdrant, the object store, the embedders and the Dagster instance; exit 1 on a failure.
+    Containers not synced within OPS_SYNC_MAX_AGE_HOURS are a warning (exit 0)."""
+    from ops_pipelines.health import check_all, probe_freshness
     from ops_pipelines.objects import open_object_store
 
     results = check_all(settings.kb_url(), _vector_store, open_object_store, _instance())
     for r in results:
         click.echo(f"{r.component:<17} {'ok' if r.ok else 'FAIL':<5} {r.latency_ms:>8.1f} ms  {r.detail}")
+    fresh = probe_freshness(settings.kb_url())
+    click.echo(f"{fresh.component:<17} {'ok' if fresh.ok else 'warn':<5} {fresh.latency_ms:>8.1f} ms  {fresh.detail}")
     failed = [r.component for r in results if not r.ok]
     if failed:
         raise click.ClickException(f"unhealthy: {', '.join(failed)}")

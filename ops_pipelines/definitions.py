@@ -2,7 +2,7 @@
 
 from dagster import Definitions, in_process_executor
 
-from ops_pipelines.defs import backup, export, health, maintenance, refresh, sync
+from ops_pipelines.defs import alerts, backup, export, health, maintenance, refresh, sync
 from ops_pipelines.defs.resources import default_resources
 
 
@@ -16,6 +16,7 @@ def build_definitions() -> Definitions:
         backup.defs,
         health.defs,
         maintenance.defs,
+        alerts.defs,
         Definitions(resources=default_resources(), executor=in_process_executor),
     )
 

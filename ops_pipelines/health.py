@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
+from ops_pipelines import settings
 from ops_pipelines.embedders import get_version, load_embedder
+from ops_pipelines.freshness import sync_freshness
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, current_version
 from ops_pipelines.objects import ObjectStore
@@ -120,6 +123,23 @@ def container_embedders(kb_url: str) -> list[str]:
         return sorted({c.embedder_version for c in kb.list_containers()})
     finally:
         kb.close()
+
+
+def probe_freshness(kb_url: str) -> HealthResult:
+    """Sync freshness as a health line: not ok (a warning) when a container is stale or never
+    synced, or when the window or the metadata DB cannot be read (the detail says which)."""
+    started = time.perf_counter()
+    try:
+        max_age = timedelta(hours=settings.sync_max_age_hours())
+        kb = KnowledgeBase(kb_url)
+        try:
+            report = sync_freshness(kb.list_containers(), max_age)
+        finally:
+            kb.close()
+        ok, detail = not report.stale, report.summary()
+    except Exception as exc:  # noqa: BLE001 - reported like every probe
+        ok, detail = False, f"{type(exc).__name__}: {exc}"
+    return HealthResult("sync_freshness", ok, detail, round((time.perf_counter() - started) * 1000, 1))
 
 
 def check_all(kb_url: str, open_vectors: Callable, open_objects: Callable[[], ObjectStore], instance) -> list[HealthResult]:

@@ -74,3 +74,32 @@ def _flag(name: str, default: bool) -> bool:
         return _FLAGS[raw.lower()]
     except KeyError:
         raise ValueError(f"{name}={raw!r} is not a boolean: use true/false, 1/0 or yes/no") from None
+
+
+def kb_backend() -> str:
+    """``postgres`` or ``sqlite``: the knowledge base's backend as ``OPS_KB_URL`` names it (the
+    asset kinds the UI shows), without creating ``DAGSTER_HOME`` as ``kb_url()`` would."""
+    return "postgres" if os.environ.get("OPS_KB_URL", "").startswith("postgres") else "sqlite"
+
+
+def dagster_ui_url() -> str | None:
+    """``OPS_DAGSTER_UI_URL``: the webserver's address as operators reach it, for links in alerts."""
+    return (os.environ.get("OPS_DAGSTER_UI_URL") or "").rstrip("/") or None
+
+
+DEFAULT_SYNC_MAX_AGE_HOURS = 24.0
+
+
+def sync_max_age_hours() -> float:
+    """``OPS_SYNC_MAX_AGE_HOURS``: a container not synced for longer is stale (default 24: four
+    runs of the default 6-hourly ``sync_schedule``)."""
+    raw = os.environ.get("OPS_SYNC_MAX_AGE_HOURS", "").strip()
+    if not raw:
+        return DEFAULT_SYNC_MAX_AGE_HOURS
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = float("nan")
+    if not 0 < hours < float("inf"):
+        raise ValueError(f"OPS_SYNC_MAX_AGE_HOURS={raw!r} is not a positive number of hours (e.g. 24 or 1.5)")
+    return hours

@@ -1,11 +1,12 @@
-"""The code location loads, and sync_job rejects bad config before a run starts."""
+"""The code location loads, every asset says who owns it and where it lives, materializations say what
+is live, and jobs reject bad config before a run starts."""
 
 from __future__ import annotations
 
 import importlib
 
 import pytest
-from dagster import DagsterInvalidConfigError, validate_run_config
+from dagster import AssetKey, DagsterInvalidConfigError, validate_run_config
 
 
 @pytest.fixture
@@ -82,8 +83,53 @@ def test_backup_restore_and_health_are_in_the_code_location(defs):
     assert {s.name for s in defs.schedules} >= {"backup_schedule", "health_schedule", "sync_schedule"}
     graph = defs.resolve_asset_graph()
     health = {key.name for key in graph.asset_check_keys if key.asset_key.path == ["knowledge_base"]}
-    assert health == {"metadata_db", "qdrant", "object_store", "embedders", "dagster_instance"}
+    assert health == {"metadata_db", "qdrant", "object_store", "embedders", "dagster_instance", "sync_freshness"}
     with pytest.raises(DagsterInvalidConfigError):
         validate_run_config(
             defs.resolve_job_def("restore_job"), {"ops": {"restore_knowledge_base": {"config": {"force": "yes"}}}}
         )
+
+
+def test_every_asset_and_check_is_described_owned_and_kinded(defs):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.description, f"{name} has no description"
+        assert node.owners == ["team:kb-ops"], f"{name} has no owner"
+        assert node.kinds, f"{name} has no kind"
+        assert node.tags.get("ops/capability") == node.group_name, f"{name}: capability tag differs from its group"
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).description, f"check {key.name} has no description"
+    kinds = {key.to_user_string(): graph.get(key).kinds for key in graph.get_all_asset_keys()}
+    assert {"qdrant"} <= kinds["live_collection"] and {"qdrant"} <= kinds["live_alias"]
+    assert {"s3"} <= kinds["container_export"] and {"s3"} <= kinds["kb_backup"]
+    # OPS_KB_URL of the code location names PostgreSQL; without it, the embedded SQLite file.
+    assert kinds["chunks"] & {"postgres", "sqlite"}
+
+
+def test_the_run_failure_sensor_and_its_asset_are_in_the_code_location(defs):
+    sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
+    assert sensor.default_status.value == "RUNNING"
+    node = defs.resolve_asset_graph().get(AssetKey("run_failures"))
+    assert node.group_name == "alerts" and node.is_external
+
+
+def test_sync_and_refresh_materializations_say_what_is_live(sqlite_harness, corpus):
+    sqlite_harness.add_container("docs", corpus)
+    result = sqlite_harness.sync("docs")
+    live = sqlite_harness.metadata(result, "live_collection")
+    assert {"collection", "alias", "generation", "embedder_version", "synced_at", "points"} <= set(live)
+    assert live["alias"] == "kb_docs" and live["generation"] == 1 and live["embedder_version"] == "hash-256@1"
+    assert live["points"] == sqlite_harness.metadata(result, "chunks")["active_chunks"]
+    assert {"inserted", "updated", "skipped", "archived", "active_documents"} <= set(
+        sqlite_harness.metadata(result, "source_documents")
+    )
+    assert sqlite_harness.metadata(result, "chunks")["chunker"] == "para-800@1"
+    assert {"embedder_version", "dimension", "computed", "cached"} <= set(sqlite_harness.metadata(result, "embeddings"))
+
+    refreshed = sqlite_harness.refresh("docs", "hash-256@1")
+    (swap,) = refreshed.asset_materializations_for_node("live_alias")
+    md = {k: v.value for k, v in swap.metadata.items()}
+    assert md["alias"] == "kb_docs" and md["generation"] == 2 and md["embedder_version"] == "hash-256@1"
+    assert md["previous_collection"] == live["collection"]

@@ -1,14 +1,23 @@
-"""The production configuration files stay consistent with the code."""
+"""The production configuration files (docker-compose.yml, Dockerfile, Makefile, deploy/) stay
+consistent with the code. No Docker engine runs here: `make up` is run against a stand-in
+`docker` command that records what it is asked to do."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
+import subprocess
+import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
+from ops_pipelines.alerts import secret_name
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.sync.assets import sync_assets
 from ops_pipelines.kb import KnowledgeBase
@@ -51,3 +60,124 @@ def test_compose_uses_the_variables_the_code_reads():
     dagster_yaml = (REPO / "deploy" / "dagster.postgres.yaml").read_text()
     assert "DAGSTER_PG_URL" in dagster_yaml
     assert all("postgresql+psycopg2://" in env for env in (compose["x-ops-env"]["DAGSTER_PG_URL"], compose["x-ops-env"]["OPS_KB_URL"]))
+
+
+SERVICES = {"postgres", "qdrant", "minio", "user-code", "webserver", "daemon"}
+DAGSTER_SERVICES = ("user-code", "webserver", "daemon")
+# Read by the code but meaningless in the containers (the embedded, single-machine layout).
+EMBEDDED_ONLY = {"OPS_QDRANT_PATH", "OPS_OBJECTS_DIR"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_every_service_with_a_healthcheck():
+    compose = _compose()
+    assert set(compose["services"]) == SERVICES
+    for name, service in compose["services"].items():
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") == "unless-stopped", f"{name} is not restarted"
+    images = {compose["services"][name]["image"] for name in DAGSTER_SERVICES}
+    assert len(images) == 1, "the Dagster services run one image"
+    assert all(compose["services"][name]["build"] == "." for name in DAGSTER_SERVICES)
+    for name in ("webserver", "daemon"):  # they start once the code server answers
+        assert compose["services"][name]["depends_on"]["user-code"]["condition"] == "service_healthy"
+    # The webserver and daemon find the code server where it listens, under the location's name.
+    (grpc,) = yaml.safe_load((REPO / "deploy" / "workspace.grpc.yaml").read_text())["load_from"]
+    command = shlex.split(compose["services"]["user-code"]["command"])
+    assert grpc["grpc_server"]["host"] == "user-code"
+    assert str(grpc["grpc_server"]["port"]) == command[command.index("-p") + 1]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert grpc["grpc_server"]["location_name"] == pyproject["tool"]["dagster"]["code_location_name"]
+    assert command[command.index("-m") + 1] == pyproject["tool"]["dagster"]["module_name"]
+
+
+def test_compose_passes_every_variable_the_code_reads_and_no_secret_in_clear():
+    env = _compose()["x-ops-env"]
+    code = "".join(p.read_text() for p in (REPO / "ops_pipelines").rglob("*.py"))
+    read_by_code = set(re.findall(r"\b(OPS_[A-Z0-9_]+)\b", code))
+    missing = read_by_code - EMBEDDED_ONLY - set(env)
+    assert not missing, f"docker-compose.yml does not pass {sorted(missing)} to the containers"
+    assert {"OPS_ALERT_WEBHOOK_URL", "OPS_SYNC_MAX_AGE_HOURS", "OPS_DAGSTER_UI_URL"} <= set(env)
+    for name, value in env.items():
+        if secret_name(name) or "@" in str(value):
+            assert "${" in str(value), f"{name} holds a literal secret: take it from .env"
+    example = (REPO / ".env.example").read_text()
+    for name in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "QDRANT_API_KEY", "OPS_ALERT_WEBHOOK_URL"):
+        assert f"{name}=" in example
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def test_the_image_provides_every_command_the_services_run():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"pip install -c constraints.txt \.$", dockerfile, re.MULTILINE), "the image installs the project"
+    for source in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
+        for path in source.split():
+            assert (REPO / path).exists(), f"the Dockerfile copies {path}, which does not exist"
+    scripts = {ep.name for ep in entry_points(group="console_scripts")}
+    commands = {shlex.split(s["command"])[0] for s in _compose()["services"].values() if "build" in s}
+    commands |= {s["healthcheck"]["test"][1] for s in _compose()["services"].values() if "build" in s}
+    (cmd,) = re.findall(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    commands.add(yaml.safe_load(cmd)[0])
+    commands.discard("python")
+    assert commands == {"dagster", "dagster-webserver", "dagster-daemon"}
+    assert commands <= scripts, f"not installed as console scripts: {commands - scripts}"
+    assert "ops-pipelines" in scripts
+    assert re.search(r"^USER (?!root)\S+$", dockerfile, re.MULTILINE), "the image runs as root"
+
+
+def _make(target: str, path: Path, **env) -> subprocess.CompletedProcess:
+    """``make <target>`` in the repository with PATH limited to ``path``."""
+    make = shutil.which("make")
+    assert make, "make is not installed"
+    return subprocess.run(
+        [make, "--no-print-directory", "-C", str(REPO), target],
+        env={"PATH": str(path), "HOME": os.environ.get("HOME", "/tmp"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _fake_docker(folder: Path, compose: bool = True) -> Path:
+    """A ``docker`` that records its arguments; with ``compose=False`` the plugin is missing."""
+    folder.mkdir()
+    log = folder / "calls.log"
+    script = folder / "docker"
+    missing = 'if [ "$1" = compose ]; then echo "unknown command: compose" >&2; exit 1; fi\n' if not compose else ""
+    script.write_text(f'#!/bin/sh\n{missing}echo "$@" >> {log}\n')
+    script.chmod(0o755)
+    return log
+
+
+def test_make_up_without_docker_says_what_to_install(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = _make("up", empty)
+    assert result.returncode != 0
+    assert "make up: no 'docker' command: install Docker Engine with the compose plugin" in result.stderr
+
+    _fake_docker(tmp_path / "no-compose", compose=False)
+    result = _make("up", tmp_path / "no-compose")
+    assert result.returncode != 0 and "'docker compose' is missing" in result.stderr
+
+
+def test_make_up_and_down_drive_docker_compose(tmp_path):
+    log = _fake_docker(tmp_path / "bin")
+    result = _make("up", tmp_path / "bin", POSTGRES_PASSWORD="from-the-shell")
+    assert result.returncode == 0, result.stderr
+    assert "Dagster UI: http://localhost:3000" in result.stdout
+    assert log.read_text().splitlines() == ["compose version", "info", "compose up -d --build"]
+    result = _make("down", tmp_path / "bin")
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines()[-1] == "compose down"
+
+
+@pytest.mark.skipif((REPO / ".env").exists(), reason="this checkout has a .env")
+def test_make_up_without_secrets_says_how_to_set_them(tmp_path):
+    _fake_docker(tmp_path / "bin")
+    result = _make("up", tmp_path / "bin")
+    assert result.returncode != 0
+    assert "cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD" in result.stderr

@@ -67,6 +67,14 @@ class ObjectStoreResource(ConfigurableResource):
         return FolderObjectStore(self.root)
 
 
+class AlertWebhookResource(ConfigurableResource):
+    """Where run-failure alerts are posted (``OPS_ALERT_WEBHOOK_URL``, a secret); unset: alerts are
+    recorded in Dagster only. ``ui_url`` (``OPS_DAGSTER_UI_URL``) adds a link to the run."""
+
+    url: str | None = None
+    ui_url: str | None = None
+
+
 class EmbeddersResource(ConfigurableResource):
     """Embedder versions from the registry, each loaded once per process."""
 
@@ -96,4 +104,5 @@ def default_resources() -> dict:
             s3_region=settings.s3_region(),
         ),
         "embedders": EmbeddersResource(),
+        "alerts": AlertWebhookResource(url=_env_or("OPS_ALERT_WEBHOOK_URL", None), ui_url=settings.dagster_ui_url()),
     }

@@ -29,6 +29,8 @@ class MissingEmbeddings(RuntimeError):
 class CollectionReport:
     collection: str
     alias: str
+    generation: int
+    embedder_version: str
     created: bool
     upserted: int
     deleted: int
@@ -79,6 +81,8 @@ def sync_collection(
     return CollectionReport(
         collection=live.collection,
         alias=alias,
+        generation=live.number,
+        embedder_version=version.name,
         created=created,
         upserted=upserted,
         deleted=deleted,

@@ -171,13 +171,16 @@ class KnowledgeBase(GenerationRecords):
         with self.engine.begin() as conn:
             conn.execute(delete(schema.containers).where(schema.containers.c.id == container_id))
 
-    def mark_synced(self, container_id: str) -> None:
+    def mark_synced(self, container_id: str) -> datetime:
+        """Record that the container is in step with its source now (the sync freshness check's clock)."""
+        now = utcnow()
         with self.engine.begin() as conn:
             conn.execute(
                 update(schema.containers)
                 .where(schema.containers.c.id == container_id)
-                .values(last_synced_at=utcnow())
+                .values(last_synced_at=now)
             )
+        return now
 
     # ---- documents --------------------------------------------------------------------------
 
@@ -202,18 +205,18 @@ class KnowledgeBase(GenerationRecords):
         d = schema.documents
         inserts, updates = [], []
         for w in writes:
-            values = dict(
-                title=w.title,
-                uri=w.uri,
-                raw_sha256=w.raw_sha256,
-                source_hash=w.source_hash,
-                content_hash=w.content_hash,
-                text=w.text,
-                status="active",
-                source_updated_at=w.source_updated_at,
-                updated_at=now,
-                archived_at=None,
-            )
+            values = {
+                "title": w.title,
+                "uri": w.uri,
+                "raw_sha256": w.raw_sha256,
+                "source_hash": w.source_hash,
+                "content_hash": w.content_hash,
+                "text": w.text,
+                "status": "active",
+                "source_updated_at": w.source_updated_at,
+                "updated_at": now,
+                "archived_at": None,
+            }
             if w.source_key in existing:
                 updates.append((existing[w.source_key].id, values))
             else:
@@ -281,7 +284,7 @@ class KnowledgeBase(GenerationRecords):
             ids = [doc_id for doc_id, _, _ in batch]
             conn.execute(delete(ch).where(ch.c.document_id.in_(ids)))
             rows = [
-                dict(document_id=doc_id, ordinal=i, content_hash=h, text=t)
+                {"document_id": doc_id, "ordinal": i, "content_hash": h, "text": t}
                 for doc_id, _, pieces in batch
                 for i, (h, t) in enumerate(pieces)
             ]
@@ -348,13 +351,13 @@ class KnowledgeBase(GenerationRecords):
         vectors = np.asarray(vectors, dtype="<f4")
         now = utcnow()
         rows = [
-            dict(
-                embedder_version=embedder_version,
-                chunk_hash=h,
-                dimension=int(vectors.shape[1]),
-                vector=v.tobytes(),
-                created_at=now,
-            )
+            {
+                "embedder_version": embedder_version,
+                "chunk_hash": h,
+                "dimension": int(vectors.shape[1]),
+                "vector": v.tobytes(),
+                "created_at": now,
+            }
             for h, v in zip(hashes, vectors, strict=True)
         ]
         if rows:

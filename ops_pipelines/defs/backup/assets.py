@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ops_pipelines.backup import backup_key, write_backup
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.lineage import OBJECTS, OWNERS, capability
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import chunks, live_collection
@@ -21,9 +22,11 @@ class BackupConfig(Config):
 
 @asset(
     group_name="backup",
-    owners=["team:kb-ops"],
+    owners=OWNERS,
+    tags=capability("backup"),
     deps=[chunks, live_collection],
-    kinds={"s3", "sqlite"},
+    # In the object store; the archive holds the metadata DB as a SQLite file, whatever the backend.
+    kinds={OBJECTS, "sqlite"},
     description=(
         "One consistent backup of the whole knowledge base: the metadata DB, every live and retained "
         "collection's points, the blobs, and a checksummed manifest, at backups/<timestamp>_<run id>.tar "

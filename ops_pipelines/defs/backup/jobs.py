@@ -21,6 +21,7 @@ from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import live_collection
+from ops_pipelines.vectors import alias_name
 
 backup_job = define_asset_job(
     "backup_job",
@@ -67,6 +68,7 @@ def restore_knowledge_base(
         else:
             report = restore_backup(store, qdrant, store_objects, verified, force=config.force, log=context.log)
             plan = report.plan
+            live = {slug: store.live_generation(store.get_container(slug).id) for slug in report.checks}
     context.log.info("restore plan of %s:\n%s", source, plan.describe())
     context.log_event(
         AssetObservation(
@@ -95,7 +97,14 @@ def restore_knowledge_base(
                 asset_key=live_collection.key,
                 partition=slug,
                 description=f"restored from {source.split('?', 1)[0]}",
-                metadata={"checks_passed": sum(c.passed for c in checks), "rows": sum(report.rows.values())},
+                metadata={
+                    "alias": alias_name(slug),
+                    "collection": live[slug].collection if live[slug] else None,
+                    "generation": live[slug].number if live[slug] else None,
+                    "embedder_version": live[slug].embedder_version if live[slug] else None,
+                    "checks_passed": sum(c.passed for c in checks),
+                    "rows": sum(report.rows.values()),
+                },
             )
         )
 

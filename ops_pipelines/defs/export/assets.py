@@ -1,7 +1,7 @@
 """A container as a portable, checksummed archive in the object store."""
 
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from pydantic import Field
 
 from ops_pipelines.archives import archive_key, write_archive
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.lineage import OBJECTS, OWNERS, capability
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource
 from ops_pipelines.defs.sync.assets import chunks, live_collection
@@ -30,9 +31,10 @@ class ExportConfig(Config):
 @asset(
     partitions_def=containers_partitions,
     group_name="export",
-    owners=["team:kb-ops"],
+    owners=OWNERS,
+    tags=capability("export"),
     deps=[chunks, live_collection],
-    kinds={"s3"},
+    kinds={OBJECTS},
     description=(
         "The container's active documents, chunks, vectors and blobs as an archive with a "
         "checksummed manifest, at exports/<container id>/<run id>.<format> in the object store; "
@@ -66,7 +68,7 @@ def container_export(
             **{name: int(n) for name, n in report.counts.items()},
             "embedder_version": container.embedder_version,
             "url": MetadataValue.url(url),
-            **({"url_expires_at": (datetime.now(timezone.utc) + expiry).isoformat(timespec="seconds")} if url.startswith("http") else {}),
+            **({"url_expires_at": (datetime.now(UTC) + expiry).isoformat(timespec="seconds")} if url.startswith("http") else {}),
             "verify": MetadataValue.text(f"ops-pipelines archive verify '{url}'"),
         }
     )

@@ -23,6 +23,7 @@ from ops_pipelines.defs.resources import (
     VectorStoreResource,
 )
 from ops_pipelines.defs.sync.assets import live_collection
+from ops_pipelines.vectors import alias_name
 
 export_job = define_asset_job(
     "export_job",
@@ -68,6 +69,7 @@ def import_container(
             store, store_objects, qdrant, verified, embedders.get,
             slug=config.slug, force=config.force, embedder_version=config.embedder_version, log=context.log,
         )
+        live = store.live_generation(report.container.id)
     slug = report.container.slug
     if not context.instance.has_dynamic_partition(containers_partitions.name, slug):
         context.instance.add_dynamic_partitions(containers_partitions.name, [slug])
@@ -78,6 +80,8 @@ def import_container(
             description=f"imported from {config.archive.split('?', 1)[0]}",
             metadata={
                 "collection": report.collection,
+                "alias": alias_name(slug),
+                "generation": live.number if live else None,
                 "embedder_version": report.container.embedder_version,
                 "documents": report.documents,
                 "chunks": report.chunks,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ops_pipelines import maintenance
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
@@ -19,7 +20,7 @@ from ops_pipelines.defs.resources import (
     VectorStoreResource,
 )
 
-GROUP = "maintenance"
+_COMMON = {"group_name": "maintenance", "owners": OWNERS, "tags": capability("maintenance")}
 
 
 class DryRunConfig(Config):
@@ -54,7 +55,7 @@ class ArchiveRetentionConfig(DryRunConfig):
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], kinds={"qdrant"})
+@asset(**_COMMON, kinds={QDRANT, OBJECTS})
 def orphan_repair(
     context: AssetExecutionContext,
     config: DryRunConfig,
@@ -85,7 +86,7 @@ def orphan_repair(
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], deps=[orphan_repair], kinds={"qdrant"})
+@asset(**_COMMON, deps=[orphan_repair], kinds={QDRANT})
 def generation_retention(
     context: AssetExecutionContext,
     config: GenerationRetentionConfig,
@@ -107,7 +108,7 @@ def generation_retention(
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], deps=[generation_retention], kinds={"sqlite"})
+@asset(**_COMMON, deps=[generation_retention], kinds={KB})
 def embedding_cache_retention(
     context: AssetExecutionContext, config: DryRunConfig, kb: KnowledgeBaseResource
 ) -> MaterializeResult:
@@ -119,7 +120,7 @@ def embedding_cache_retention(
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], deps=[orphan_repair], kinds={"sqlite"})
+@asset(**_COMMON, deps=[orphan_repair], kinds={KB, OBJECTS})
 def document_retention(
     context: AssetExecutionContext,
     config: DocumentRetentionConfig,
@@ -142,7 +143,7 @@ def document_retention(
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], kinds={"s3"})
+@asset(**_COMMON, kinds={OBJECTS})
 def archive_retention(
     context: AssetExecutionContext, config: ArchiveRetentionConfig, objects: ObjectStoreResource
 ) -> MaterializeResult:
@@ -167,12 +168,7 @@ def archive_retention(
     )
 
 
-@asset(
-    group_name=GROUP,
-    owners=["team:kb-ops"],
-    kinds={"sqlite", "postgres"},
-    deps=[embedding_cache_retention, document_retention],
-)
+@asset(**_COMMON, kinds={KB}, deps=[embedding_cache_retention, document_retention])
 def database_maintenance(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> MaterializeResult:
     """SQLite: WAL checkpoint, VACUUM, ANALYZE; PostgreSQL: VACUUM ANALYZE of every table."""
     with operator_errors(), kb.open() as store:

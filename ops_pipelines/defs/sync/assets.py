@@ -5,7 +5,9 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import embedding_metadata, table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import (
@@ -18,7 +20,12 @@ from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.sources import open_source
 
-_COMMON = dict(partitions_def=containers_partitions, group_name="sync", owners=["team:kb-ops"])
+_COMMON = {
+    "partitions_def": containers_partitions,
+    "group_name": "sync",
+    "owners": OWNERS,
+    "tags": capability("sync"),
+}
 
 
 class SourceDocumentsConfig(Config):
@@ -40,7 +47,7 @@ class EmbeddingsConfig(Config):
 
 @asset(
     **_COMMON,
-    kinds={"python"},
+    kinds={KB, OBJECTS},
     description=(
         "The container's documents as its source has them: new ones inserted, changed ones "
         "updated, vanished ones archived, returning ones unarchived; raw bytes kept as blobs."
@@ -86,7 +93,7 @@ def source_documents(
 @asset(
     **_COMMON,
     deps=[source_documents],
-    kinds={"python"},
+    kinds={KB},
     description="Active documents cut into chunks (paragraph packing); only new or changed documents are re-cut.",
 )
 def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> MaterializeResult:
@@ -95,6 +102,7 @@ def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> Materia
         report = chunk_documents(store, container, log=context.log)
     return MaterializeResult(
         metadata={
+            "chunker": CHUNKER_VERSION,
             "documents_chunked": report.documents_chunked,
             "chunks_written": report.chunks_written,
             "active_chunks": report.active_chunks,
@@ -105,7 +113,7 @@ def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> Materia
 @asset(
     **_COMMON,
     deps=[chunks],
-    kinds={"pytorch"},
+    kinds={"pytorch", KB},
     description=(
         "Vectors of the active chunks under the container's embedder version, in the embedding "
         "cache keyed by (embedder version, chunk hash): unchanged text is never embedded twice."
@@ -129,7 +137,7 @@ def embeddings(
 @asset(
     **_COMMON,
     deps=[embeddings],
-    kinds={"qdrant"},
+    kinds={QDRANT},
     description=(
         "The container's live Qdrant collection (behind alias kb_<slug>) holding exactly one point "
         "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
@@ -141,12 +149,14 @@ def live_collection(
     with operator_errors(), kb.open() as store, vectors.open() as qdrant:
         container = store.get_container(context.partition_key)
         report = sync_collection(store, qdrant, container, log=context.log)
-        store.mark_synced(container.id)
+        synced_at = store.mark_synced(container.id)
     return MaterializeResult(
         metadata={
             "collection": report.collection,
             "alias": report.alias,
-            "embedder_version": container.embedder_version,
+            "generation": report.generation,
+            "embedder_version": report.embedder_version,
+            "synced_at": MetadataValue.timestamp(synced_at),
             "created": report.created,
             "upserted": report.upserted,
             "deleted": report.deleted,
