@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
@@ -47,6 +48,7 @@ class Response:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
 
     def do_GET(self) -> None:
         self.server.app.dispatch(self, "GET")
@@ -70,6 +72,7 @@ class FakeServer:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.requests: list[Request] = []
+        self.on_request: Callable[[Request], None] | None = None  # runs before each answer
         self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.app = self
@@ -112,6 +115,8 @@ class FakeServer:
             fault = next((f for f in self._faults if f.path is None or request.path.startswith(f.path)), None)
             if fault is not None:
                 self._faults.remove(fault)
+        if self.on_request is not None:
+            self.on_request(request)
         if fault is not None and fault.kind == "drop":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)
@@ -283,6 +288,8 @@ class FakeSite(FakeServer):
 
     def __init__(self) -> None:
         self.pages: dict[str, dict] = {}
+        self.redirects: dict[str, str] = {}
+        self.unlisted: set[str] = set()  # pages served but left out of the sitemap
         self._clock = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
         super().__init__()
 
@@ -298,11 +305,18 @@ class FakeSite(FakeServer):
         with self._lock:
             del self.pages[path]
 
+    def redirect(self, path: str, location: str) -> None:
+        with self._lock:
+            self.redirects[path] = location
+
     def route(self, request: Request) -> Response:
+        if request.path in self.redirects:
+            return Response(302, b"", {"Location": self.redirects[request.path]})
         if request.path == "/sitemap.xml":
             urls = "".join(
                 f"<url><loc>{self.url}{path}</loc><lastmod>{_iso(page['modified'])}</lastmod></url>"
                 for path, page in self.pages.items()
+                if path not in self.unlisted
             )
             body = f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
             return Response(200, body.encode(), {"Content-Type": "application/xml"})
