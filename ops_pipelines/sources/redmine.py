@@ -198,7 +198,7 @@ class RedmineSource(IncrementalSource):
                 )
             self._client = HttpClient(
                 self._policy or HttpPolicy.from_env(),
-                name=f"Redmine {self.base_url}",
+                name="Redmine",
                 origin=self.base_url,
                 secret_headers={KEY_HEADER: key},
                 log=self.log,
