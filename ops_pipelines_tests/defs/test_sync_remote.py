@@ -44,7 +44,7 @@ def everything_said(harness, result, caplog) -> str:
         if event.is_step_materialization
         for k, v in event.step_materialization_data.materialization.metadata.items()
     )
-    return "\n".join([caplog.text, events, metadata])
+    return f"{caplog.text}\n{events}\n{metadata}"
 
 
 def evaluate_sensor(harness, cursor=None):

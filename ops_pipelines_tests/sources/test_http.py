@@ -4,8 +4,8 @@ backoff, Retry-After, timeouts, dropped connections, redirects and secret header
 from __future__ import annotations
 
 import logging
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 

@@ -64,7 +64,7 @@ def test_pages_are_read_from_the_sitemap_as_text(site):
 
 
 def test_an_unchanged_page_costs_one_conditional_request(pages, site):
-    kb, container, sync = pages
+    _, _, sync = pages
     report = sync("full")
     assert report.counts() == {"inserted": 0, "updated": 0, "skipped": 3, "archived": 0, "unarchived": 0, "failed": 0}
     assert page_requests(site) == [
@@ -74,7 +74,7 @@ def test_an_unchanged_page_costs_one_conditional_request(pages, site):
 
 
 def test_a_changed_page_is_fetched_and_updated(pages, site):
-    kb, container, sync = pages
+    _, _, sync = pages
     site.put_page("/guide/backup.html", "Backups", "Backups run nightly at three now.")
     report = sync("full")
     assert report.counts()["updated"] == 1 and report.counts()["skipped"] == 2
@@ -82,7 +82,7 @@ def test_a_changed_page_is_fetched_and_updated(pages, site):
 
 
 def test_incremental_requests_only_what_the_sitemap_says_changed(pages, site):
-    kb, container, sync = pages
+    _, _, sync = pages
     site.put_page("/guide/restore.html", "Restore", "Restore with --dry-run first.")
     site.put_page("/guide/new.html", "New", "A new page.")
     report = sync("incremental")

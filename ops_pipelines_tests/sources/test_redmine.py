@@ -247,3 +247,13 @@ def test_records_are_documents_or_unchanged(redmine):
     again = list(make_source(redmine).read_changes({}, known, full=True))
     assert all(isinstance(r, SourceUnchanged) for r in again)
     assert not any(isinstance(r, SourceSkip) for r in first) and all(isinstance(r, SourceDocument) for r in first)
+
+
+def test_auto_mode_makes_a_full_pass_when_one_is_due(synced, redmine):
+    from datetime import timedelta
+
+    _, _, sync = synced
+    assert sync("auto").mode == "incremental"
+    assert sync("auto", full_every=timedelta(0)).mode == "full"
+    with pytest.raises(ValueError, match="unknown sync mode"):
+        sync("sometimes")
