@@ -158,7 +158,9 @@ class RedmineSource(IncrementalSource):
     # ---- wiki -------------------------------------------------------------------------------
 
     def _wiki_index(self, project: str) -> list[dict]:
-        data = self._get_json(f"/projects/{project}/wiki/index.json", what=f"the wiki of {project!r}")
+        data = self._get_json(
+            f"/projects/{project}/wiki/index.json", what=f"the wiki of {project!r} (wiki=1 needs its wiki module)"
+        )
         pages = data.get("wiki_pages")
         if not isinstance(pages, list) or not all(isinstance(p, dict) and p.get("title") for p in pages):
             raise SourceUnavailable(f"Redmine {self.base_url}: the wiki index of {project!r} has no page titles")
