@@ -6,6 +6,7 @@ jobs on the Dagster instance in ``DAGSTER_HOME``, so every run they make shows i
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 from pathlib import Path
@@ -49,7 +50,13 @@ def container() -> None:
 
 @container.command("add")
 @click.option("--slug", required=True, help="Short name, e.g. docs; the live alias is kb_<slug>.")
-@click.option("--source", "source_spec", required=True, help="folder:PATH or jsonl:PATH")
+@click.option(
+    "--source",
+    "source_spec",
+    required=True,
+    help="folder:PATH, jsonl:PATH, redmine:URL?projects=A,B[&wiki=1][&key_env=VAR] or http:URL [URL ...] "
+    "(pages, or sitemaps ending in .xml)",
+)
 @click.option("--embedder", default=None, help="Embedder version (default minilm-l6-v2@1).")
 def container_add(slug: str, source_spec: str, embedder: str | None) -> None:
     """Register a container and its Dagster partition."""
@@ -66,7 +73,11 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
 
     try:
         kind, location = parse_source_spec(source_spec)
-        open_source(kind, location).check()
+        source = open_source(kind, location)
+        try:
+            source.check()
+        finally:
+            source.close()
         version = get_version(embedder or DEFAULT_VERSION)
         kb = _kb()
         try:
@@ -97,6 +108,59 @@ def container_list() -> None:
             f"{c.slug:<20} {c.embedder_version:<16} active={counts['active']:<6} "
             f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}"
         )
+
+
+@main.group()
+def source() -> None:
+    """Remote sources: cursors, full passes and circuit breakers."""
+
+
+@source.command("status")
+@click.argument("slug", required=False)
+def source_status(slug: str | None) -> None:
+    """Each container's breaker state, consecutive failures, last full pass and cursor."""
+    from ops_pipelines.ingest import BreakerPolicy, breaker_status
+    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.kb.clock import utcnow
+
+    policy = BreakerPolicy.from_env()
+    kb = _kb()
+    try:
+        containers = [kb.get_container(slug)] if slug else kb.list_containers()
+        rows = [(c, kb.source_state(c.id)) for c in containers]
+    except ContainerNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+    for c, state in rows:
+        status = breaker_status(state, policy, utcnow())
+        full = state.full_synced_at.isoformat(timespec="seconds") if state.full_synced_at else "never"
+        line = f"{c.slug:<20} breaker={status:<9} failures={state.failures:<3} full_pass={full}"
+        if state.opened_until and status == "open":
+            line += f"  open_until={state.opened_until.isoformat(timespec='seconds')}"
+        cursor = {k: v for k, v in state.state.items() if k != "validators"}
+        if cursor:
+            line += f"  cursor={json.dumps(cursor, sort_keys=True)}"
+        click.echo(line)
+        if state.last_error:
+            click.echo(f"{'':<20} last error: {state.last_error}")
+
+
+@source.command("reset")
+@click.argument("slug")
+def source_reset(slug: str) -> None:
+    """Close a container's circuit breaker now (after fixing its source)."""
+    from ops_pipelines.kb import ContainerNotFound
+
+    kb = _kb()
+    try:
+        container = kb.get_container(slug)
+        kb.record_source_success(container.id)
+    except ContainerNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+    click.echo(f"{slug}: circuit breaker closed; the next sync reads the source (ops-pipelines sync {slug})")
 
 
 @main.group()
@@ -143,13 +207,21 @@ def _registry():
 @click.argument("slug")
 @click.option("--allow-empty-source", is_flag=True, help="Archive everything if the source is empty.")
 @click.option("--max-archive-fraction", type=float, default=0.5, show_default=True)
-def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "incremental", "full"]),
+    default="auto",
+    show_default=True,
+    help="Remote sources: incremental (changes only, archives nothing), full (reconcile, archive what "
+    "vanished), auto (full when due).",
+)
+def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float, mode: str) -> None:
     """Run sync_job for one container now (in this process) and print what it did."""
-    summary = run_sync(slug, allow_empty_source, max_archive_fraction)
+    summary = run_sync(slug, allow_empty_source, max_archive_fraction, mode)
     click.echo(format_summary(summary))
 
 
-def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5) -> dict:
+def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5, mode: str = "auto") -> dict:
     from ops_pipelines.defs.partitions import containers_partitions
 
     instance = _instance()
@@ -157,7 +229,7 @@ def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: 
         raise click.ClickException(
             f"container {slug!r} is not registered: add it with ops-pipelines container add --slug {slug} --source ..."
         )
-    config = {"allow_empty_source": allow_empty_source, "max_archive_fraction": max_archive_fraction}
+    config = {"allow_empty_source": allow_empty_source, "max_archive_fraction": max_archive_fraction, "mode": mode}
     result = _execute(instance, "sync_job", slug, {"ops": {"source_documents": {"config": config}}}, slug)
     _raise_on_failure(result, f"sync of {slug}")
     return {"run_id": result.run_id} | _materializations(result, ("source_documents", "chunks", "embeddings", "live_collection"))
@@ -207,9 +279,10 @@ def format_summary(summary: dict) -> str:
         summary[k] for k in ("source_documents", "chunks", "embeddings", "live_collection")
     )
     counts = ", ".join(f"{k} {docs[k]}" for k in ("inserted", "updated", "skipped", "archived", "unarchived", "failed"))
+    requests = f", {docs['source_requests']} requests" if "source_requests" in docs else ""
     lines = [
         f"run {summary['run_id']}",
-        f"  documents   {counts}",
+        f"  documents   {counts} ({docs['mode']} read{requests})",
         f"  chunks      {chunks['documents_chunked']} documents re-chunked, {chunks['active_chunks']} active chunks",
         f"  embeddings  {emb['computed']} computed, {emb['cached']} from cache ({emb['embedder_version']}, {emb['dimension']}-d)",
         (

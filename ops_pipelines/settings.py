@@ -63,6 +63,36 @@ def s3_region() -> str | None:
     return os.environ.get("OPS_S3_REGION") or None
 
 
+def source_allowed_hosts() -> tuple[str, ...]:
+    """``OPS_SOURCE_ALLOWED_HOSTS``: the hosts remote sources may read from (comma list of host
+    names or IPs, ``*.example.com`` for subdomains). Unset: none."""
+    raw = os.environ.get("OPS_SOURCE_ALLOWED_HOSTS", "")
+    return tuple(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
+
+
+def source_float(name: str, default: float) -> float:
+    """A positive number of seconds (or hours) from ``name``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{name}={raw!r} is not a positive number")
+    return value
+
+
+def source_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ValueError(f"{name}={raw!r} is not a whole number >= {minimum}")
+    return int(raw)
+
+
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 

@@ -372,3 +372,47 @@ def _stop_group(process) -> None:
         process.wait()
     except ProcessLookupError:
         pass
+
+
+# --- Remote sources: a fake Redmine and a fake web site, real HTTP on 127.0.0.1 ----------------
+
+
+@pytest.fixture
+def redmine_key() -> str:
+    """A fresh API key per test, so a leak of it anywhere can be searched for."""
+    import secrets
+
+    return f"rk-{secrets.token_hex(16)}"
+
+
+@pytest.fixture
+def source_env(monkeypatch, redmine_key):
+    """The environment a remote source reads: 127.0.0.1 allowed, the key, tiny waits and timeouts."""
+    monkeypatch.setenv("OPS_SOURCE_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("OPS_REDMINE_API_KEY", redmine_key)
+    monkeypatch.setenv("OPS_SOURCE_BACKOFF_MAX_S", "0.01")
+    monkeypatch.setenv("OPS_SOURCE_READ_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("OPS_SOURCE_CONNECT_TIMEOUT_S", "2")
+    return redmine_key
+
+
+@pytest.fixture
+def fake_redmine(redmine_key):
+    from ops_pipelines_tests.fake_servers import FakeRedmine
+
+    server = FakeRedmine(redmine_key)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def fake_site():
+    from ops_pipelines_tests.fake_servers import FakeSite
+
+    server = FakeSite()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,5 +1,15 @@
 """The incremental sync, step by step, in plain Python (the Dagster assets call these)."""
 
+from ops_pipelines.ingest.breaker import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerPolicy,
+    SourceCircuitOpen,
+    breaker_status,
+    open_message,
+    source_breaker,
+)
 from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents
 from ops_pipelines.ingest.collection import (
     CollectionReport,
@@ -9,22 +19,32 @@ from ops_pipelines.ingest.collection import (
     load_generation,
     sync_collection,
 )
-from ops_pipelines.ingest.documents import ArchiveRefused, DocumentSyncReport, sync_documents
+from ops_pipelines.ingest.documents import MODES, ArchiveRefused, DocumentSyncReport, choose_mode, sync_documents
 from ops_pipelines.ingest.embeddings import BadVectors, EmbedReport, embed_chunks
 
 __all__ = [
+    "CLOSED",
+    "HALF_OPEN",
+    "MODES",
+    "OPEN",
     "ArchiveRefused",
     "BadVectors",
+    "BreakerPolicy",
     "ChunkReport",
     "CollectionReport",
     "DocumentSyncReport",
     "EmbedReport",
     "MissingEmbeddings",
+    "SourceCircuitOpen",
+    "breaker_status",
+    "choose_mode",
     "chunk_documents",
     "embed_chunks",
     "expected_points",
     "fill_collection",
     "load_generation",
+    "open_message",
+    "source_breaker",
     "sync_collection",
     "sync_documents",
 ]

@@ -4,23 +4,36 @@ Content-hash dedupe with the runbook's counts: a record whose bytes did not chan
 ``skipped`` without being parsed; new ones are ``inserted``, changed ones ``updated``; documents
 gone from the source are ``archived``, and ones that come back ``unarchived``. Unreadable records
 are skipped and named, and are never archived for being unreadable.
+
+Remote sources (``IncrementalSource``) read either incrementally (only what changed since the
+state saved by the last sync; nothing is archived) or fully (every record, so that vanished ones
+are archived behind the same guards). ``mode="auto"`` picks a full pass when none was made in
+``full_every`` and an incremental one otherwise; file sources are always read fully. The source's
+new state is saved only after its documents are committed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase
+from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase, SourceState
+from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.objects import ObjectStore
 from ops_pipelines.sources import (
     EXTRACTOR_VERSION,
+    IncrementalSource,
     Source,
     SourceSkip,
+    SourceUnchanged,
     UnreadableDocument,
     content_hash,
     sha256_hex,
 )
+
+MODES = ("auto", "incremental", "full")
+FULL_EVERY = timedelta(hours=24)
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +52,8 @@ class DocumentSyncReport:
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     archive_withheld: str | None = None
+    mode: str = "full"  # what was done: full or incremental
+    state: dict | None = None  # the source state saved (remote sources)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -55,19 +70,35 @@ def source_hash(uri: str, raw_sha256: str) -> str:
     return sha256_hex(f"{EXTRACTOR_VERSION}\0{uri}\0{raw_sha256}".encode())
 
 
+def choose_mode(source: Source, requested: str, state: SourceState, now: datetime, full_every: timedelta) -> str:
+    """``full`` or ``incremental``: what a sync of ``source`` does when ``requested`` is asked."""
+    if requested not in MODES:
+        raise ValueError(f"unknown sync mode {requested!r}: use one of {', '.join(MODES)}")
+    if not isinstance(source, IncrementalSource):
+        return "full"
+    if requested != "auto":
+        return requested
+    due = state.full_synced_at is None or now - state.full_synced_at >= full_every
+    return "full" if due else "incremental"
+
+
 def sync_documents(
     kb: KnowledgeBase,
     objects: ObjectStore,
     container: Container,
     source: Source,
     *,
+    mode: str = "auto",
+    full_every: timedelta = FULL_EVERY,
     allow_empty_source: bool = False,
     max_archive_fraction: float = 0.5,
     batch_size: int = 200,
     log: logging.Logger = _log,
 ) -> DocumentSyncReport:
+    saved = kb.source_state(container.id)
+    mode = choose_mode(source, mode, saved, utcnow(), full_every)
     source.check()
-    report = DocumentSyncReport()
+    report = DocumentSyncReport(mode=mode)
     existing = kb.document_states(container.id)
     active_before = sum(1 for s in existing.values() if s.status == "active")
     seen: set[str] = set()
@@ -83,7 +114,21 @@ def sync_documents(
             kb.set_document_status(reactivate, "active")
             reactivate.clear()
 
-    for record in source.read():
+    if isinstance(source, IncrementalSource):
+        known = {key: state.source_updated_at for key, state in existing.items()}
+        records = source.read_changes(saved.state, known, full=mode == "full")
+    else:
+        records = source.read()
+    for record in records:
+        if isinstance(record, SourceUnchanged):
+            seen.add(record.key)
+            state = existing.get(record.key)
+            if state is not None and state.status == "archived":
+                reactivate.append(state.id)
+                report.unarchived += 1
+            else:
+                report.skipped += 1
+            continue
         if isinstance(record, SourceSkip):
             report.failed += 1
             report.failures.append((record.key or "(unidentified record)", record.reason))
@@ -130,6 +175,11 @@ def sync_documents(
             flush()
             log.info("documents: %d read so far", len(seen))
     flush()
+    if isinstance(source, IncrementalSource):  # the documents it describes are committed
+        report.state = source.next_state or {}
+        kb.save_source_state(container.id, report.state, full=mode == "full")
+    if mode == "incremental":
+        return report
 
     gone = [s.id for key, s in existing.items() if s.status == "active" and key not in seen]
     if not seen and active_before and not allow_empty_source:

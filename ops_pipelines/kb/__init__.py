@@ -1,6 +1,7 @@
 """The knowledge-base store (SQLAlchemy Core on SQLite or PostgreSQL); no Dagster imports."""
 
 from ops_pipelines.kb.generations import Generation, GenerationNotFound
+from ops_pipelines.kb.source_state import SourceState
 from ops_pipelines.kb.store import (
     ChunkRow,
     Container,
@@ -21,4 +22,5 @@ __all__ = [
     "Generation",
     "GenerationNotFound",
     "KnowledgeBase",
+    "SourceState",
 ]

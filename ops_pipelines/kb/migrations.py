@@ -56,7 +56,12 @@ def _v2_generations(conn: Connection) -> None:
         conn.execute(insert(schema.generations), rows)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations]
+def _v3_source_state(conn: Connection) -> None:
+    """Per-container connector state (cursors, HTTP validators) and circuit breaker."""
+    schema.source_state.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations, _v3_source_state]
 LATEST = len(MIGRATIONS)
 
 

@@ -115,3 +115,24 @@ generations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("activated_at", DateTime(timezone=True)),
 )
+
+# What a container's source connector keeps between runs (one row per container, made on first
+# use): ``state`` is the connector's own JSON (a Redmine ``updated_on`` cursor, HTTP validators),
+# written only after the documents it describes are committed; the breaker columns count
+# consecutive failed syncs and hold the time until which syncs fail fast without a request.
+source_state = Table(
+    "source_state",
+    metadata,
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("state", Text),
+    Column("full_synced_at", DateTime(timezone=True)),
+    Column("failures", Integer, nullable=False),
+    Column("opened_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("last_failure_at", DateTime(timezone=True)),
+)

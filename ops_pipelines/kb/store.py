@@ -23,6 +23,7 @@ from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
 from ops_pipelines.kb.migrations import migrate
 from ops_pipelines.kb.snapshot import container_snapshot
+from ops_pipelines.kb.source_state import SourceStateRecords, as_utc
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -52,6 +53,7 @@ class DocumentState:
     source_hash: str
     content_hash: str
     status: str
+    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase(GenerationRecords):
+class KnowledgeBase(GenerationRecords, SourceStateRecords):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
@@ -188,11 +190,16 @@ class KnowledgeBase(GenerationRecords):
         d = schema.documents.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(d.source_key, d.id, d.source_hash, d.content_hash, d.status).where(
+                select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
                     d.container_id == container_id
                 )
             )
-            return {r.source_key: DocumentState(r.id, r.source_hash, r.content_hash, r.status) for r in rows}
+            return {
+                r.source_key: DocumentState(
+                    r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at)
+                )
+                for r in rows
+            }
 
     def write_documents(
         self,

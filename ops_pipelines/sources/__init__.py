@@ -1,58 +1,71 @@
 """Source connectors: each yields records (key, title, uri, raw bytes, text, updated_at).
 
-No Dagster imports. A source is named by a spec ``kind:location``, e.g. ``folder:/srv/docs`` or
-``jsonl:/data/articles.jsonl``.
+No Dagster imports. A source is named by a spec ``kind:location``, e.g. ``folder:/srv/docs``,
+``jsonl:/data/articles.jsonl``, ``redmine:https://redmine.example.com?projects=ops&wiki=1`` or
+``http:https://example.com/sitemap.xml``.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 
 from ops_pipelines.sources.base import (
     EXTRACTOR_VERSION,
     Extracted,
+    IncrementalSource,
     Source,
     SourceDocument,
     SourceSkip,
     SourceUnavailable,
+    SourceUnchanged,
     UnreadableDocument,
     content_hash,
     sha256_hex,
 )
 from ops_pipelines.sources.folder import FolderSource
+from ops_pipelines.sources.http import HttpPolicy, SourceNotAllowed
 from ops_pipelines.sources.jsonl import JsonlSource
+from ops_pipelines.sources.pages import PagesSource
+from ops_pipelines.sources.redmine import RedmineSource
 
-SOURCE_KINDS: dict[str, type[Source]] = {cls.kind: cls for cls in (FolderSource, JsonlSource)}
+SOURCE_KINDS: dict[str, type[Source]] = {
+    cls.kind: cls for cls in (FolderSource, JsonlSource, RedmineSource, PagesSource)
+}
+_FORMS = "folder:PATH, jsonl:PATH, redmine:URL?projects=A,B[&wiki=1], http:URL [URL ...]"
 
 
 def parse_source_spec(spec: str) -> tuple[str, str]:
-    """``kind:location`` -> (kind, location); file locations are made absolute."""
+    """``kind:location`` -> (kind, canonical location): file paths made absolute, URLs checked."""
     kind, sep, location = spec.partition(":")
-    if not sep or not location or kind not in SOURCE_KINDS:
-        raise ValueError(
-            f"invalid source {spec!r}: expected one of "
-            + ", ".join(f"{k}:PATH" for k in SOURCE_KINDS)
-        )
-    return kind, os.path.abspath(os.path.expanduser(location))
+    if not sep or not location.strip() or kind not in SOURCE_KINDS:
+        raise ValueError(f"invalid source {spec!r}: expected one of {_FORMS}")
+    return kind, SOURCE_KINDS[kind].normalize_location(location)
 
 
-def open_source(kind: str, location: str) -> Source:
+def open_source(kind: str, location: str, log: logging.Logger | None = None) -> Source:
     try:
-        return SOURCE_KINDS[kind](location)
+        cls = SOURCE_KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}") from None
+    return cls(location, log)
 
 
 __all__ = [
     "EXTRACTOR_VERSION",
+    "SOURCE_KINDS",
     "Extracted",
     "FolderSource",
+    "HttpPolicy",
+    "IncrementalSource",
     "JsonlSource",
-    "SOURCE_KINDS",
+    "PagesSource",
+    "RedmineSource",
     "Source",
     "SourceDocument",
+    "SourceNotAllowed",
     "SourceSkip",
     "SourceUnavailable",
+    "SourceUnchanged",
     "UnreadableDocument",
     "content_hash",
     "open_source",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 # Bump when text extraction changes, so every document's content hash changes with it.
 EXTRACTOR_VERSION = "extract@1"
@@ -52,11 +54,26 @@ class SourceSkip:
     reason: str
 
 
+@dataclass(frozen=True)
+class SourceUnchanged:
+    """A record the source still has and that did not change since the last sync, known without
+    fetching it again (an HTTP 304, a Redmine ``updated_on`` equal to the stored one)."""
+
+    key: str
+
+
 class Source(ABC):
     kind: str
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, log: logging.Logger | None = None):
         self.location = location
+        self.log = log or logging.getLogger(f"ops_pipelines.sources.{self.kind}")
+
+    @classmethod
+    def normalize_location(cls, location: str) -> str:
+        """The canonical form of a spec's location (``ValueError`` if invalid): a file kind's is
+        an absolute path."""
+        return os.path.abspath(os.path.expanduser(location))
 
     @property
     def spec(self) -> str:
@@ -74,6 +91,34 @@ class Source(ABC):
     def read(self) -> Iterator[SourceDocument | SourceSkip]:
         """Every record, after ``check``; raises ``SourceUnavailable`` if the source goes away."""
 
+    def close(self) -> None:
+        """Release what the source holds open (connections); it can still be used afterwards."""
+
+
+class IncrementalSource(Source):
+    """A remote source that can read only what changed since the state saved by the last sync.
+
+    ``read_changes`` is given that state and ``known``: the ``updated_at`` the knowledge base
+    holds for every key it has. A full read (``full=True``) yields every record the source has,
+    as a ``SourceDocument`` or ``SourceUnchanged``, so a key it does not yield is gone; an
+    incremental one yields only what changed, and nothing may be archived after it. Once the
+    iterator is exhausted, ``next_state`` is the state to save, after the documents are committed.
+    """
+
+    next_state: dict | None = None
+
+    @abstractmethod
+    def read_changes(
+        self, state: Mapping, known: Mapping[str, datetime | None], *, full: bool
+    ) -> Iterator[SourceDocument | SourceSkip | SourceUnchanged]:
+        """Records changed since ``state`` (all of them when ``full``)."""
+
+    def read(self) -> Iterator[SourceDocument | SourceSkip]:
+        """Every record, fetched (a full read with nothing known)."""
+        for record in self.read_changes({}, {}, full=True):
+            if not isinstance(record, SourceUnchanged):
+                yield record
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -82,3 +127,14 @@ def sha256_hex(data: bytes) -> str:
 def content_hash(title: str, uri: str, text: str) -> str:
     """The hash chunks and payloads depend on: what the source says plus how we extracted it."""
     return sha256_hex(json.dumps([EXTRACTOR_VERSION, title, uri, text]).encode())
+
+
+def parse_time(value) -> datetime | None:
+    """An ISO 8601 time (``Z`` allowed; a date alone is midnight) in UTC; None if absent or invalid."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -114,3 +114,32 @@ def test_snapshot_sees_one_state_while_another_connection_writes(kb):
             other.close()
         assert snap.count("documents") == before == 4
     assert kb.count_documents(container.id)["active"] == 3
+
+
+def test_source_state_and_breaker_columns(kb):
+    from datetime import timedelta
+
+    from ops_pipelines.kb.clock import utcnow
+
+    c = kb.add_container("ops", "redmine", "https://r.example.com?projects=ops&wiki=0", "hash-256@1")
+    fresh = kb.source_state(c.id)
+    assert (fresh.state, fresh.failures, fresh.full_synced_at, fresh.opened_until) == ({}, 0, None, None)
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:04:00Z"}}, full=False)
+    assert kb.source_state(c.id).full_synced_at is None
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}, full=True)
+    saved = kb.source_state(c.id)
+    assert saved.state == {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}
+    assert saved.full_synced_at.tzinfo is not None and utcnow() - saved.full_synced_at < timedelta(minutes=1)
+
+    assert kb.record_source_failure(c.id, "HTTP 503") == 1
+    assert kb.record_source_failure(c.id, "HTTP 504") == 2
+    until = utcnow() + timedelta(minutes=15)
+    kb.open_breaker(c.id, until)
+    failing = kb.source_state(c.id)
+    assert (failing.failures, failing.last_error, failing.opened_until) == (2, "HTTP 504", until)
+    assert failing.state == saved.state  # the breaker leaves the cursor alone
+    kb.record_source_success(c.id)
+    closed = kb.source_state(c.id)
+    assert (closed.failures, closed.opened_until, closed.last_error) == (0, None, None)
+    kb.delete_container(c.id)  # the row goes with its container
+    assert kb.source_state(c.id).state == {}

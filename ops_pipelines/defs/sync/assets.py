@@ -1,10 +1,14 @@
 """Incremental sync as assets partitioned by container:
 source_documents -> chunks -> embeddings -> live_collection."""
 
+from datetime import timedelta
+from typing import Literal
+
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from ops_pipelines import settings
 from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
@@ -17,7 +21,14 @@ from ops_pipelines.defs.resources import (
     VectorStoreResource,
 )
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
+from ops_pipelines.ingest import (
+    BreakerPolicy,
+    chunk_documents,
+    embed_chunks,
+    source_breaker,
+    sync_collection,
+    sync_documents,
+)
 from ops_pipelines.sources import open_source
 
 _COMMON = {
@@ -29,6 +40,15 @@ _COMMON = {
 
 
 class SourceDocumentsConfig(Config):
+    mode: Literal["auto", "incremental", "full"] = Field(
+        default="auto",
+        description=(
+            "Remote sources (Redmine, HTTP pages): 'incremental' reads what changed since the last "
+            "sync and archives nothing; 'full' reads everything and archives what vanished; 'auto' "
+            "does a full pass when none was made in OPS_SOURCE_FULL_EVERY_HOURS (default 24), "
+            "else an incremental one. File sources are always read in full."
+        ),
+    )
     allow_empty_source: bool = Field(
         default=False,
         description="Archive everything when the source returns no documents at all.",
@@ -61,21 +81,28 @@ def source_documents(
 ) -> MaterializeResult:
     with operator_errors(), kb.open() as store:
         container = store.get_container(context.partition_key)
-        source = open_source(container.source_kind, container.source_location)
-        report = sync_documents(
-            store,
-            objects.open(),
-            container,
-            source,
-            allow_empty_source=config.allow_empty_source,
-            max_archive_fraction=config.max_archive_fraction,
-            log=context.log,
-        )
+        source = open_source(container.source_kind, container.source_location, log=context.log)
+        try:
+            with source_breaker(store, container, BreakerPolicy.from_env()):
+                report = sync_documents(
+                    store,
+                    objects.open(),
+                    container,
+                    source,
+                    mode=config.mode,
+                    full_every=timedelta(hours=settings.source_float("OPS_SOURCE_FULL_EVERY_HOURS", 24.0)),
+                    allow_empty_source=config.allow_empty_source,
+                    max_archive_fraction=config.max_archive_fraction,
+                    log=context.log,
+                )
+        finally:
+            source.close()
         totals = store.count_documents(container.id)
     counts = report.counts()
-    context.log.info("documents of %s: %s", container.slug, counts)
+    context.log.info("documents of %s (%s read): %s", container.slug, report.mode, counts)
     metadata = {
         **counts,
+        "mode": report.mode,
         "source": source.spec,
         "active_documents": totals["active"],
         "archived_documents": totals["archived"],
@@ -87,7 +114,16 @@ def source_documents(
         )
     if report.archive_withheld:
         metadata["archive_withheld"] = report.archive_withheld
+    if report.state is not None:
+        metadata["source_state"] = MetadataValue.json(_state_summary(report.state))
+    if requests := getattr(source, "requests", None):
+        metadata["source_requests"] = requests
     return MaterializeResult(metadata=metadata)
+
+
+def _state_summary(state: dict) -> dict:
+    """The saved source state for the UI: cursors in full, per-page validators only counted."""
+    return {k: (f"{len(v)} pages" if k == "validators" else v) for k, v in state.items()}
 
 
 @asset(
