@@ -345,7 +345,7 @@ def _write_collections(
             results = _passed(container, content_checks(expected, snap, generation.embedder_version))
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
         written.append(new)
-        store.load_collection(new, entry["dimension"], points.ids, points.vectors, points.payloads)
+        store.load_collection(new, entry["dimension"], [(points.ids, points.vectors, points.payloads)])
         stored = store.count(new)
         if stored != len(points.ids):
             raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {len(points.ids)}")

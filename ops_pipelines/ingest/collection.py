@@ -120,14 +120,7 @@ def fill_collection(
     for start in range(0, len(to_upsert), batch_size):
         ids = to_upsert[start : start + batch_size]
         rows = [wanted[pid] for pid in ids]
-        cached = kb.get_embeddings(embedder_version, [r.content_hash for r in rows])
-        lacking = [r.content_hash for r in rows if r.content_hash not in cached]
-        if lacking:
-            raise MissingEmbeddings(
-                f"{len(lacking)} chunk(s) of {container.slug!r} have no {embedder_version} embedding "
-                "in the cache; run the embeddings step for this container and version first"
-            )
-        vectors = np.stack([cached[r.content_hash] for r in rows])
+        vectors = _cached_vectors(kb, container, embedder_version, rows)
         store.upsert(collection, ids, vectors, [chunk_payload(container, r) for r in rows])
         log.info("%s: %d/%d points upserted", collection, start + len(ids), len(to_upsert))
     if to_delete:
@@ -142,29 +135,35 @@ def load_generation(
     container: Container,
     collection: str,
     embedder_version: str,
+    batch_size: int = 1024,
     log: logging.Logger = _log,
 ) -> int:
     """Create ``collection`` holding the container's active chunks, vectors from the cache, all
     written at once (in Qdrant local mode one transaction instead of one per point: see
-    ``VectorStore.load_collection``); returns the points written."""
+    ``VectorStore.load_collection``), batch by batch; returns the points written."""
     wanted = expected_points(kb, container)
-    ids = list(wanted)
-    rows = [wanted[pid] for pid in ids]
-    dimension = get_version(embedder_version).dimension
-    vectors = np.empty((len(rows), dimension), dtype=np.float32)
-    for start in range(0, len(rows), 1024):
-        batch = rows[start : start + 1024]
-        cached = kb.get_embeddings(embedder_version, [r.content_hash for r in batch])
-        lacking = [r.content_hash for r in batch if r.content_hash not in cached]
-        if lacking:
-            raise MissingEmbeddings(
-                f"{len(lacking)} chunk(s) of {container.slug!r} have no {embedder_version} embedding "
-                "in the cache; run the embeddings step for this container and version first"
-            )
-        vectors[start : start + len(batch)] = [cached[r.content_hash] for r in batch]
-    store.load_collection(collection, dimension, ids, vectors, [chunk_payload(container, r) for r in rows])
-    log.info("%s: %d points written", collection, len(ids))
-    return len(ids)
+
+    def batches():
+        ids = list(wanted)
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start : start + batch_size]
+            rows = [wanted[pid] for pid in batch]
+            yield batch, _cached_vectors(kb, container, embedder_version, rows), [chunk_payload(container, r) for r in rows]
+
+    written = store.load_collection(collection, get_version(embedder_version).dimension, batches())
+    log.info("%s: %d points written", collection, written)
+    return written
+
+
+def _cached_vectors(kb: KnowledgeBase, container: Container, embedder_version: str, rows: list[ChunkRow]) -> np.ndarray:
+    cached = kb.get_embeddings(embedder_version, [r.content_hash for r in rows])
+    lacking = [r.content_hash for r in rows if r.content_hash not in cached]
+    if lacking:
+        raise MissingEmbeddings(
+            f"{len(lacking)} chunk(s) of {container.slug!r} have no {embedder_version} embedding "
+            "in the cache; run the embeddings step for this container and version first"
+        )
+    return np.stack([cached[r.content_hash] for r in rows])
 
 
 def _sound_points(

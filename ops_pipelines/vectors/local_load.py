@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from qdrant_client import models
+
+PointBatch = tuple[Sequence[str], np.ndarray, Sequence[dict]]  # ids, vectors (row i = ids[i]), payloads
 
 try:
     from qdrant_client._pydantic_compat import construct
@@ -43,21 +45,24 @@ def local_load_supported(path: str | Path, collection: str) -> bool:
     return empty
 
 
-def write_points(
-    path: str | Path, collection: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
-) -> None:
-    """All points of ``collection`` in one transaction. The client must be closed meanwhile: it
-    reads the points when it next opens the folder."""
-    rows = (
-        (
-            CollectionPersistence.encode_key(point_id),
-            pickle.dumps(construct(models.PointStruct, id=point_id, vector=vector.tolist(), payload=payload)),
-        )
-        for point_id, vector, payload in zip(ids, np.asarray(vectors, dtype=np.float32), payloads, strict=True)
-    )
+def write_points(path: str | Path, collection: str, batches: Iterable[PointBatch]) -> int:
+    """All points of ``collection`` in one transaction, batch by batch (a batch's Python objects
+    are gone before the next is built); returns how many. The client must be closed meanwhile:
+    it reads the points when it next opens the folder."""
+    written = 0
+
+    def rows():
+        nonlocal written
+        for ids, vectors, payloads in batches:
+            for point_id, vector, payload in zip(ids, np.asarray(vectors, dtype=np.float32).tolist(), payloads, strict=True):
+                point = construct(models.PointStruct, id=point_id, vector=vector, payload=payload)
+                yield CollectionPersistence.encode_key(point_id), pickle.dumps(point)
+            written += len(ids)
+
     con = sqlite3.connect(storage_file(path, collection))
     try:
         with con:
-            con.executemany("INSERT INTO points VALUES (?, ?)", rows)
+            con.executemany("INSERT INTO points VALUES (?, ?)", rows())
     finally:
         con.close()
+    return written

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from ops_pipelines.vectors import local_load
+from ops_pipelines.vectors.local_load import PointBatch
 
 _POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
@@ -161,19 +162,21 @@ class VectorStore:
                 wait=True,
             )
 
-    def load_collection(
-        self, name: str, dimension: int, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]
-    ) -> None:
-        """Create ``name`` and write all its points: in local mode in one transaction (see
-        ``local_load``: the client is closed and reopened around it), on a server by upserts."""
+    def load_collection(self, name: str, dimension: int, batches: Iterable[PointBatch]) -> int:
+        """Create ``name`` and write all its points, given as batches of (ids, vectors, payloads):
+        in local mode in one transaction (see ``local_load``: the client is closed and reopened
+        around it), on a server by upserts. Returns the points written."""
         if not self.ensure_collection(name, dimension):
             raise ValueError(f"collection {name} already exists: load_collection only fills new ones")
         if self.local_path is None or not local_load.local_load_supported(self.local_path, name):
-            self.upsert(name, ids, vectors, payloads)
-            return
+            written = 0
+            for ids, vectors, payloads in batches:
+                self.upsert(name, ids, vectors, payloads)
+                written += len(ids)
+            return written
         self.client.close()
         try:
-            local_load.write_points(self.local_path, name, ids, vectors, payloads)
+            return local_load.write_points(self.local_path, name, batches)
         finally:
             self.client = _open_local(self.local_path, self.wait_seconds)
 

@@ -68,11 +68,12 @@ def test_bulk_loaded_local_collection_reads_back_like_upserted_points(tmp_path):
     with open_vector_store(path=str(tmp_path / "q")) as store:
         store.ensure_collection("probe", 16)
         assert local_load_supported(store.local_path, "probe")
-        store.load_collection("bulk", 16, ids, vectors, payloads)
+        batches = [(ids[:20], vectors[:20], payloads[:20]), (ids[20:], vectors[20:], payloads[20:])]
+        assert store.load_collection("bulk", 16, iter(batches)) == 300
         store.ensure_collection("upserted", 16)
         store.upsert("upserted", ids, vectors, payloads)
         with pytest.raises(ValueError, match="already exists"):
-            store.load_collection("bulk", 16, ids, vectors, payloads)
+            store.load_collection("bulk", 16, batches)
 
     def read(store, name):
         points = sorted(store.scroll(name, with_payload=True, with_vectors=True), key=lambda p: str(p.id))
