@@ -408,6 +408,17 @@ def fake_redmine(redmine_key):
 
 
 @pytest.fixture
+def redmine(fake_redmine, source_env):
+    """A Redmine with project ops: three issues (one with notes) and a wiki page."""
+    fake_redmine.add_project("ops")
+    fake_redmine.add_issue("ops", "Backups fail at night", "The 02:00 backup job exits 1.", notes=("Disk full.",))
+    fake_redmine.add_issue("ops", "Rotate the API key", "Yearly rotation.")
+    fake_redmine.add_issue("ops", "Qdrant upgrade", "Plan the 1.13 upgrade.")
+    fake_redmine.put_wiki("ops", "Runbook_Restore", "h1. Restore\n\nRun ops-pipelines restore.")
+    return fake_redmine
+
+
+@pytest.fixture
 def fake_site():
     from ops_pipelines_tests.fake_servers import FakeSite
 

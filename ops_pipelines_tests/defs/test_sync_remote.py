@@ -9,7 +9,6 @@ import logging
 from contextlib import closing
 from datetime import timedelta
 
-import pytest
 from click.testing import CliRunner
 from dagster import build_sensor_context
 
@@ -19,16 +18,6 @@ from ops_pipelines.defs.sync.sensors import source_change_sensor
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.sources import PagesSource, RedmineSource
 from ops_pipelines_tests.conftest import step_failure_message
-
-
-@pytest.fixture
-def redmine(fake_redmine, source_env):
-    fake_redmine.add_project("ops")
-    fake_redmine.add_issue("ops", "Backups fail at night", "The 02:00 backup job exits 1.", notes=("Disk full.",))
-    fake_redmine.add_issue("ops", "Rotate the API key", "Yearly rotation of keys.")
-    fake_redmine.add_issue("ops", "Qdrant upgrade", "Plan the upgrade of Qdrant.")
-    fake_redmine.put_wiki("ops", "Runbook_Restore", "h1. Restore\n\nRun ops-pipelines restore.")
-    return fake_redmine
 
 
 def redmine_location(server) -> str:
