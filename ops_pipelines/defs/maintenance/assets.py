@@ -12,6 +12,7 @@ from pydantic import Field
 from ops_pipelines import maintenance
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -54,7 +55,7 @@ class ArchiveRetentionConfig(DryRunConfig):
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], kinds={"qdrant"})
+@asset(group_name=GROUP, owners=["team:kb-ops"], kinds={"qdrant"}, pool=QDRANT_WRITES)
 def orphan_repair(
     context: AssetExecutionContext,
     config: DryRunConfig,
@@ -85,7 +86,7 @@ def orphan_repair(
     )
 
 
-@asset(group_name=GROUP, owners=["team:kb-ops"], deps=[orphan_repair], kinds={"qdrant"})
+@asset(group_name=GROUP, owners=["team:kb-ops"], deps=[orphan_repair], kinds={"qdrant"}, pool=QDRANT_WRITES)
 def generation_retention(
     context: AssetExecutionContext,
     config: GenerationRetentionConfig,

@@ -17,6 +17,7 @@ from pydantic import Field
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.metadata import embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
+from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
 from ops_pipelines.embedders import get_version
@@ -35,7 +36,7 @@ from ops_pipelines.refresh import (
 )
 from ops_pipelines.vectors import alias_name
 
-_COMMON = dict(partitions_def=refresh_partitions, group_name="refresh", owners=["team:kb-ops"])
+_COMMON = {"partitions_def": refresh_partitions, "group_name": "refresh", "owners": ["team:kb-ops"]}
 
 
 class RefreshMode(Enum):
@@ -74,6 +75,7 @@ class LiveAliasConfig(Config):
     # Dagster maps the container dimension onto chunks' containers partitions by itself.
     deps=[chunks],
     kinds={"pytorch"},
+    pool=EMBEDDER,
     description=(
         "The container's active chunks embedded under one embedder version, in the embedding "
         "cache: only chunks the cache lacks are computed, so a rebuild costs no model time."
@@ -101,6 +103,7 @@ def version_embeddings(
     **_COMMON,
     deps=[version_embeddings],
     kinds={"qdrant"},
+    pool=QDRANT_WRITES,
     description=(
         "A collection generation kb_<slug>__<embedder>__g<n> filled from the embedding cache: in "
         "shadow mode a new one beside the live one (searches keep using the old), resumed if a "
@@ -139,6 +142,7 @@ def shadow_collection(
     **_COMMON,
     deps=[shadow_collection],
     kinds={"qdrant"},
+    pool=QDRANT_WRITES,
     description=(
         "The live alias kb_<slug> on the refreshed generation: the swap. Records the container's "
         "new embedder version and generation, then moves the alias atomically; keeps `retention` "
@@ -151,7 +155,7 @@ def live_alias(
     kb: KnowledgeBaseResource,
     vectors: VectorStoreResource,
 ) -> MaterializeResult:
-    slug, version_name = refresh_partition(context.partition_key)
+    slug, _ = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store, vectors.open() as qdrant:
         container = store.get_container(slug)
         generation = built_generation(context, store, container)

@@ -8,6 +8,7 @@ from pydantic import Field
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.metadata import embedding_metadata, table
 from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -18,7 +19,7 @@ from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.sources import open_source
 
-_COMMON = dict(partitions_def=containers_partitions, group_name="sync", owners=["team:kb-ops"])
+_COMMON = {"partitions_def": containers_partitions, "group_name": "sync", "owners": ["team:kb-ops"]}
 
 
 class SourceDocumentsConfig(Config):
@@ -106,6 +107,7 @@ def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> Materia
     **_COMMON,
     deps=[chunks],
     kinds={"pytorch"},
+    pool=EMBEDDER,
     description=(
         "Vectors of the active chunks under the container's embedder version, in the embedding "
         "cache keyed by (embedder version, chunk hash): unchanged text is never embedded twice."
@@ -130,6 +132,7 @@ def embeddings(
     **_COMMON,
     deps=[embeddings],
     kinds={"qdrant"},
+    pool=QDRANT_WRITES,
     description=(
         "The container's live Qdrant collection (behind alias kb_<slug>) holding exactly one point "
         "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
