@@ -284,6 +284,18 @@ def test_operator_path_over_graphql(deployment: Deployment, tmp_path):
     assert "step source_documents: folder source" in out and "does not exist (unmounted or moved?)" in out, out
     # TODO(lead, when operator-alerts is merged): run_failure_alert_sensor records each failed run
     # as an AssetObservation of the external asset `run_failures` (metadata container, job,
-    # run_id, step, error). Assert here that it recorded this run, polling with a deadline:
+    # run_id, step, error). Assert here that it recorded this run, polling with a deadline, e.g.
     #   wait_for(lambda: failure_observation(d, failed), "the failure alert", 180, d.diagnostics)
-    # with container "gone", job "sync_job", step "source_documents" and the error above.
+    # where failure_observation queries assetOrError(assetKey: {path: ["run_failures"]}) {
+    # ... on Asset { assetObservations { metadataEntries { label ... on TextMetadataEntry { text } } } } }
+    # and finds run_id == failed, container "gone", job "sync_job", step "source_documents".
+
+    # 5. A backfill where one partition fails: the others still swap; the failure is reported.
+    code, out = d.cli(
+        "backfill", "refresh_job", "--partitions", "beta|hash-256@1,gone|hash-256@1", "--wait", "--timeout", "600"
+    )
+    assert code == 1, out + d.diagnostics()
+    assert "ended COMPLETED_FAILED" in out and "(gone|hash-256@1) FAILURE" in out, out
+    assert "step version_embeddings: container 'gone' has no active chunks" in out, out
+    assert d.serving("beta") == "kb_beta__hash-256-1__g3"
+    assert d.serving("gone") is None
