@@ -87,3 +87,15 @@ def test_backup_restore_and_health_are_in_the_code_location(defs):
         validate_run_config(
             defs.resolve_job_def("restore_job"), {"ops": {"restore_knowledge_base": {"config": {"force": "yes"}}}}
         )
+
+
+def test_model_and_qdrant_writing_steps_are_in_their_pools(defs):
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): graph.get(key).pools for key in graph.materializable_asset_keys}
+    assert {name for name, p in pools.items() if p == {"embedder"}} == {"embeddings", "version_embeddings"}
+    assert {name for name, p in pools.items() if p == {"qdrant_writes"}} == {
+        "live_collection", "shadow_collection", "live_alias", "orphan_repair", "generation_retention",
+    }
+    for job, op in (("rollback_job", "rollback_alias"), ("restore_job", "restore_knowledge_base"),
+                    ("import_job", "import_container")):
+        assert defs.resolve_job_def(job).graph.node_named(op).definition.pool == "qdrant_writes"

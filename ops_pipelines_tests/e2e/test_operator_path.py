@@ -244,6 +244,11 @@ def test_operator_path_over_graphql(deployment: Deployment, tmp_path):
         assert {c.slug: c.embedder_version for c in kb.list_containers()} == {"alpha": NEW, "beta": NEW}
     finally:
         kb.close()
+    # The model and Qdrant-writing steps took their slots in the instance's pools (default limit 1).
+    pools = d.remote.query("{ instance { concurrencyLimits { concurrencyKey slotCount } } }")["instance"]
+    assert {p["concurrencyKey"]: p["slotCount"] for p in pools["concurrencyLimits"]} == {
+        "embedder": 1, "qdrant_writes": 1,
+    }
 
     # 3. Two refreshes of one container: the run queue holds the second until the first is done.
     recompute = json.dumps({"ops": {"version_embeddings": {"config": {"recompute": True}}}})
