@@ -48,6 +48,8 @@ class DagsterRemote:
 
     def __init__(self, url: str, timeout: float = 60.0):
         parts = urlsplit(url)
+        if parts.username or parts.password:  # it is printed (run links), so it must hold no secret
+            raise RemoteError("DAGSTER_URL must not carry credentials (user:password@): give the bare address")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteError(f"DAGSTER_URL must look like http://host:port, not {url!r}")
         self.url = url.rstrip("/")
@@ -164,7 +166,7 @@ class DagsterRemote:
     def _client_error(self, what: str, exc: DagsterGraphQLClientError) -> RemoteError:
         if isinstance(exc.__cause__, requests.ConnectionError):
             return self._unreachable()
-        kind, detail = (list(exc.args) + [None, None])[:2]
+        kind, detail = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
         if isinstance(detail, list):  # config validation: one entry per error
             detail = "; ".join(e.get("message", str(e)) for e in detail)
         return RemoteError(f"{what} failed ({kind}): {detail}" if detail else f"{what} failed: {kind}")

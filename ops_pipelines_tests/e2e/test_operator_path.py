@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -304,3 +305,9 @@ def test_operator_path_over_graphql(deployment: Deployment, tmp_path):
     assert "step version_embeddings: container 'gone' has no active chunks" in out, out
     assert d.serving("beta") == "kb_beta__hash-256-1__g3"
     assert d.serving("gone") is None
+
+    # 6. --wait gives up after --timeout, says where to follow the run, and leaves it running.
+    code, out = d.cli("trigger", "sync_job", "--container", "alpha", "--wait", "--timeout", "0")
+    late = run_id_of(out)
+    assert code == 1 and re.search(rf"run {late} is still [A-Z]+ after 0 s; follow it at {d.url}/runs/{late}", out), out
+    assert d.runs([late])[late]["status"] != "CANCELED"

@@ -48,6 +48,12 @@ def test_a_url_that_is_not_http_is_refused():
         DagsterRemote("127.0.0.1:3000")
 
 
+def test_a_url_with_credentials_is_refused_without_repeating_them():
+    with pytest.raises(RemoteError, match="must not carry credentials") as caught:
+        DagsterRemote("https://ops:s3cret-token@dagster.example.org")
+    assert "s3cret-token" not in str(caught.value)
+
+
 def test_cli_refuses_bad_run_config_before_calling_anyone(monkeypatch):
     (port,) = _free_ports(1)
     monkeypatch.setenv("DAGSTER_URL", f"http://127.0.0.1:{port}")  # nothing there: never reached
