@@ -22,6 +22,14 @@ _ADD_HINTS = {
 }
 _LABELS = {CONTAINERS: "container", EMBEDDER_VERSIONS: "embedder version"}
 _OPTIONS = {CONTAINERS: "--container", EMBEDDER_VERSIONS: "--embedder-version"}
+_LISTED = 20  # keys named in a message; a deployment may have thousands of containers
+
+
+def _known(keys: tuple[str, ...]) -> str:
+    if not keys:
+        return "none yet"
+    shown = ", ".join(keys[:_LISTED])
+    return shown if len(keys) <= _LISTED else f"{shown}, … ({len(keys)} in all)"
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class Dimension:
     def check(self, value: str, target: str) -> None:
         if value in self.keys:
             return
-        known = ", ".join(self.keys) or "none yet"
+        known = _known(self.keys)
         hint = _ADD_HINTS.get(self.dynamic_set or "", "")
         raise RemoteError(
             f"{self.label} {value!r} is not a partition of {target} (known: {known})" + (f": {hint}" if hint else "")
@@ -59,7 +67,7 @@ class Partitioning:
         for dim in self.dimensions:
             value = values.get(dim.dynamic_set or "")
             if not value:
-                known = ", ".join(dim.keys) or "none yet"
+                known = _known(dim.keys)
                 option = _OPTIONS.get(dim.dynamic_set or "", "a partition key")
                 raise RemoteError(f"{self.target} is partitioned by {dim.label}: pass {option} (known: {known})")
             dim.check(value, self.target)

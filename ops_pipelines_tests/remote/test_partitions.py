@@ -45,6 +45,13 @@ def test_unknown_container_names_the_command_that_adds_it():
     assert "(known: alpha, beta)" in str(caught.value) and "ops-pipelines container add" in str(caught.value)
 
 
+def test_a_long_list_of_known_containers_is_cut_short():
+    many = Partitioning("sync_job", (Dimension("default", CONTAINERS, tuple(f"kb{i:04}" for i in range(5000))),))
+    with pytest.raises(RemoteError) as caught:
+        many.key({CONTAINERS: "gamma"})
+    assert "kb0019, … (5000 in all)" in str(caught.value) and "kb0020" not in str(caught.value)
+
+
 def test_full_keys_are_checked_part_by_part():
     REFRESH.check("alpha|hash-256@1")
     with pytest.raises(RemoteError, match=r"keys look like <container>\|<embedder version>"):
