@@ -1,7 +1,10 @@
-"""Operator commands: ``ops-pipelines container|sync|search|refresh|export|backup|restore|demo``.
+"""Operator commands: ``ops-pipelines container|sync|search|refresh|export|backup|restore|demo``
+and ``trigger|backfill``.
 
 They use the same settings (environment variables) as the Dagster code location, and launch
-jobs on the Dagster instance in ``DAGSTER_HOME``, so every run they make shows in the UI.
+jobs on the Dagster instance in ``DAGSTER_HOME``, so every run they make shows in the UI;
+``trigger`` and ``backfill`` launch through the webserver at ``DAGSTER_URL`` instead (GraphQL),
+so their runs go through the instance's run queue and daemon.
 """
 
 from __future__ import annotations
