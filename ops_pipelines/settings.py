@@ -17,6 +17,11 @@ def dagster_home() -> Path:
     return home
 
 
+def dagster_url() -> str:
+    """``DAGSTER_URL``: the webserver ``ops-pipelines trigger`` and ``backfill`` talk GraphQL to."""
+    return os.environ.get("DAGSTER_URL") or "http://127.0.0.1:3000"
+
+
 def kb_url() -> str:
     return os.environ.get("OPS_KB_URL") or f"sqlite:///{dagster_home() / 'kb.sqlite'}"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +26,16 @@ from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.vectors import open_vector_store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+@contextmanager
+def throwaway_database(prefix: str = "ops_test") -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database on 127.0.0.1:5432, dropped on exit (with any
+    connection still open to it)."""
     import psycopg2
 
-    name = f"ops_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
     except psycopg2.OperationalError as exc:
@@ -49,6 +52,13 @@ def postgres_url():
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    with throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture

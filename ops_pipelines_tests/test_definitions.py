@@ -133,3 +133,15 @@ def test_sync_and_refresh_materializations_say_what_is_live(sqlite_harness, corp
     md = {k: v.value for k, v in swap.metadata.items()}
     assert md["alias"] == "kb_docs" and md["generation"] == 2 and md["embedder_version"] == "hash-256@1"
     assert md["previous_collection"] == live["collection"]
+
+
+def test_model_and_qdrant_writing_steps_are_in_their_pools(defs):
+    graph = defs.resolve_asset_graph()
+    pools = {key.to_user_string(): graph.get(key).pools for key in graph.materializable_asset_keys}
+    assert {name for name, p in pools.items() if p == {"embedder"}} == {"embeddings", "version_embeddings"}
+    assert {name for name, p in pools.items() if p == {"qdrant_writes"}} == {
+        "live_collection", "shadow_collection", "live_alias", "orphan_repair", "generation_retention",
+    }
+    for job, op in (("rollback_job", "rollback_alias"), ("restore_job", "restore_knowledge_base"),
+                    ("import_job", "import_container")):
+        assert defs.resolve_job_def(job).graph.node_named(op).definition.pool == "qdrant_writes"

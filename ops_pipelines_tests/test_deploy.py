@@ -33,6 +33,15 @@ def test_sync_runs_on_the_postgres_dagster_instance(postgres_url, tmp_path, monk
     instance = DagsterInstance.from_config(str(home))
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        concurrency = instance.get_concurrency_config()
+        per_container = {"applyLimitPerUniqueValue": True}
+        assert concurrency.run_queue_config.tag_concurrency_limits == [
+            {"key": "dagster/partition/container", "value": per_container, "limit": 1},
+            {"key": "ops/container", "value": per_container, "limit": 1},
+            {"key": "ops/operation", "value": "restore", "limit": 1},
+        ]
+        assert concurrency.pool_config.default_pool_limit == 1
         kb = KnowledgeBase(postgres_url)
         kb.add_container("kb1", "folder", str(corpus), "hash-256@1")
         kb.close()

@@ -19,6 +19,7 @@ from ops_pipelines.defs.backup.assets import kb_backup
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.vectors import alias_name
@@ -43,7 +44,8 @@ class RestoreConfig(Config):
 
 @op(
     description="Verify every checksum of a backup, then restore it in place: collections written and checked "
-    "first, the metadata DB replaced in one transaction, aliases moved atomically."
+    "first, the metadata DB replaced in one transaction, aliases moved atomically.",
+    pool=QDRANT_WRITES,
 )
 def restore_knowledge_base(
     context: OpExecutionContext,

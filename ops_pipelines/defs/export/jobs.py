@@ -16,6 +16,7 @@ from ops_pipelines.archives import fetch_archive, import_archive, read_archive
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.export.assets import container_export
 from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -46,7 +47,7 @@ class ImportConfig(Config):
     )
 
 
-@op(description="Verify an archive completely, then create a container from it, all or nothing.")
+@op(description="Verify an archive completely, then create a container from it, all or nothing.", pool=QDRANT_WRITES)
 def import_container(
     context: OpExecutionContext,
     config: ImportConfig,

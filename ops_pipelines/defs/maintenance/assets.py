@@ -13,6 +13,7 @@ from ops_pipelines import maintenance
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -55,7 +56,7 @@ class ArchiveRetentionConfig(DryRunConfig):
     )
 
 
-@asset(**_COMMON, kinds={QDRANT, OBJECTS})
+@asset(**_COMMON, kinds={QDRANT, OBJECTS}, pool=QDRANT_WRITES)
 def orphan_repair(
     context: AssetExecutionContext,
     config: DryRunConfig,
@@ -86,7 +87,7 @@ def orphan_repair(
     )
 
 
-@asset(**_COMMON, deps=[orphan_repair], kinds={QDRANT})
+@asset(**_COMMON, deps=[orphan_repair], kinds={QDRANT}, pool=QDRANT_WRITES)
 def generation_retention(
     context: AssetExecutionContext,
     config: GenerationRetentionConfig,

@@ -18,6 +18,7 @@ from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.lineage import KB, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
+from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
 from ops_pipelines.embedders import get_version
@@ -80,6 +81,7 @@ class LiveAliasConfig(Config):
     # Dagster maps the container dimension onto chunks' containers partitions by itself.
     deps=[chunks],
     kinds={"pytorch", KB},
+    pool=EMBEDDER,
     description=(
         "The container's active chunks embedded under one embedder version, in the embedding "
         "cache: only chunks the cache lacks are computed, so a rebuild costs no model time."
@@ -107,6 +109,7 @@ def version_embeddings(
     **_COMMON,
     deps=[version_embeddings],
     kinds={QDRANT},
+    pool=QDRANT_WRITES,
     description=(
         "A collection generation kb_<slug>__<embedder>__g<n> filled from the embedding cache: in "
         "shadow mode a new one beside the live one (searches keep using the old), resumed if a "
@@ -145,6 +148,7 @@ def shadow_collection(
     **_COMMON,
     deps=[shadow_collection],
     kinds={QDRANT},
+    pool=QDRANT_WRITES,
     description=(
         "The live alias kb_<slug> on the refreshed generation: the swap. Records the container's "
         "new embedder version and generation, then moves the alias atomically; keeps `retention` "

@@ -3,6 +3,7 @@ from pydantic import Field
 
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.partitions import refresh_partition_key, refresh_partitions
+from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.refresh.assets import live_alias, refresh_assets
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.refresh import rollback
@@ -29,7 +30,7 @@ class RollbackConfig(Config):
     )
 
 
-@op(description="Point kb_<slug> back at a retained generation and record it as live.")
+@op(description="Point kb_<slug> back at a retained generation and record it as live.", pool=QDRANT_WRITES)
 def rollback_alias(
     context: OpExecutionContext, config: RollbackConfig, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ) -> None:

@@ -14,6 +14,7 @@ from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import embedding_metadata, table
 from ops_pipelines.defs.partitions import containers_partitions
+from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
     KnowledgeBaseResource,
@@ -150,6 +151,7 @@ def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> Materia
     **_COMMON,
     deps=[chunks],
     kinds={"pytorch", KB},
+    pool=EMBEDDER,
     description=(
         "Vectors of the active chunks under the container's embedder version, in the embedding "
         "cache keyed by (embedder version, chunk hash): unchanged text is never embedded twice."
@@ -174,6 +176,7 @@ def embeddings(
     **_COMMON,
     deps=[embeddings],
     kinds={QDRANT},
+    pool=QDRANT_WRITES,
     description=(
         "The container's live Qdrant collection (behind alias kb_<slug>) holding exactly one point "
         "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
