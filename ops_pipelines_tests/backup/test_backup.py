@@ -15,7 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from ops_pipelines.archives import ArchiveError, ChecksumMismatch, UnsafeMember, read_archive
-from ops_pipelines.backup import BACKUP_ARCHIVE, RestoreRefused, plan_restore, restore_backup, write_backup
+from ops_pipelines.backup import (
+    BACKUP_ARCHIVE,
+    RestoreRefused,
+    plan_restore,
+    restore_backup,
+    verify_backup,
+    write_backup,
+)
 from ops_pipelines.backup import database as backup_database
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
@@ -69,7 +76,10 @@ class World:
         return read_archive(path, dest, spec=BACKUP_ARCHIVE)
 
     def restore(self, path: Path, **kwargs):
-        return restore_backup(self.kb, self.store, self.objects, self.verified(path), **kwargs)
+        return self.restore_verified(self.verified(path), **kwargs)
+
+    def restore_verified(self, verified, **kwargs):
+        return restore_backup(self.kb, self.store, self.objects, verified, **kwargs)
 
     def wipe(self) -> None:
         for c in self.kb.list_containers():
@@ -211,6 +221,30 @@ def test_corrupt_truncated_and_hostile_backups_change_nothing(world):
     with pytest.raises(ArchiveError, match="kb-backup"):
         world.restore(_rewrite(path, world.tmp / "other-format.tar", container_format), force=True)
     assert world.state() == before and world.collections() == collections
+
+
+def test_blobs_the_object_store_holds_are_verified_but_not_extracted(world):
+    path = world.backup()
+    blobs = {name for name in _names(path) if name.startswith("blobs/")}
+    verified = verify_backup(path, world.tmp / "held", world.objects)
+    assert verified.skipped == blobs and len(blobs) == 6
+    assert not (world.tmp / "held" / "blobs").exists()
+
+    def corrupt_blob(name, data):
+        return name, (b"tampered" + data[8:]) if name == min(blobs) else data
+
+    with pytest.raises(ChecksumMismatch, match=min(blobs)):
+        verify_backup(_rewrite(path, world.tmp / "bad-blob.tar", corrupt_blob), world.tmp / "bad", world.objects)
+
+    world.wipe()  # the object store lost its blobs: they are extracted and put back
+    verified = verify_backup(path, world.tmp / "lost", world.objects)
+    assert verified.skipped == frozenset()
+    assert world.restore_verified(verified).blobs_put == 6
+
+
+def _names(path: Path) -> list[str]:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
 
 
 def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(world):
