@@ -150,7 +150,7 @@ def load_generation(
             rows = [wanted[pid] for pid in batch]
             yield batch, _cached_vectors(kb, container, embedder_version, rows), [chunk_payload(container, r) for r in rows]
 
-    written = store.load_collection(collection, get_version(embedder_version).dimension, batches())
+    written = store.load_collection(collection, get_version(embedder_version).dimension, batches(), len(wanted))
     log.info("%s: %d points written", collection, written)
     return written
 

@@ -84,3 +84,22 @@ def test_bulk_loaded_local_collection_reads_back_like_upserted_points(tmp_path):
         assert read(store, "bulk") == read(store, "upserted")
         for row in (0, 150, 299):
             assert store.search("bulk", vectors[row], 3) == store.search("upserted", vectors[row], 3)
+
+
+def test_a_few_points_beside_many_are_upserted_not_bulk_loaded(tmp_path):
+    """The bulk load reopens the client, which reads every stored point back: worth it for a large
+    collection, not for a handful of points in a full folder."""
+    rng = np.random.default_rng(5)
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(300)]
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    payloads = [{"n": i} for i in range(300)]
+    with open_vector_store(path=str(tmp_path / "q")) as store:
+        client = store.client
+        assert store.load_collection("first", 8, [(ids, vectors, payloads)], points=300) == 300
+        assert store.client is not client  # bulk: reopened
+        client = store.client
+        assert store.load_collection("small", 8, [(ids[:10], vectors[:10], payloads[:10])], points=10) == 10
+        assert store.client is client  # upserted: 10 points beside 300 stored
+        assert store.count("small") == 10
+        assert store.load_collection("large", 8, [(ids[:100], vectors[:100], payloads[:100])], points=100) == 100
+        assert store.client is not client and store.count("large") == 100
