@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import fill_collection, load_generation
+from ops_pipelines.ingest import fill_collection
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
 from ops_pipelines.vectors import VectorStore, generation_name
 
@@ -66,14 +66,11 @@ def build_generation(
             container.id, version.name, lambda n: generation_name(container.slug, version.name, n)
         )
         resumed = not created
-        fresh = not _keep_shadow_collection(store, generation, version.dimension, log)
+        _ensure_shadow_collection(store, generation, version.dimension, log)
         log.info(
             "%s shadow generation %d (%s) for %s",
             "resuming" if resumed else "building", generation.number, generation.collection, version.name,
         )
-        if fresh:  # nothing to resume or verify: the whole collection is written in one go
-            written = load_generation(kb, store, container, generation.collection, version.name, log=log)
-            return BuildReport(mode, generation, resumed, written, 0, store.count(generation.collection))
     elif mode == IN_PLACE:
         generation, resumed = _retarget_live(kb, store, container, version.name, version.dimension), False
         log.info("rewriting live generation %d (%s) in place with %s", generation.number, generation.collection, version.name)
@@ -87,10 +84,9 @@ def build_generation(
     return BuildReport(mode, generation, resumed, upserted, deleted, store.count(generation.collection))
 
 
-def _keep_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> bool:
-    """True if the shadow's collection exists, to be resumed. One left with the wrong vector size
-    by an earlier run is never served (the generation is still building), so it is dropped and
-    built again."""
+def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:
+    """Create the shadow's collection; one left with the wrong vector size by an earlier run is
+    never served (the generation is still building), so it is dropped and built again."""
     existing = store.collection_dimension(generation.collection)
     if existing is not None and existing != dimension:
         log.warning(
@@ -98,8 +94,7 @@ def _keep_shadow_collection(store: VectorStore, generation: Generation, dimensio
             generation.collection, existing, generation.embedder_version, dimension,
         )
         store.drop_collection(generation.collection)
-        return False
-    return existing is not None
+    store.ensure_collection(generation.collection, dimension)
 
 
 def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
