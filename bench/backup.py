@@ -32,7 +32,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from ops_pipelines.backup import backup_key, restore_backup, verify_backup, writ
 from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.search import search_container
 from ops_pipelines.vectors import open_vector_store
+from ops_pipelines_tests.conftest import throwaway_database
 
 EMBEDDER = "hash-384@1"
 QUIET = logging.getLogger("bench")
@@ -62,19 +62,8 @@ def kb_url(kind: str, tmp: Path):
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'kb.sqlite'}"
         return
-    import psycopg2
-
-    name = f"bench_backup_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_database("bench_backup") as url:
+        yield url
 
 
 def census(url: str, qdrant: Path) -> dict:
