@@ -54,8 +54,9 @@ def write_points(path: str | Path, collection: str, batches: Iterable[PointBatch
     def rows():
         nonlocal written
         for ids, vectors, payloads in batches:
-            for point_id, vector, payload in zip(ids, np.asarray(vectors, dtype=np.float32).tolist(), payloads, strict=True):
-                point = construct(models.PointStruct, id=point_id, vector=vector, payload=payload)
+            # One row's floats at a time: a restore passes a whole collection as one batch.
+            for point_id, vector, payload in zip(ids, np.asarray(vectors, dtype=np.float32), payloads, strict=True):
+                point = construct(models.PointStruct, id=point_id, vector=vector.tolist(), payload=payload)
                 yield CollectionPersistence.encode_key(point_id), pickle.dumps(point)
             written += len(ids)
 
