@@ -82,14 +82,17 @@ def replace_rows(
                 out.commit()  # ends SQLAlchemy's autobegun transaction; SQLite opened none
             try:
                 with out.begin():
+                    copied = out.dialect.name == "postgresql"
+                    if copied:  # SQLite's timestamps are naive UTC: COPY reads them in UTC
+                        out.exec_driver_sql("SET LOCAL timezone = 'UTC'")
                     for table in reversed(TABLES):
                         out.execute(delete(table))
                     for table in TABLES:
                         if table.name in verbatim and attached:
                             written[table.name] = _copy_inside_sqlite(out, table)
                             continue
-                        if table.name in verbatim and out.dialect.name == "postgresql":
-                            written[table.name] = _copy_into_postgres(out, source, table)
+                        if table.name in verbatim and copied:
+                            written[table.name] = _copy_into_postgres(out, src, table)
                             continue
                         for rows in _read(src, table):
                             out.execute(insert(table), [_from_sqlite(out, table, transform(table, r)) for r in rows])
@@ -109,23 +112,19 @@ def _copy_inside_sqlite(conn: Connection, table: Table) -> int:
     return conn.execute(insert(table).from_select(columns, select(*(source.c[n] for n in columns)))).rowcount
 
 
-def _copy_into_postgres(conn: Connection, source: Path, table: Table) -> int:
-    """The table's rows read straight from the SQLite file and sent with COPY: a fraction of the
-    time INSERTs take, and little of it holding the GIL. SQLite's timestamps are naive UTC, so the
-    transaction reads them in UTC."""
+def _copy_into_postgres(conn: Connection, src: Connection, table: Table) -> int:
+    """The table's rows read raw from the SQLite file and sent with COPY: a fraction of the time
+    INSERTs take, and little of it holding the GIL."""
     columns = [c.name for c in table.columns]
     names = ", ".join(f'"{n}"' for n in columns)
     order = ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-    conn.exec_driver_sql("SET LOCAL timezone = 'UTC'")
     cursor = conn.connection.dbapi_connection.cursor()
+    result = src.connection.dbapi_connection.execute(f'SELECT {names} FROM "{table.name}" ORDER BY {order}')
     rows = 0
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as lite:
-        result = lite.execute(f'SELECT {names} FROM "{table.name}" ORDER BY {order}')
-        while batch := result.fetchmany(_BATCH):
-            text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in batch)
-            cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', io.StringIO(text))
-            rows += len(batch)
-    lite.close()
+    while batch := result.fetchmany(_BATCH):
+        text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in batch)
+        cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', io.StringIO(text))
+        rows += len(batch)
     return rows
 
 

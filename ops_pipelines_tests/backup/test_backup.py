@@ -284,9 +284,9 @@ def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, m
         written.append(table.name)
         return copy_inside(conn, table)
 
-    def spy_copy_postgres(conn, source, table):
+    def spy_copy_postgres(conn, src, table):
         written.append(table.name)
-        return copy_postgres(conn, source, table)
+        return copy_postgres(conn, src, table)
 
     def dies_at_generations(conn, table, row):
         if table.name == "generations":
