@@ -17,15 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ops_pipelines.errors import VectorStoreBusy
 from ops_pipelines.vectors import local_load
 from ops_pipelines.vectors.local_load import PointBatch
 
 _POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
-
-
-class VectorStoreBusy(RuntimeError):
-    pass
 
 
 class DimensionMismatch(ValueError):
