@@ -404,21 +404,22 @@ def generations(slug: str) -> None:
     """A container's collection generations: state, embedder version, points, which one is live."""
     from ops_pipelines.kb import ContainerNotFound
     from ops_pipelines.vectors import alias_name
+    from ops_pipelines.vectors.serving import serving_collection
 
     kb = _kb()
     try:
         container = kb.get_container(slug)
         rows = kb.generations(container.id)
+        if not rows:
+            click.echo(f"{slug} has no generations yet: sync it with ops-pipelines sync {slug}")
+            return
+        with _vector_store() as store:
+            serving = serving_collection(kb, store, container)
+            points = {g.number: store.count(g.collection) if store.collection_dimension(g.collection) else None for g in rows}
     except ContainerNotFound as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
-    if not rows:
-        click.echo(f"{slug} has no generations yet: sync it with ops-pipelines sync {slug}")
-        return
-    with _vector_store() as store:
-        serving = store.resolve_alias(alias_name(container.slug))
-        points = {g.number: store.count(g.collection) if store.collection_dimension(g.collection) else None for g in rows}
     for g in rows:
         count = "-" if points[g.number] is None else points[g.number]
         marker = f"  <- {alias_name(container.slug)}" if g.collection == serving else ""

@@ -24,7 +24,8 @@ from ops_pipelines.freshness import sync_freshness
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, current_version
 from ops_pipelines.objects import ObjectStore
-from ops_pipelines.vectors import VectorStoreBusy, alias_name
+from ops_pipelines.vectors import VectorStoreBusy
+from ops_pipelines.vectors.serving import serving_collection
 
 COMPONENTS = ("metadata_db", "qdrant", "object_store", "embedders", "dagster_instance")
 
@@ -64,21 +65,17 @@ def check_vectors(store_factory: Callable[[], object], kb_url: str) -> str:
     """Qdrant answers, and every container with a live generation is served by its alias."""
     kb = KnowledgeBase(kb_url)
     try:
-        live = {c.slug: kb.live_generation(c.id) for c in kb.list_containers()}
+        with store_factory() as store:
+            collections = len(store.collection_names())
+            live = [c for c in kb.list_containers() if kb.live_generation(c.id) is not None]
+            unserved = [c.slug for c in live if serving_collection(kb, store, c) is None]
+    except VectorStoreBusy as exc:
+        return f"busy: {exc}"
     finally:
         kb.close()
-    try:
-        with store_factory() as store:
-            collections = len(store.client.get_collections().collections)
-            unserved = [
-                slug for slug, generation in live.items()
-                if generation is not None and store.resolve_alias(alias_name(slug)) is None
-            ]
-    except VectorStoreBusy:
-        return "local-mode storage is held by a running operation (it answers once that run is done)"
     if unserved:
         raise RuntimeError(f"no alias serves {', '.join(sorted(unserved))}: run refresh_job or restore")
-    return f"{collections} collections, {sum(g is not None for g in live.values())} containers served"
+    return f"{collections} collections, {len(live)} containers served"
 
 
 def check_objects(objects: ObjectStore) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ops_pipelines.embedders import load_embedder
-from ops_pipelines.kb import KnowledgeBase
-from ops_pipelines.vectors import Hit, VectorStore, alias_name
+from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.vectors import CollectionNotFound, Hit, VectorStore, alias_name
+from ops_pipelines.vectors.serving import serving_collection
 
 
 class NotSynced(RuntimeError):
@@ -13,8 +14,22 @@ class NotSynced(RuntimeError):
 
 def search_container(kb: KnowledgeBase, store: VectorStore, slug: str, query: str, limit: int = 5) -> list[Hit]:
     container = kb.get_container(slug)
-    alias = alias_name(container.slug)
-    if store.resolve_alias(alias) is None:
+    try:
+        return _search(kb, store, container, query, limit)
+    except CollectionNotFound:  # embedded: retention dropped it between reading the live generation and the search
+        return _search(kb, store, container, query, limit)
+
+
+def _search(kb: KnowledgeBase, store: VectorStore, container: Container, query: str, limit: int) -> list[Hit]:
+    container = kb.get_container(container.id)  # the embedder version of what is live now
+    collection = serving_collection(kb, store, container)
+    if collection is None:
         raise NotSynced(f"container {container.slug!r} has no live collection yet: run sync_job for it first")
     vector = load_embedder(container.embedder_version).embed([query])[0]
-    return store.search(alias, vector, limit)
+    return ranked(store.search(alias_name(container.slug) if store.keeps_aliases else collection, vector, limit))
+
+
+def ranked(hits: list[Hit]) -> list[Hit]:
+    """Best first, equal scores in document order: the same chunks rank the same whatever order
+    they were written in (an engine breaks ties by its storage order)."""
+    return sorted(hits, key=lambda h: (-h.score, str(h.payload.get("source_key", "")), h.payload.get("ordinal", 0)))

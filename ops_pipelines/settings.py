@@ -1,6 +1,6 @@
 """Where things live, read from environment variables.
 
-The embedded default keeps everything under ``DAGSTER_HOME`` (metadata DB, Qdrant local-mode
+The embedded default keeps everything under ``DAGSTER_HOME`` (metadata DB, Qdrant Edge
 files, object store folder); production points each piece at a server with its own variable.
 """
 

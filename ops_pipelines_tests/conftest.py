@@ -1,5 +1,5 @@
 """Shared fixtures: throwaway SQLite and PostgreSQL knowledge bases, a corpus folder, a Dagster
-harness that runs the sync assets for real against Qdrant local mode."""
+harness that runs the sync assets for real against Qdrant Edge."""
 
 from __future__ import annotations
 
@@ -77,6 +77,45 @@ def kb(kb_url):
     store = KnowledgeBase(kb_url)
     yield store
     store.close()
+
+
+def serving_of(kb, store, slug: str) -> str | None:
+    """The collection the live alias of ``slug`` points at, whichever backend keeps it."""
+    from ops_pipelines.vectors.serving import serving_collection
+
+    return serving_collection(kb, store, kb.get_container(slug))
+
+
+@contextmanager
+def backend_store(backend: str, folder: Path):
+    """A ``VectorStore`` of one backend: ``edge`` (Qdrant Edge in ``folder``) or ``server``
+    (qdrant-client's local mode in ``folder``, the stand-in for a Qdrant server: none runs here)."""
+    from ops_pipelines.vectors import EdgeVectorStore
+
+    if backend == "edge":
+        store = EdgeVectorStore(folder)
+    else:
+        from qdrant_client import QdrantClient
+
+        from ops_pipelines.vectors.server import QdrantServerStore
+
+        store = QdrantServerStore(QdrantClient(path=str(folder)), "qdrant-client local mode (server stand-in)")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["edge", "server"])
+def store_backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def any_store(store_backend, tmp_path):
+    """Each test using it runs on both backends of the ``VectorStore`` contract."""
+    with backend_store(store_backend, tmp_path / f"vectors-{store_backend}") as store:
+        yield store
 
 
 @pytest.fixture
@@ -216,8 +255,12 @@ class SyncHarness:
 
     def serving(self, slug: str) -> str | None:
         """The collection the live alias of ``slug`` points at."""
-        with self.vector_store() as store:
-            return store.resolve_alias(f"kb_{slug}")
+        kb = self.kb()
+        try:
+            with self.vector_store() as store:
+                return serving_of(kb, store, slug)
+        finally:
+            kb.close()
 
 
 @pytest.fixture

@@ -49,8 +49,8 @@ def test_health_job_checks_fail_on_an_unserved_container(harness, corpus):
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {*COMPONENTS, "sync_freshness"} and all(e.passed for e in evaluations.values())
 
-    with harness.vector_store() as store:  # the alias is gone: searches fail
-        store.replace_aliases({}, prefix="kb_")
+    with harness.vector_store() as store:  # the live collection is gone: searches fail
+        store.drop_collection(harness.serving("docs"))
     result = harness.job("health_job").execute_in_process(instance=harness.instance)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not evaluations["qdrant"].passed

@@ -31,13 +31,14 @@ from ops_pipelines.archives.format import (
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import embed_chunks, load_generation
+from ops_pipelines.ingest import embed_chunks, fill_collection
 from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
-from ops_pipelines.refresh import reconcile_generation, swap_to
+from ops_pipelines.refresh import build_index, reconcile_generation, swap_to
 from ops_pipelines.vectors import VectorStore, generation_name
 from ops_pipelines.vectors.reconcile import CheckResult
+from ops_pipelines.vectors.serving import served_collections
 
 _log = logging.getLogger(__name__)
 _BATCH = 500
@@ -139,7 +140,9 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     generation, _ = kb.open_generation(
         container.id, target.name, lambda n: generation_name(container.slug, target.name, n), first_number=first
     )
-    load_generation(kb, store, container, generation.collection, target.name, log=log)
+    store.ensure_collection(generation.collection, target.dimension)
+    fill_collection(kb, store, container, generation.collection, target.name, log=log)
+    build_index(store, generation.collection, log)
     checks = reconcile_generation(kb, store, container, generation)
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -281,7 +284,7 @@ def _park(kb: KnowledgeBase, container: Container) -> Container:
 
 def _discard(kb: KnowledgeBase, store: VectorStore, container: Container) -> None:
     """Drop a container's collections (never one an alias serves) and its records."""
-    serving = {a.collection_name for a in store.client.get_aliases().aliases}
+    serving = served_collections(kb, store, excluding=container)
     for generation in kb.generations(container.id):
         if generation.collection not in serving:
             store.drop_collection(generation.collection)

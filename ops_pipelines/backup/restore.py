@@ -13,8 +13,9 @@ knowledge base serving.
    before they are written, under a name no current collection has; the written collection must
    then hold every point and retrieve a sample of chunks by search. All of it before the current
    KB is touched.
-6. One transaction replaces every row of the metadata DB; then one atomic alias update moves
-   every container's alias to its restored live collection.
+6. One transaction replaces every row of the metadata DB: on the embedded engine that moves
+   every container's alias (its recorded live generation); on a Qdrant server one atomic alias
+   update then moves every alias to its restored live collection.
 7. Only then are the previous state's collections dropped.
 
 Until step 6 commits, the previous rows, collections and aliases are untouched; a failure before
@@ -46,9 +47,11 @@ from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
 from ops_pipelines.objects import ObjectStore, blob_key
+from ops_pipelines.refresh.build import build_index
 from ops_pipelines.refresh.gate import content_checks, expected_hashes, retrieval_check
-from ops_pipelines.vectors import VectorStore, alias_name
+from ops_pipelines.vectors import VectorStore
 from ops_pipelines.vectors.reconcile import CheckResult, CollectionSnapshot
+from ops_pipelines.vectors.serving import publish_all
 
 _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
@@ -141,7 +144,7 @@ def restore_backup(
                 for name in written:
                     store.drop_collection(name)
                 raise
-    _move_aliases(kb, store)
+    publish_all(kb, store)
     clock.lap("aliases")
     for name in plan.drops:
         store.drop_collection(name)
@@ -345,7 +348,9 @@ def _write_collections(
             results = _passed(container, content_checks(expected, snap, generation.embedder_version))
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
         written.append(new)
-        store.load_collection(new, entry["dimension"], [(points.ids, points.vectors, points.payloads)])
+        store.create_collection(new, entry["dimension"])
+        store.upsert(new, points.ids, points.vectors, points.payloads)
+        build_index(store, new, log)
         stored = store.count(new)
         if stored != len(points.ids):
             raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {len(points.ids)}")
@@ -396,14 +401,3 @@ def _renamer(collections: dict[str, str]):
         return row
 
     return transform
-
-
-def _move_aliases(kb: KnowledgeBase, store: VectorStore) -> None:
-    """One atomic alias update: each restored container's alias to its live collection, and the
-    aliases of containers the backup does not have removed."""
-    wanted = {}
-    for container in kb.list_containers():
-        live = kb.live_generation(container.id)
-        if live is not None:
-            wanted[alias_name(container.slug)] = live.collection
-    store.replace_aliases(wanted, prefix=alias_name(""))

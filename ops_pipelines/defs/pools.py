@@ -6,6 +6,7 @@ waits for a free slot (limits in the instance: `concurrency: pools:` in dagster.
 # memory and CPU threads from being multiplied by concurrent runs.
 EMBEDDER = "embedder"
 
-# Steps that write Qdrant collections or aliases: a local-mode folder takes one client at a
-# time; a server is spared a burst of bulk upserts from parallel backfill runs.
+# Steps that write Qdrant collections or aliases: a server is spared a burst of bulk upserts from
+# parallel backfill runs (the container lease, not this pool, keeps two writers of one container
+# apart; the embedded engine opens each collection in one process at a time).
 QDRANT_WRITES = "qdrant_writes"

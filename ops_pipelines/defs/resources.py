@@ -32,7 +32,8 @@ class KnowledgeBaseResource(ConfigurableResource):
 
 
 class VectorStoreResource(ConfigurableResource):
-    """Qdrant: a server (``OPS_QDRANT_URL``, ``OPS_QDRANT_API_KEY``) or local mode in a folder."""
+    """Qdrant: a server (``OPS_QDRANT_URL``, ``OPS_QDRANT_API_KEY``) or Qdrant Edge embedded in a
+    folder (``OPS_QDRANT_PATH``)."""
 
     url: str | None = None
     api_key: str | None = None

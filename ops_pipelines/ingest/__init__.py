@@ -16,7 +16,6 @@ from ops_pipelines.ingest.collection import (
     MissingEmbeddings,
     expected_points,
     fill_collection,
-    load_generation,
     sync_collection,
 )
 from ops_pipelines.ingest.documents import MODES, ArchiveRefused, DocumentSyncReport, choose_mode, sync_documents
@@ -42,7 +41,6 @@ __all__ = [
     "embed_chunks",
     "expected_points",
     "fill_collection",
-    "load_generation",
     "open_message",
     "source_breaker",
     "sync_collection",

@@ -17,6 +17,7 @@ from ops_pipelines.embedders import get_version
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.vectors import VectorStore, alias_name, generation_name, point_id
+from ops_pipelines.vectors.serving import publish
 
 _log = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ def sync_collection(
     version = get_version(live.embedder_version)
     alias = alias_name(container.slug)
     created = store.ensure_collection(live.collection, version.dimension)
-    if store.resolve_alias(alias) != live.collection:
-        store.point_alias(alias, live.collection)
+    publish(store, container, live.collection)
     upserted, deleted = fill_collection(kb, store, container, live.collection, version.name, batch_size=batch_size, log=log)
     return CollectionReport(
         collection=live.collection,
@@ -127,32 +127,6 @@ def fill_collection(
         store.delete(collection, to_delete)
         log.info("%s: %d stale points deleted", collection, len(to_delete))
     return len(to_upsert), len(to_delete)
-
-
-def load_generation(
-    kb: KnowledgeBase,
-    store: VectorStore,
-    container: Container,
-    collection: str,
-    embedder_version: str,
-    batch_size: int = 1024,
-    log: logging.Logger = _log,
-) -> int:
-    """Create ``collection`` holding the container's active chunks, vectors from the cache, all
-    written at once (in Qdrant local mode one transaction instead of one per point: see
-    ``VectorStore.load_collection``), batch by batch; returns the points written."""
-    wanted = expected_points(kb, container)
-
-    def batches():
-        ids = list(wanted)
-        for start in range(0, len(ids), batch_size):
-            batch = ids[start : start + batch_size]
-            rows = [wanted[pid] for pid in batch]
-            yield batch, _cached_vectors(kb, container, embedder_version, rows), [chunk_payload(container, r) for r in rows]
-
-    written = store.load_collection(collection, get_version(embedder_version).dimension, batches(), len(wanted))
-    log.info("%s: %d points written", collection, written)
-    return written
 
 
 def _cached_vectors(kb: KnowledgeBase, container: Container, embedder_version: str, rows: list[ChunkRow]) -> np.ndarray:

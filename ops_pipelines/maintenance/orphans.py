@@ -33,6 +33,7 @@ from ops_pipelines.kb.generations import DROPPED
 from ops_pipelines.maintenance.common import cutoff, frame
 from ops_pipelines.objects import ObjectStore
 from ops_pipelines.vectors import VectorStore
+from ops_pipelines.vectors.serving import served_collections
 
 _log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def drop_orphan_collections(
 ) -> OrphanCollectionsReport:
     """Drop collections named like a generation that no live, retired or building generation
     record names and no alias points at. Collections named otherwise are never touched."""
-    referenced = set(store.aliases().values())
+    referenced = served_collections(kb, store)
     for container in kb.list_containers():
         referenced.update(g.collection for g in kb.generations(container.id) if g.state != DROPPED)
     found = []
@@ -254,7 +255,7 @@ def _scan_live_generations(kb: KnowledgeBase, store: VectorStore, log: logging.L
         extra: dict[str, dict] = {}
         if exists:
             for point in store.scroll(live.collection, with_payload=["source_key", "ordinal"]):
-                pid = str(point.id)
+                pid = point.id
                 present.add(pid)
                 if pid not in wanted:
                     extra[pid] = point.payload or {}

@@ -1,9 +1,9 @@
 """Put a generation behind the live alias (swap or rollback) and drop the ones beyond retention.
 
-Order matters for crash safety: the metadata DB records the new live generation first, then the
-alias moves in one atomic Qdrant alias update. If the process dies between the two, the alias
-still serves the old, complete generation, and the next swap, rollback or sync moves it to the
-recorded one.
+The metadata DB records the new live generation in one transaction. On the embedded engine that
+record is the alias (``vectors.serving``); on a Qdrant server the alias then moves in one atomic
+alias update, and if the process dies between the two, the alias still serves the old, complete
+generation and the next swap, rollback or sync moves it to the recorded one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.kb.generations import BUILDING, DROPPED, LIVE, RETIRED
 from ops_pipelines.vectors import VectorStore, alias_name
+from ops_pipelines.vectors.serving import publish, serving_collection
 
 _log = logging.getLogger(__name__)
 
@@ -45,9 +46,8 @@ def swap_to(
         )
     previous = kb.activate_generation(container.id, generation.number)
     alias = alias_name(container.slug)
-    if store.resolve_alias(alias) != generation.collection:
-        store.point_alias(alias, generation.collection)
-        log.info("alias %s -> %s (was %s)", alias, generation.collection, previous.collection if previous else None)
+    publish(store, container, generation.collection)
+    log.info("alias %s -> %s (was %s)", alias, generation.collection, previous.collection if previous else None)
     live = kb.generation(container.id, generation.number)
     dropped = prune_generations(kb, store, container, retention, log=log) if retention else []
     return SwapReport(alias, live, previous, dropped)
@@ -101,7 +101,7 @@ def prune_generations(
     live = next((g for g in generations if g.state == LIVE), None)
     if live is None:
         return []
-    serving = store.resolve_alias(alias_name(container.slug))
+    serving = serving_collection(kb, store, container)
     retired = sorted((g for g in generations if g.state == RETIRED), key=_last_served, reverse=True)
     doomed = retired[retention - 1 :] + [g for g in generations if g.state == BUILDING and g.number < live.number]
     dropped = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ops_pipelines.vectors.store import VectorStore
+from ops_pipelines.vectors.base import VectorStore
 
 SAMPLE = 10  # ids shown per list in check metadata
 

@@ -32,6 +32,7 @@ from ops_pipelines.refresh import build_generation, swap_to
 from ops_pipelines.search import search_container
 from ops_pipelines.sources import open_source
 from ops_pipelines.vectors import open_vector_store
+from ops_pipelines_tests.conftest import serving_of
 
 QUERIES = ("glaciers and ice", "apples in autumn", "bicycle gears")
 
@@ -58,13 +59,13 @@ class World:
                 "generations": [(g.number, g.state, g.embedder_version) for g in self.kb.generations(c.id)],
                 "documents": self.kb.count_documents(c.id),
                 "chunks": self.kb.count_active_chunks(c.id),
-                "points": self.store.count(f"kb_{c.slug}"),
+                "points": self.store.count(serving_of(self.kb, self.store, c.slug)),
                 "top": [self.top(c.slug, q) for q in QUERIES],
             }
         return out
 
     def collections(self) -> set[str]:
-        return {c.name for c in self.store.client.get_collections().collections}
+        return set(self.store.collection_names())
 
     def backup(self, name: str = "kb.tar", **kwargs) -> Path:
         path = self.tmp / name

@@ -12,7 +12,7 @@ import pytest
 from ops_pipelines.defs.partitions import refresh_partition_key
 from ops_pipelines.defs.resources import VectorStoreResource
 from ops_pipelines.kb import KnowledgeBase
-from ops_pipelines.vectors import VectorStore, open_vector_store
+from ops_pipelines.vectors import EdgeVectorStore, VectorStore
 from ops_pipelines_tests.conftest import step_failure_message
 from ops_pipelines_tests.defs.test_sync_assets import expected_point_ids, top_keys
 
@@ -143,7 +143,7 @@ def test_rotation_to_another_dimension_then_rollback_and_retention(synced, extra
         (1, "dropped"), (2, "dropped"), (3, "retired"), (4, "live"),
     ]
     with synced.vector_store() as store:
-        names = {c.name for c in store.client.get_collections().collections}
+        names = set(store.collection_names())
     assert names == {"kb_docs__hash-256-2__g3", "kb_docs__hash-256-2__g4"}
 
 
@@ -225,25 +225,28 @@ def test_refresh_of_an_unknown_container_is_a_clear_error(harness):
 
 
 class DefectiveVectors(VectorStoreResource):
-    """Qdrant local mode whose shadow writes go wrong in one chosen way (tests only)."""
+    """Qdrant Edge whose shadow writes go wrong in one chosen way (tests only)."""
 
     defect: str
 
     @contextmanager
     def open(self) -> Iterator[VectorStore]:
-        with open_vector_store(path=self.path) as store:
-            yield _DefectiveStore(store.client, self.defect)
+        store = _DefectiveStore(self.path, self.defect)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
-class _DefectiveStore(VectorStore):
-    def __init__(self, client, defect: str):
-        super().__init__(client)
+class _DefectiveStore(EdgeVectorStore):
+    def __init__(self, path: str, defect: str):
+        super().__init__(path)
         self.defect = defect
 
     def ensure_collection(self, name: str, dimension: int) -> bool:
         return super().ensure_collection(name, dimension + 8 if self.defect == "wrong_dimension" else dimension)
 
-    def upsert(self, collection, ids, vectors, payloads, batch_size=256):
+    def upsert(self, collection, ids, vectors, payloads):
         ids, vectors, payloads = list(ids), np.array(vectors, dtype=np.float32), list(payloads)
         if self.defect == "drop_point":
             ids, vectors, payloads = ids[1:], vectors[1:], payloads[1:]
@@ -254,9 +257,9 @@ class _DefectiveStore(VectorStore):
         elif self.defect == "stale_payload":
             payloads[0] = dict(payloads[0], chunk_hash="0" * 64)
         elif self.defect == "crash_mid_build":
-            super().upsert(collection, ids[:2], vectors[:2], payloads[:2], batch_size)
+            super().upsert(collection, ids[:2], vectors[:2], payloads[:2])
             raise ConnectionError("simulated: the run died mid-build")
-        super().upsert(collection, ids, vectors, payloads, batch_size)
+        super().upsert(collection, ids, vectors, payloads)
 
     def scroll(self, collection, with_payload=False, with_vectors=False, page=4096):
         if self.defect == "crash_in_checks" and with_vectors:  # the checks' snapshot read

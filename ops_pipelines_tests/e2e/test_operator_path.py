@@ -26,7 +26,7 @@ from ops_pipelines.cli import main
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.remote import DagsterRemote, RemoteError
 from ops_pipelines.vectors import open_vector_store
-from ops_pipelines_tests.conftest import _free_ports, throwaway_database
+from ops_pipelines_tests.conftest import _free_ports, serving_of, throwaway_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(1500)]
 
@@ -59,8 +59,12 @@ class Deployment:
         )
 
     def serving(self, slug: str) -> str | None:
-        with open_vector_store(path=self.qdrant_path) as store:
-            return store.resolve_alias(f"kb_{slug}")
+        kb = KnowledgeBase(self.kb_url)
+        try:
+            with open_vector_store(path=self.qdrant_path) as store:
+                return serving_of(kb, store, slug)
+        finally:
+            kb.close()
 
     def runs(self, run_ids: list[str]) -> dict[str, dict]:
         found = self.remote.query(

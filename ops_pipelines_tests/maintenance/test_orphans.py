@@ -64,7 +64,7 @@ def test_orphans_in_both_directions_are_found_and_repaired(damaged):
     report = repair_orphans(kb, store)
     assert (report.deleted, report.written, report.embedded, report.unrepaired) == (1, 1, 0, 0)
     assert store.point_ids(live) == set(expected)
-    (point,) = store.client.retrieve(live, [lost_id], with_payload=True, with_vectors=True)
+    (point,) = store.retrieve(live, [lost_id], with_vectors=True)
     assert point.payload == chunk_payload(container, lost)
     cached = kb.get_embeddings("hash-256@1", [lost.content_hash])[lost.content_hash]
     assert np.allclose(point.vector, cached)
@@ -114,11 +114,9 @@ def test_a_live_collection_missing_from_qdrant_is_rebuilt_from_the_cache(synced,
 def test_orphan_collections_are_dropped_and_referenced_ones_kept(synced, kb_of, extra_embedders):
     refresh(synced, "docs", "hash-64@1")  # g1 retired (kept for rollback), g2 live
     leftovers = [generation_name("docs", "hash-256@2", 3), generation_name("restored", "hash-256@1", 1)]
-    aliased = generation_name("handmade", "hash-256@1", 1)
     with synced.vector_store() as store:
-        for name in [*leftovers, aliased, "notes"]:
+        for name in [*leftovers, "notes"]:
             store.ensure_collection(name, 4)
-        store.point_alias("kb_handmade", aliased)
 
         dry = drop_orphan_collections(kb_of, store, dry_run=True)
         assert sorted(dry.table.collection) == leftovers and set(dry.table.action) == {"would drop"}
@@ -127,7 +125,7 @@ def test_orphan_collections_are_dropped_and_referenced_ones_kept(synced, kb_of, 
         report = drop_orphan_collections(kb_of, store)
         assert sorted(c.collection for c in report.collections) == leftovers
         assert store.collection_names() == sorted(
-            [generation_name("docs", "hash-256@1", 1), generation_name("docs", "hash-64@1", 2), aliased, "notes"]
+            [generation_name("docs", "hash-256@1", 1), generation_name("docs", "hash-64@1", 2), "notes"]
         )
         assert drop_orphan_collections(kb_of, store).collections == ()
 

@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 
 from ops_pipelines.kb import schema
 from ops_pipelines.maintenance import prune_embedding_cache, prune_old_generations
-from ops_pipelines.vectors import alias_name
 from ops_pipelines_tests.maintenance.conftest import refresh
 
 
@@ -41,10 +40,6 @@ def test_generations_beyond_retention_are_dropped_but_never_the_served_one(synce
         assert g1.collection not in store.collection_names()
         assert {g2.collection, g3.collection} <= set(store.collection_names())
 
-        store.point_alias(alias_name("docs"), g2.collection)  # someone moved the alias by hand
-        assert prune_old_generations(kb_of, store, retention=1).generations == ()
-        assert g2.collection in store.collection_names()
-        store.point_alias(alias_name("docs"), g3.collection)
         assert [g.generation for g in prune_old_generations(kb_of, store, retention=1).generations] == [2]
         assert prune_old_generations(kb_of, store, retention=1).generations == ()
         assert store.point_ids(g3.collection)

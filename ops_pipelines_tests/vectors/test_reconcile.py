@@ -89,7 +89,7 @@ def test_a_corrupted_vector(world):
 
 
 def test_nan_vectors_are_caught():
-    # Qdrant local mode refuses NaN on upsert, a server may not: check the function directly.
+    # Qdrant local mode refuses NaN on upsert, Edge and a server may not: check the function directly.
     vectors = np.ones((3, 4), dtype=np.float32)
     vectors[1, 2] = np.nan
     snap = CollectionSnapshot("g1", 4, ["a", "b", "c"], ["h"] * 3, vectors)
@@ -99,7 +99,8 @@ def test_nan_vectors_are_caught():
 
 def test_a_stale_payload(world):
     store, expected, cache, ids = world
-    store.client.set_payload("g1", payload={"chunk_hash": "old"}, points=[ids[7]])
+    (point,) = store.retrieve("g1", [ids[7]], with_vectors=True)
+    store.upsert("g1", [ids[7]], point.vector[None], [{"chunk_hash": "old"}])
     results = run_all(store, expected, cache)
     assert failing(results) == ["payload_hashes"]
     assert results["payload_hashes"].details["sample"] == [ids[7]]

@@ -1,16 +1,32 @@
+"""The ``VectorStore`` contract, on both backends (``any_store``: Qdrant Edge, and qdrant-client's
+local mode standing in for a Qdrant server), plus what only the embedded engine does."""
+
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 
+from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.refresh import swap_to
 from ops_pipelines.vectors import (
+    CollectionNotFound,
     DimensionMismatch,
+    EdgeVectorStore,
+    LegacyVectorFolder,
     VectorStoreBusy,
     alias_name,
+    edge,
     generation_name,
-    open_vector_store,
     point_id,
 )
+from ops_pipelines.vectors.serving import publish_all, served_collections, serving_collection
+from ops_pipelines_tests.conftest import backend_store
+
+IDS = [point_id("c", "d", i, "h") for i in range(3)]
 
 
 def test_names_and_point_ids():
@@ -21,85 +37,157 @@ def test_names_and_point_ids():
     assert len({a, point_id("c", "d", 1, "h"), point_id("c", "d", 0, "h2"), point_id("c2", "d", 0, "h")}) == 4
 
 
-def test_collections_alias_upsert_delete_search(tmp_path):
-    with open_vector_store(path=str(tmp_path / "q")) as store:
-        assert store.ensure_collection("g1", 3) is True
-        assert store.ensure_collection("g1", 3) is False
-        with pytest.raises(DimensionMismatch, match="holds 3-d vectors"):
-            store.ensure_collection("g1", 4)
-        ids = [point_id("c", "d", i, "h") for i in range(3)]
-        vectors = np.eye(3, dtype=np.float32)
-        store.upsert("g1", ids, vectors, [{"n": i} for i in range(3)], batch_size=2)
-        store.upsert("g1", ids, vectors, [{"n": i} for i in range(3)])  # idempotent
-        assert store.count("g1") == 3 and store.point_ids("g1") == set(ids)
+def test_collections_and_their_dimension(any_store):
+    store = any_store
+    assert store.collection_dimension("g1") is None
+    assert store.ensure_collection("g1", 3) is True
+    assert store.ensure_collection("g1", 3) is False
+    with pytest.raises(DimensionMismatch, match="holds 3-d vectors"):
+        store.ensure_collection("g1", 4)
+    store.ensure_collection("g0", 5)
+    assert store.collection_names() == ["g0", "g1"]
+    assert (store.collection_dimension("g0"), store.collection_dimension("g1")) == (5, 3)
+    assert store.drop_collection("g0") is True and store.drop_collection("g0") is False
+    assert store.collection_names() == ["g1"] and store.collection_dimension("g0") is None
 
+
+def test_points_upsert_scroll_retrieve_search_delete(any_store):
+    store = any_store
+    store.ensure_collection("g1", 3)
+    vectors = np.eye(3, dtype=np.float32)
+    payloads = [{"n": i, "chunk_hash": f"h{i}"} for i in range(3)]
+    store.upsert("g1", IDS, vectors, payloads)
+    store.upsert("g1", IDS, vectors, payloads)  # idempotent
+    assert store.count("g1") == 3 and store.point_ids("g1") == set(IDS)
+
+    points = list(store.scroll("g1", with_payload=["chunk_hash"], with_vectors=True, page=2))
+    assert [p.id for p in points] == sorted(IDS)  # id order, across pages
+    first = points[0]
+    row = IDS.index(first.id)
+    assert first.payload == {"chunk_hash": f"h{row}"} and np.allclose(first.vector, vectors[row])
+    assert all(p.vector is None and not p.payload for p in store.scroll("g1"))
+    (got,) = store.retrieve("g1", [IDS[1], point_id("c", "d", 9, "h")])
+    assert (got.id, got.payload, got.vector) == (IDS[1], payloads[1], None)
+
+    hits = store.search("g1", np.array([0, 1, 0], dtype=np.float32), limit=1)
+    assert [(h.id, h.payload["n"], round(h.score, 4)) for h in hits] == [(IDS[1], 1, 1.0)]
+
+    store.delete("g1", IDS[:2])
+    assert store.point_ids("g1") == {IDS[2]} and store.count("g1") == 1
+
+
+def test_a_collection_keeps_its_points_when_reopened(store_backend, tmp_path):
+    with backend_store(store_backend, tmp_path / "q") as store:
+        store.ensure_collection("g1", 3)
+        store.upsert("g1", IDS, np.eye(3, dtype=np.float32), [{}] * 3)
+    with backend_store(store_backend, tmp_path / "q") as store:
+        assert store.point_ids("g1") == set(IDS) and store.collection_dimension("g1") == 3
+
+
+def test_the_alias_swap_serves_one_generation_at_a_time(any_store, sqlite_url):
+    """Both backends: the swap moves what searches of the container reach, and a container the
+    knowledge base no longer has is served by nothing."""
+    store, kb = any_store, KnowledgeBase(sqlite_url)
+    try:
+        container = kb.add_container("docs", "folder", "/srv", "hash-256@1")
+        assert serving_collection(kb, store, container) is None  # nothing live yet
+        for n in (1, 2):
+            gen, _ = kb.open_generation(container.id, "hash-256@1", lambda k: f"kb_docs__g{k}")
+            store.ensure_collection(gen.collection, 3)
+            store.upsert(gen.collection, [IDS[n]], np.eye(3, dtype=np.float32)[n : n + 1], [{"g": n}])
+            assert serving_collection(kb, store, container) == (None if n == 1 else "kb_docs__g1")  # built, not swapped
+            swap_to(kb, store, container, gen, retention=None)
+            assert serving_collection(kb, store, container) == f"kb_docs__g{n}"
+        assert served_collections(kb, store) == {"kb_docs__g2"}
+        assert store.count("kb_docs__g1") == 1  # the old generation is kept
+        kb.delete_container(container.id)
+        publish_all(kb, store)
+        assert served_collections(kb, store) == set()
+    finally:
+        kb.close()
+
+
+def test_a_server_moves_its_real_alias_atomically(tmp_path):
+    with backend_store("server", tmp_path / "q") as store:
+        store.ensure_collection("g1", 3)
+        store.ensure_collection("g2", 3)
         store.point_alias("kb_x", "g1")
         assert store.resolve_alias("kb_x") == "g1"
-        hits = store.search("kb_x", np.array([0, 1, 0], dtype=np.float32), limit=1)
-        assert hits[0].id == ids[1] and hits[0].payload == {"n": 1}
-
-        store.ensure_collection("g2", 3)
-        store.point_alias("kb_x", "g2")
-        assert store.resolve_alias("kb_x") == "g2"
-        assert store.count("g1") == 3  # the old generation is kept
-
-        store.delete("g1", ids[:2])
-        assert store.point_ids("g1") == {ids[2]}
+        store.replace_aliases({"kb_x": "g2", "kb_y": "g1"}, prefix="kb_")
+        assert store.aliases() == {"kb_x": "g2", "kb_y": "g1"}
+        store.upsert("g2", IDS[:1], np.eye(3, dtype=np.float32)[:1], [{}])
+        assert store.search("kb_x", np.eye(3, dtype=np.float32)[0], 1)[0].id == IDS[0]  # searched by alias
 
 
-def test_local_storage_held_by_another_client_times_out_clearly(tmp_path):
-    path = str(tmp_path / "q")
-    with open_vector_store(path=path), pytest.raises(VectorStoreBusy, match="stayed locked"):
-        with open_vector_store(path=path, wait_seconds=0.3):
-            pass
-    with open_vector_store(path=path) as store:  # released on exit
-        assert store.resolve_alias("kb_none") is None
-
-
-def test_bulk_loaded_local_collection_reads_back_like_upserted_points(tmp_path):
-    """Local mode's one-transaction load and ordinary upserts give the same points, vectors, payloads
-    and search results through the public client, and the collection survives a reopen."""
-    from ops_pipelines.vectors.local_load import local_load_supported
-
+def test_edge_builds_the_index_where_it_pays(tmp_path, monkeypatch):
+    """Below the threshold nothing is built; above it the optimizers run (in a child process) and
+    the store answers the same searches afterwards, in this process, without reopening by hand."""
+    monkeypatch.setattr(edge, "INDEX_MIN_POINTS", 200)
     rng = np.random.default_rng(3)
-    ids = [point_id("c", f"d{i}", 0, "h") for i in range(300)]
     vectors = rng.normal(size=(300, 16)).astype(np.float32)
-    payloads = [{"n": i, "text": f"chunk {i}"} for i in range(300)]
-    with open_vector_store(path=str(tmp_path / "q")) as store:
-        store.ensure_collection("probe", 16)
-        assert local_load_supported(store.local_path, "probe")
-        batches = [(ids[:20], vectors[:20], payloads[:20]), (ids[20:], vectors[20:], payloads[20:])]
-        assert store.load_collection("bulk", 16, iter(batches)) == 300
-        store.ensure_collection("upserted", 16)
-        store.upsert("upserted", ids, vectors, payloads)
-        with pytest.raises(ValueError, match="already exists"):
-            store.load_collection("bulk", 16, batches)
-
-    def read(store, name):
-        points = sorted(store.scroll(name, with_payload=True, with_vectors=True), key=lambda p: str(p.id))
-        return [(str(p.id), p.payload, np.round(p.vector, 6).tolist()) for p in points]
-
-    with open_vector_store(path=str(tmp_path / "q")) as store:
-        assert store.count("bulk") == 300
-        assert read(store, "bulk") == read(store, "upserted")
-        for row in (0, 150, 299):
-            assert store.search("bulk", vectors[row], 3) == store.search("upserted", vectors[row], 3)
-
-
-def test_a_few_points_beside_many_are_upserted_not_bulk_loaded(tmp_path):
-    """The bulk load reopens the client, which reads every stored point back: worth it for a large
-    collection, not for a handful of points in a full folder."""
-    rng = np.random.default_rng(5)
     ids = [point_id("c", f"d{i}", 0, "h") for i in range(300)]
-    vectors = rng.normal(size=(300, 8)).astype(np.float32)
-    payloads = [{"n": i} for i in range(300)]
-    with open_vector_store(path=str(tmp_path / "q")) as store:
-        client = store.client
-        assert store.load_collection("first", 8, [(ids, vectors, payloads)], points=300) == 300
-        assert store.client is not client  # bulk: reopened
-        client = store.client
-        assert store.load_collection("small", 8, [(ids[:10], vectors[:10], payloads[:10])], points=10) == 10
-        assert store.client is client  # upserted: 10 points beside 300 stored
-        assert store.count("small") == 10
-        assert store.load_collection("large", 8, [(ids[:100], vectors[:100], payloads[:100])], points=100) == 100
-        assert store.client is not client and store.count("large") == 100
+    store = EdgeVectorStore(tmp_path / "q")
+    try:
+        store.ensure_collection("g1", 16)
+        store.upsert("g1", ids[:100], vectors[:100], [{"n": i} for i in range(100)])
+        assert store.build_index("g1") is False
+        store.upsert("g1", ids[100:], vectors[100:], [{"n": i} for i in range(100, 300)])
+        before = [h.id for h in store.search("g1", vectors[250], 5)]
+        assert store.build_index("g1") is True
+        assert [h.id for h in store.search("g1", vectors[250], 5)] == before and before[0] == ids[250]
+        assert store.count("g1") == 300
+    finally:
+        store.close()
+
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from ops_pipelines.vectors import EdgeVectorStore
+    store = EdgeVectorStore(sys.argv[1])
+    store.count("g1")
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    store.close()
+    """
+)
+
+
+def test_edge_waits_for_another_process_then_names_it(tmp_path):
+    root = tmp_path / "q"
+    store = EdgeVectorStore(root)
+    store.ensure_collection("g1", 3)
+    store.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        waiting = EdgeVectorStore(root, wait_seconds=0.3)
+        with pytest.raises(VectorStoreBusy, match=rf"collection g1 is held open by another process \(pid {holder.pid} "):
+            waiting.count("g1")
+        assert waiting.collection_dimension("g1") == 3  # what needs no open still answers
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert waiting.count("g1") == 0  # released when the other process let go
+    waiting.close()
+
+
+def test_edge_shares_one_open_shard_between_stores_of_a_process(tmp_path):
+    first, second = EdgeVectorStore(tmp_path / "q"), EdgeVectorStore(tmp_path / "q")
+    first.ensure_collection("g1", 3)
+    first.upsert("g1", IDS, np.eye(3, dtype=np.float32), [{}] * 3)
+    assert second.count("g1") == 3  # no WouldBlock: the same shard
+    first.close()
+    assert second.count("g1") == 3  # still open for the other user
+    second.close()
+    with pytest.raises(CollectionNotFound, match="does not exist"):
+        EdgeVectorStore(tmp_path / "q").count("nope")
+
+
+def test_edge_refuses_a_local_mode_folder_and_names_the_migration(tmp_path):
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "meta.json").write_text("{}")
+    with pytest.raises(LegacyVectorFolder, match="ops-pipelines vectors migrate"):
+        EdgeVectorStore(tmp_path / "q")

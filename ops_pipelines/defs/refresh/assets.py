@@ -140,6 +140,7 @@ def shadow_collection(
             "deleted": report.deleted,
             "points": report.points,
             "active_chunks": active,
+            "index_seconds": report.index_seconds,
         }
     )
 

@@ -1,0 +1,150 @@
+"""The vector store contract: what every operation of the project asks of Qdrant, whichever way
+it runs (``vectors.edge`` embedded, ``vectors.server`` through qdrant-client).
+
+Point ids are deterministic (``point_id``), so every write is idempotent. Collections are named by
+generation (``generation_name``); searchers use a container's alias (``alias_name``). A server
+keeps that alias itself (``keeps_aliases``); the embedded engine has no aliases, and the
+container's live generation recorded in the metadata DB is its alias (``vectors.serving``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
+_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+class DimensionMismatch(ValueError):
+    pass
+
+
+class CollectionNotFound(LookupError):
+    pass
+
+
+def alias_name(slug: str) -> str:
+    """The name searchers use for a container."""
+    return f"kb_{slug}"
+
+
+def generation_name(slug: str, embedder_version: str, generation: int) -> str:
+    return f"kb_{slug}__{_UNSAFE.sub('-', embedder_version.lower()).strip('-')}__g{generation}"
+
+
+def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+    """Deterministic: the same chunk of the same document always lands on the same point."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}"))
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as a scroll returns it: the payload keys and the vector only if asked for."""
+
+    id: str
+    payload: dict | None
+    vector: np.ndarray | None
+
+
+class VectorStore(ABC):
+    """One Qdrant, embedded or served. Collections hold cosine vectors of one dimension and
+    a JSON payload per point."""
+
+    keeps_aliases: bool
+    description: str
+
+    # ---- collections ------------------------------------------------------------------------
+
+    @abstractmethod
+    def collection_names(self) -> list[str]:
+        """Every collection in the store, ours or not, sorted."""
+
+    @abstractmethod
+    def collection_dimension(self, name: str) -> int | None:
+        """The vector size of ``name``, None if there is no such collection."""
+
+    @abstractmethod
+    def create_collection(self, name: str, dimension: int) -> None:
+        """A new, empty collection; ``name`` must not exist."""
+
+    def ensure_collection(self, name: str, dimension: int) -> bool:
+        """Create ``name`` for ``dimension``-d cosine vectors; True if it was created."""
+        existing = self.collection_dimension(name)
+        if existing is None:
+            self.create_collection(name, dimension)
+            return True
+        if existing != dimension:
+            raise DimensionMismatch(f"collection {name} holds {existing}-d vectors, the embedder makes {dimension}-d")
+        return False
+
+    @abstractmethod
+    def drop_collection(self, name: str) -> bool:
+        """Delete ``name`` if it exists; True if it did."""
+
+    @abstractmethod
+    def build_index(self, name: str) -> bool:
+        """Index what is not indexed yet, where the store leaves that to us (the embedded engine
+        searches unindexed points by brute force); True if anything was built."""
+
+    # ---- points -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        """Write the points (row i of ``vectors`` is ``ids[i]``); existing ids are replaced."""
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def scroll(
+        self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
+    ) -> Iterator[StoredPoint]:
+        """Every point of ``name``, page by page, in id order."""
+
+    def point_ids(self, name: str) -> set[str]:
+        return {p.id for p in self.scroll(name, page=16384)}
+
+    @abstractmethod
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        """The points of ``ids`` that exist, with their payloads."""
+
+    @abstractmethod
+    def count(self, name: str) -> int: ...
+
+    @abstractmethod
+    def search(self, name: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+        """The ``limit`` nearest points of collection (or, on a server, alias) ``name``."""
+
+    # ---- aliases (a server's own; see ``vectors.serving`` for what the embedded engine does) --
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias in the store -> the collection it points at."""
+        return {}
+
+    def resolve_alias(self, alias: str) -> str | None:
+        return self.aliases().get(alias)
+
+    def replace_aliases(self, wanted: dict[str, str], prefix: str) -> None:
+        """In one atomic update: remove every alias starting with ``prefix``, then create
+        ``wanted`` (alias -> collection)."""
+        raise NotImplementedError(f"{self.description} keeps no aliases")
+
+    def point_alias(self, alias: str, collection: str) -> None:
+        """Move ``alias`` to ``collection`` in one atomic alias update."""
+        raise NotImplementedError(f"{self.description} keeps no aliases")
+
+    def close(self) -> None:
+        """Release what the store holds open."""

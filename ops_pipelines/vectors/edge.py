@@ -1,0 +1,332 @@
+"""The embedded engine: Qdrant Edge (``qdrant-edge-py``, Qdrant's own engine in this process), one
+Edge shard per collection generation, each a directory ``<root>/<collection>/``.
+
+Edge allows one process per shard directory (a second open fails at once with ``WouldBlock``),
+and refuses a second open inside one process too. So shards are opened once per process and
+shared by every store and thread of it (``_OpenShards``), and an open that finds the directory
+held by another process waits for it, up to ``wait_seconds``, then raises ``VectorStoreBusy``
+naming the holder. Operations keep the shards they touch open until their store is closed:
+a search holds its collection for the search, a sync its live one for the sync.
+
+Edge has no aliases: the live generation recorded in the metadata DB is a container's alias
+(``vectors.serving``), so a swap is one DB transaction.
+
+Search is brute force over points not indexed yet (about 10-15 ms per 100k points here) until
+``build_index`` runs Edge's optimizers, which build the HNSW graph over int8-quantised vectors
+(searches then rescore with the full vectors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import qdrant_edge as edge
+
+from ops_pipelines.errors import VectorStoreBusy
+from ops_pipelines.vectors.base import CollectionNotFound, Hit, StoredPoint, VectorStore
+
+VECTOR = "dense"  # the dense vector's name in every shard
+MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
+HOLDER = "holder.json"  # who has the shard open (for the busy message)
+MIGRATED = "local-mode.migrated"  # written by ``vectors.migrate`` once the copy is verified
+# Unindexed points worth an HNSW build: below this a brute-force search costs a few ms.
+INDEX_MIN_POINTS = 20_000
+_HNSW = dict(m=16, ef_construct=64, full_scan_threshold=10_000)
+_WRITE_BATCH = 1024
+
+
+class LegacyVectorFolder(RuntimeError):
+    """The folder holds qdrant-client local-mode files, which this engine does not read."""
+
+
+def is_local_mode_folder(root: Path) -> bool:
+    """qdrant-client's local mode keeps ``meta.json`` (and ``collection/<name>/storage.sqlite``),
+    which ``vectors migrate`` leaves in place beside the shards it writes."""
+    return (root / "meta.json").is_file() and not (root / MIGRATED).is_file()
+
+
+def shard_config(dimension: int) -> edge.EdgeConfig:
+    return edge.EdgeConfig(
+        vectors={VECTOR: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine, on_disk=True)},
+        on_disk_payload=True,
+        hnsw_config=edge.HnswIndexConfig(**_HNSW),
+        quantization_config=edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, always_ram=True),
+    )
+
+
+class _OpenShard:
+    def __init__(self, shard: edge.EdgeShard):
+        self.shard, self.users, self.lock = shard, 1, threading.RLock()
+
+
+class _OpenShards:
+    """The Edge shards this process has open, each with how many stores use it. Stores look a
+    shard up by path on every use (``get``), so ``offline`` can close and reopen it under them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open: dict[Path, _OpenShard] = {}
+        self._opening: dict[Path, threading.Lock] = {}
+
+    def acquire(self, path: Path, wait_seconds: float, config: edge.EdgeConfig) -> None:
+        """Count one more user of the shard at ``path``, opening (or creating) it if this process
+        has not yet."""
+        with self._lock:
+            opening = self._opening.setdefault(path, threading.Lock())
+        with opening:
+            with self._lock:
+                if path in self._open:
+                    self._open[path].users += 1
+                    return
+            shard = _open_waiting(path, wait_seconds, config)
+            _write_holder(path)
+            with self._lock:
+                self._open[path] = _OpenShard(shard)
+
+    def get(self, path: Path) -> edge.EdgeShard:
+        entry = self._open.get(path)
+        if entry is None:
+            raise CollectionNotFound(f"collection {path.name} was dropped")
+        with entry.lock:  # waits while ``offline`` has it closed
+            return entry.shard
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            entry = self._open.get(path)
+            if entry is None:  # dropped meanwhile
+                return
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            del self._open[path]
+        with entry.lock:
+            _close(path, entry.shard)
+
+    def discard(self, path: Path) -> None:
+        """Close the shard, whoever in this process uses it (it is being dropped)."""
+        with self._lock:
+            entry = self._open.pop(path, None)
+        if entry is not None:
+            with entry.lock:
+                _close(path, entry.shard)
+
+    @contextmanager
+    def offline(self, path: Path, wait_seconds: float, config: edge.EdgeConfig) -> Iterator[None]:
+        """The shard closed in this process for the body (another process works on it), then
+        reopened; users of this process wait meanwhile."""
+        entry = self._open[path]
+        with entry.lock:
+            _close(path, entry.shard)
+            try:
+                yield
+            finally:
+                entry.shard = _open_waiting(path, wait_seconds, config)
+                _write_holder(path)
+
+
+_OPEN = _OpenShards()
+
+
+def _open_waiting(path: Path, wait_seconds: float, config: edge.EdgeConfig) -> edge.EdgeShard:
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.02
+    while True:
+        try:
+            if not (path / "segments").is_dir():  # a create that died before its first segment
+                return edge.EdgeShard.create(str(path), config)
+            return edge.EdgeShard.load(str(path))
+        except Exception as exc:  # Edge raises a plain Exception subclass; WouldBlock is the busy one
+            if "WouldBlock" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise VectorStoreBusy(
+                    f"collection {path.name} is held open by another process ({_holder(path)}) for longer "
+                    f"than {wait_seconds:g} s: wait for that operation to end and retry; the embedded engine "
+                    "opens a collection in one process at a time (a Qdrant server, OPS_QDRANT_URL, serves many)"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def _close(path: Path, shard: edge.EdgeShard) -> None:
+    try:
+        (path / HOLDER).unlink(missing_ok=True)
+        shard.flush()
+    finally:
+        shard.close()
+
+
+def _write_holder(path: Path) -> None:
+    facts = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:3])),
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _write_json(path / HOLDER, facts)
+
+
+def _holder(path: Path) -> str:
+    try:
+        facts = json.loads((path / HOLDER).read_text())
+        return f"pid {facts['pid']} on {facts['host']}, {facts['command']!r}, since {facts['since']}"
+    except (OSError, ValueError, KeyError):
+        return "holder unknown"
+
+
+def _write_json(path: Path, value: dict) -> None:
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    partial.write_text(json.dumps(value))
+    os.replace(partial, path)
+
+
+def _safe_name(name: str) -> str:
+    if not name or name.startswith(".") or "/" in name or "\0" in name or len(name) > 255:
+        raise ValueError(f"{name!r} is not a collection name")
+    return name
+
+
+class EdgeVectorStore(VectorStore):
+    keeps_aliases = False
+
+    def __init__(self, root: str | os.PathLike, wait_seconds: float = 120.0, allow_local_mode: bool = False):
+        self.root = Path(root)
+        if is_local_mode_folder(self.root) and not allow_local_mode:  # (the migration writes beside them)
+            raise LegacyVectorFolder(
+                f"{self.root} holds vectors written by qdrant-client's local mode (ops-pipelines before Qdrant "
+                "Edge): copy them into the embedded engine with `ops-pipelines vectors migrate`, then retry"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.wait_seconds = wait_seconds
+        self.description = f"Qdrant Edge in {self.root}"
+        self._held: set[Path] = set()
+
+    def _path(self, name: str) -> Path:
+        return self.root / _safe_name(name)
+
+    def _shard(self, name: str) -> edge.EdgeShard:
+        path = self._path(name)
+        if path not in self._held:
+            dimension = self.collection_dimension(name)
+            if dimension is None:
+                raise CollectionNotFound(f"collection {name} does not exist in {self.description}")
+            _OPEN.acquire(path, self.wait_seconds, shard_config(dimension))
+            self._held.add(path)
+        return _OPEN.get(path)
+
+    # ---- collections ------------------------------------------------------------------------
+
+    def collection_names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def collection_dimension(self, name: str) -> int | None:
+        try:
+            return int(json.loads((self._path(name) / MANIFEST).read_text())["dimension"])
+        except FileNotFoundError:
+            return None
+
+    def create_collection(self, name: str, dimension: int) -> None:
+        path = self._path(name)
+        if (path / MANIFEST).is_file():
+            raise ValueError(f"collection {name} already exists")
+        # A directory without our manifest is a create that died half way: nothing served it.
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+        _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+        self._shard(name)
+
+    def drop_collection(self, name: str) -> bool:
+        if self.collection_dimension(name) is None:
+            return False
+        path = self._path(name)
+        self._shard(name)  # waits for any other process to let go of it
+        self._held.discard(path)
+        _OPEN.discard(path)
+        doomed = path.with_name(f".dropped-{name}-{uuid.uuid4().hex[:8]}")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed)
+        return True
+
+    def build_index(self, name: str) -> bool:
+        info = self._shard(name).info()
+        if info.points_count - info.indexed_vectors_count < INDEX_MIN_POINTS:
+            return False
+        # Edge's optimize holds the GIL until it is done (minutes at a million points): it runs in
+        # a child process, so this one's threads (lease renewal, Dagster's) keep running.
+        path = self._path(name)
+        with _OPEN.offline(path, self.wait_seconds, shard_config(self.collection_dimension(name))):
+            subprocess.run([sys.executable, "-m", "ops_pipelines.vectors.edge_optimize", str(path)], check=True)
+        return True
+
+    # ---- points -----------------------------------------------------------------------------
+
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        shard = self._shard(name)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        for start in range(0, len(ids), _WRITE_BATCH):
+            end = start + _WRITE_BATCH
+            points = [
+                edge.Point(pid, {VECTOR: vector}, payload)
+                for pid, vector, payload in zip(ids[start:end], vectors[start:end].tolist(), payloads[start:end], strict=True)
+            ]
+            shard.update(edge.UpdateOperation.upsert_points(points))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        shard = self._shard(name)
+        for start in range(0, len(ids), _WRITE_BATCH):
+            shard.update(edge.UpdateOperation.delete_points(list(ids[start : start + _WRITE_BATCH])))
+
+    def scroll(
+        self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
+    ) -> Iterator[StoredPoint]:
+        shard = self._shard(name)
+        offset = None
+        while True:
+            points, offset = shard.scroll(
+                edge.ScrollRequest(offset=offset, limit=page, with_payload=with_payload, with_vector=with_vectors)
+            )
+            for p in points:
+                yield _stored(p, with_vectors)
+            if offset is None:
+                return
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        return [_stored(r, with_vectors) for r in records]
+
+    def count(self, name: str) -> int:
+        return self._shard(name).count(edge.CountRequest(exact=True))
+
+    def search(self, name: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+        request = edge.QueryRequest(
+            query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
+            limit=limit,
+            with_payload=True,
+            with_vector=False,
+            params=edge.SearchParams(quantization=edge.QuantizationSearchParams(rescore=True)),
+        )
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in self._shard(name).query(request)]
+
+    def close(self) -> None:
+        for path in self._held:
+            _OPEN.release(path)
+        self._held.clear()
+
+
+def _stored(record, with_vectors: bool) -> StoredPoint:
+    vector = np.asarray(record.vector[VECTOR], dtype=np.float32) if with_vectors else None
+    return StoredPoint(str(record.id), record.payload, vector)
+

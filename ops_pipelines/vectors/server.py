@@ -1,0 +1,130 @@
+"""A Qdrant server through qdrant-client: real collections and aliases, moved atomically.
+
+The same class drives qdrant-client's local mode (a pure-Python stand-in for the server API,
+``QdrantClient(path=...)`` or ``":memory:"``): the contract tests run it as the server, since no
+Qdrant server runs here, and ``vectors migrate`` reads folders that local mode wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from ops_pipelines.vectors.base import Hit, StoredPoint, VectorStore
+
+_WRITE_BATCH = 256
+
+
+class QdrantServerStore(VectorStore):
+    keeps_aliases = True
+
+    def __init__(self, client: QdrantClient, description: str):
+        self.client = client
+        self.description = description
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None) -> QdrantServerStore:
+        return cls(QdrantClient(url=url, api_key=api_key, timeout=60), f"Qdrant at {url}")
+
+    # ---- collections ------------------------------------------------------------------------
+
+    def collection_names(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def collection_dimension(self, name: str) -> int | None:
+        if not self.client.collection_exists(name):
+            return None
+        return self.client.get_collection(name).config.params.vectors.size
+
+    def create_collection(self, name: str, dimension: int) -> None:
+        self.client.create_collection(
+            name,
+            vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+            on_disk_payload=True,
+        )
+
+    def drop_collection(self, name: str) -> bool:
+        if not self.client.collection_exists(name):
+            return False
+        self.client.delete_collection(name)
+        return True
+
+    def build_index(self, name: str) -> bool:
+        return False  # a server's optimizers index in the background
+
+    # ---- points -----------------------------------------------------------------------------
+
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        for start in range(0, len(ids), _WRITE_BATCH):
+            end = start + _WRITE_BATCH
+            self.client.upsert(
+                name,
+                points=models.Batch(ids=list(ids[start:end]), vectors=vectors[start:end].tolist(), payloads=list(payloads[start:end])),
+                wait=True,
+            )
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), 1024):
+            self.client.delete(name, points_selector=models.PointIdsList(points=list(ids[start : start + 1024])), wait=True)
+
+    def scroll(
+        self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
+    ) -> Iterator[StoredPoint]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                name, limit=page, offset=offset, with_payload=with_payload, with_vectors=with_vectors
+            )
+            for p in points:
+                yield _stored(p, with_vectors)
+            if offset is None:
+                return
+
+    def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        records = self.client.retrieve(name, list(ids), with_payload=True, with_vectors=with_vectors)
+        return [_stored(r, with_vectors) for r in records]
+
+    def count(self, name: str) -> int:
+        return self.client.count(name, exact=True).count
+
+    def search(self, name: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+        response = self.client.query_points(
+            name, query=np.asarray(vector, dtype=np.float32).tolist(), limit=limit, with_payload=True
+        )
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+
+    # ---- aliases ----------------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def point_alias(self, alias: str, collection: str) -> None:
+        ops: list = []
+        if self.resolve_alias(alias) is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def replace_aliases(self, wanted: dict[str, str], prefix: str) -> None:
+        ops: list = [
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            for alias in self.aliases()
+            if alias.startswith(prefix)
+        ]
+        ops += [
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+            for alias, collection in sorted(wanted.items())
+        ]
+        if ops:
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _stored(record, with_vectors: bool) -> StoredPoint:
+    vector = np.asarray(record.vector, dtype=np.float32) if with_vectors else None
+    return StoredPoint(str(record.id), record.payload, vector)
