@@ -138,3 +138,28 @@ def sync_max_age_hours() -> float:
     if not 0 < hours < float("inf"):
         raise ValueError(f"OPS_SYNC_MAX_AGE_HOURS={raw!r} is not a positive number of hours (e.g. 24 or 1.5)")
     return hours
+
+
+DEFAULT_LEASE_WAIT_SECONDS = 120.0
+DEFAULT_LEASE_TTL_SECONDS = 60.0
+
+
+def lease_wait_seconds() -> float:
+    """``OPS_LEASE_WAIT_SECONDS``: how long an operation waits for a container's lease before it
+    fails with ``VectorStoreBusy`` (default 120; 0 fails at once)."""
+    raw = os.environ.get("OPS_LEASE_WAIT_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_LEASE_WAIT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"OPS_LEASE_WAIT_SECONDS={raw!r} is not a number of seconds >= 0")
+    return seconds
+
+
+def lease_ttl_seconds() -> float:
+    """``OPS_LEASE_TTL_SECONDS``: a lease not renewed for this long (its holder was killed, or its
+    host lost) may be taken over; a holder renews every third of it (default 60)."""
+    return source_float("OPS_LEASE_TTL_SECONDS", DEFAULT_LEASE_TTL_SECONDS)

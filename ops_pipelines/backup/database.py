@@ -24,8 +24,11 @@ from sqlalchemy.engine import make_url
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import current_version
 
-# Parents before children; the schema version is the target's own business.
-TABLES: list[Table] = [t for t in schema.metadata.sorted_tables if t is not schema.schema_version]
+# Parents before children. The schema version is the target's own business, and so are its
+# leases: they name the operations running on it (a restore holds one), never data to bring back.
+TABLES: list[Table] = [
+    t for t in schema.metadata.sorted_tables if t is not schema.schema_version and t is not schema.leases
+]
 _BATCH = 5000
 
 RowTransform = Callable[[Table, dict], dict]
@@ -198,6 +201,8 @@ def _sqlite_backup(source_path: str, path: Path) -> None:
     target = sqlite3.connect(path)
     try:
         source.backup(target)
+        with target:
+            target.execute("DELETE FROM leases")  # the running operations of the source, not data
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
     finally:
         target.close()

@@ -1,6 +1,7 @@
 """The knowledge-base store (SQLAlchemy Core on SQLite or PostgreSQL); no Dagster imports."""
 
 from ops_pipelines.kb.generations import Generation, GenerationNotFound
+from ops_pipelines.kb.leases import Lease, LeaseInfo, LeaseLost, holder_for
 from ops_pipelines.kb.source_state import SourceState
 from ops_pipelines.kb.store import (
     ChunkRow,
@@ -22,5 +23,9 @@ __all__ = [
     "Generation",
     "GenerationNotFound",
     "KnowledgeBase",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLost",
     "SourceState",
+    "holder_for",
 ]

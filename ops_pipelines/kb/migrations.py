@@ -61,7 +61,12 @@ def _v3_source_state(conn: Connection) -> None:
     schema.source_state.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations, _v3_source_state]
+def _v4_leases(conn: Connection) -> None:
+    """Container and whole-KB leases: one writing operation at a time."""
+    schema.leases.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations, _v3_source_state, _v4_leases]
 LATEST = len(MIGRATIONS)
 
 

@@ -136,3 +136,20 @@ source_state = Table(
     Column("last_error", Text),
     Column("last_failure_at", DateTime(timezone=True)),
 )
+
+# One writer at a time per container (``kb.leases``): a row per held key, ``container:<id>`` or
+# ``kb`` for operations that replace everything. Not a foreign key of ``containers``: the holders
+# are running processes, not data, so a lease is never backed up or restored with the rows.
+leases = Table(
+    "leases",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("holder", Text, nullable=False),  # a Dagster run id, or ``pid N`` outside a run
+    Column("host", String(255), nullable=False),  # the holder's host name, for people
+    # the kernel boot and pid namespace ``pid`` is a process of: only there can it be seen dead
+    Column("pid_scope", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("token", String(32), nullable=False),  # this holding, so a taken-over holder cannot renew
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

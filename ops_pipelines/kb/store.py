@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
+from ops_pipelines.kb.leases import LeaseRecords
 from ops_pipelines.kb.migrations import migrate
 from ops_pipelines.kb.snapshot import container_snapshot
 from ops_pipelines.kb.source_state import SourceStateRecords, as_utc
@@ -102,7 +103,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase(GenerationRecords, SourceStateRecords):
+class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)

@@ -24,6 +24,7 @@ from ops_pipelines.backup import (
     write_backup,
 )
 from ops_pipelines.backup import database as backup_database
+from ops_pipelines.backup.format import DATABASE
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
@@ -155,6 +156,20 @@ def _rows(kb: KnowledgeBase) -> dict[str, list]:
             t.name: list(conn.execute(select(t).order_by(*t.primary_key.columns)))
             for t in backup_database.TABLES
         }
+
+
+def test_leases_are_neither_backed_up_nor_restored(world):
+    """A lease names an operation running on one database: the backup holds none, and a restore
+    leaves the target's own alone."""
+    docs = world.kb.get_container("docs")
+    with world.kb.container_lease(docs.id, "run-backup", wait_seconds=0):
+        path = world.backup()
+    verified = world.verified(path)
+    with backup_database.open_copy(verified.member(DATABASE)) as copy:
+        assert copy.leases() == []
+    with world.kb.kb_lease("run-restore", wait_seconds=0):
+        world.restore_verified(verified, force=True)
+        assert [(lease.key, lease.holder) for lease in world.kb.leases()] == [("kb", "run-restore")]
 
 
 def test_dry_run_changes_nothing_and_a_live_kb_needs_force(world):
