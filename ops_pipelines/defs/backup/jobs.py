@@ -17,6 +17,7 @@ from ops_pipelines.archives import fetch_archive
 from ops_pipelines.backup import plan_restore, resolve_backup, restore_backup, verify_backup
 from ops_pipelines.defs.backup.assets import kb_backup
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import RESTORE_TTL_SECONDS, knowledge_base_writer
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import QDRANT_WRITES
@@ -68,7 +69,8 @@ def restore_knowledge_base(
             plan = plan_restore(store, qdrant, verified)
             report = None
         else:
-            report = restore_backup(store, qdrant, store_objects, verified, force=config.force, log=context.log)
+            with knowledge_base_writer(context, store, ttl_seconds=RESTORE_TTL_SECONDS):
+                report = restore_backup(store, qdrant, store_objects, verified, force=config.force, log=context.log)
             plan = report.plan
             live = {slug: store.live_generation(store.get_container(slug).id) for slug in report.checks}
     context.log.info("restore plan of %s:\n%s", source, plan.describe())

@@ -15,6 +15,7 @@ from pydantic import Field
 from ops_pipelines.archives import fetch_archive, import_archive, read_archive
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.export.assets import container_export
+from ops_pipelines.defs.leases import replaced_container_writer
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
@@ -66,10 +67,11 @@ def import_container(
         path = fetch_archive(config.archive, store_objects, Path(tmp))
         verified = read_archive(path, Path(tmp) / "members")
         context.log.info("archive verified: %s members", len(verified.manifest["members"]) + 1)
-        report = import_archive(
-            store, store_objects, qdrant, verified, embedders.get,
-            slug=config.slug, force=config.force, embedder_version=config.embedder_version, log=context.log,
-        )
+        with replaced_container_writer(context, store, config.slug or verified.manifest["container"].get("slug")):
+            report = import_archive(
+                store, store_objects, qdrant, verified, embedders.get,
+                slug=config.slug, force=config.force, embedder_version=config.embedder_version, log=context.log,
+            )
         live = store.live_generation(report.container.id)
     slug = report.container.slug
     if not context.instance.has_dynamic_partition(containers_partitions.name, slug):

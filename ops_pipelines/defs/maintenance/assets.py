@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ops_pipelines import maintenance
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import knowledge_base_writer
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.pools import QDRANT_WRITES
@@ -67,7 +68,7 @@ def orphan_repair(
 ) -> MaterializeResult:
     """Points with no active chunk deleted, active chunks with no point written (embedded first if
     the cache lacks them); collections and blobs nothing refers to removed."""
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+    with operator_errors(), kb.open() as store, knowledge_base_writer(context, store), vectors.open() as qdrant:
         points = maintenance.repair_orphans(store, qdrant, embedders.get, dry_run=config.dry_run, log=context.log)
         collections = maintenance.drop_orphan_collections(store, qdrant, dry_run=config.dry_run, log=context.log)
         blobs = maintenance.delete_orphan_blobs(store, objects.open(), dry_run=config.dry_run, log=context.log)
@@ -95,7 +96,7 @@ def generation_retention(
     vectors: VectorStoreResource,
 ) -> MaterializeResult:
     """Collection generations beyond retention dropped; the one the alias serves never is."""
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
+    with operator_errors(), kb.open() as store, knowledge_base_writer(context, store), vectors.open() as qdrant:
         report = maintenance.prune_old_generations(
             store, qdrant, config.retention, dry_run=config.dry_run, log=context.log
         )
@@ -129,7 +130,7 @@ def document_retention(
     objects: ObjectStoreResource,
 ) -> MaterializeResult:
     """Archived documents older than the retention period purged with their chunks and unshared blobs."""
-    with operator_errors(), kb.open() as store:
+    with operator_errors(), kb.open() as store, knowledge_base_writer(context, store):
         report = maintenance.purge_archived_documents(
             store, objects.open(), timedelta(days=config.archived_days), dry_run=config.dry_run, log=context.log
         )

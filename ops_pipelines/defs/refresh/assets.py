@@ -15,6 +15,7 @@ from dagster import (
 from pydantic import Field
 
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.lineage import KB, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
@@ -123,8 +124,7 @@ def shadow_collection(
     vectors: VectorStoreResource,
 ) -> MaterializeResult:
     slug, version_name = refresh_partition(context.partition_key)
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
-        container = store.get_container(slug)
+    with operator_errors(), kb.open() as store, container_writer(context, store, slug) as container, vectors.open() as qdrant:
         report = build_generation(
             store, qdrant, container, version_name, config.mode.value, config.batch_size, log=context.log
         )
@@ -163,8 +163,7 @@ def live_alias(
     vectors: VectorStoreResource,
 ) -> MaterializeResult:
     slug, _ = refresh_partition(context.partition_key)
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
-        container = store.get_container(slug)
+    with operator_errors(), kb.open() as store, container_writer(context, store, slug) as container, vectors.open() as qdrant:
         generation = built_generation(context, store, container)
         if generation.state != LIVE and not _checks_passed_in_this_run(context):
             # In refresh_job the blocking checks gated this step already; launched on its own

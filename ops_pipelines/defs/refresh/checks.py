@@ -11,6 +11,7 @@ from dagster import (
 )
 
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.partitions import refresh_partition
 from ops_pipelines.defs.refresh.assets import built_generation, shadow_collection
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
@@ -28,8 +29,12 @@ def shadow_collection_checks(
     context: AssetCheckExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ):
     slug, _ = refresh_partition(context.op_execution_context.partition_key)
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
-        container = store.get_container(slug)
+    with (
+        operator_errors(),
+        kb.open() as store,
+        container_writer(context.op_execution_context, store, slug) as container,
+        vectors.open() as qdrant,
+    ):
         generation = built_generation(context.op_execution_context, store, container)
         results = reconcile_generation(store, qdrant, container, generation)
     for result in results:

@@ -2,6 +2,7 @@ from dagster import AssetMaterialization, Config, OpExecutionContext, define_ass
 from pydantic import Field
 
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.partitions import refresh_partition_key, refresh_partitions
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.refresh.assets import live_alias, refresh_assets
@@ -34,8 +35,12 @@ class RollbackConfig(Config):
 def rollback_alias(
     context: OpExecutionContext, config: RollbackConfig, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ) -> None:
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
-        container = store.get_container(config.container)
+    with (
+        operator_errors(),
+        kb.open() as store,
+        container_writer(context, store, config.container) as container,
+        vectors.open() as qdrant,
+    ):
         report = rollback(store, qdrant, container, config.to_generation, log=context.log)
     previous = report.previous.collection if report.previous else ""
     context.log.info("rolled back %s: %s -> %s", report.alias, previous, report.live.collection)

@@ -11,6 +11,7 @@ from pydantic import Field
 from ops_pipelines import settings
 from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.defs.errors import operator_errors
+from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import embedding_metadata, table
 from ops_pipelines.defs.partitions import containers_partitions
@@ -80,8 +81,7 @@ def source_documents(
     kb: KnowledgeBaseResource,
     objects: ObjectStoreResource,
 ) -> MaterializeResult:
-    with operator_errors(), kb.open() as store:
-        container = store.get_container(context.partition_key)
+    with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
         source = open_source(container.source_kind, container.source_location, log=context.log)
         try:
             with source_breaker(store, container, BreakerPolicy.from_env()):
@@ -134,8 +134,7 @@ def _state_summary(state: dict) -> dict:
     description="Active documents cut into chunks (paragraph packing); only new or changed documents are re-cut.",
 )
 def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> MaterializeResult:
-    with operator_errors(), kb.open() as store:
-        container = store.get_container(context.partition_key)
+    with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
         report = chunk_documents(store, container, log=context.log)
     return MaterializeResult(
         metadata={
@@ -163,8 +162,7 @@ def embeddings(
     kb: KnowledgeBaseResource,
     embedders: EmbeddersResource,
 ) -> MaterializeResult:
-    with operator_errors(), kb.open() as store:
-        container = store.get_container(context.partition_key)
+    with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
         version = get_version(container.embedder_version)
         report = embed_chunks(
             store, container, embedders.get, version.name, config.batch_size, log=context.log
@@ -185,8 +183,12 @@ def embeddings(
 def live_collection(
     context: AssetExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ) -> MaterializeResult:
-    with operator_errors(), kb.open() as store, vectors.open() as qdrant:
-        container = store.get_container(context.partition_key)
+    with (
+        operator_errors(),
+        kb.open() as store,
+        container_writer(context, store, context.partition_key) as container,
+        vectors.open() as qdrant,
+    ):
         report = sync_collection(store, qdrant, container, log=context.log)
         synced_at = store.mark_synced(container.id)
     return MaterializeResult(
