@@ -38,9 +38,13 @@ def generation_name(slug: str, embedder_version: str, generation: int) -> str:
     return f"kb_{slug}__{_UNSAFE.sub('-', embedder_version.lower()).strip('-')}__g{generation}"
 
 
-def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+def point_uuid(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> uuid.UUID:
     """Deterministic: the same chunk of the same document always lands on the same point."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}"))
+    return uuid.uuid5(_POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}")
+
+
+def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+    return str(point_uuid(container_id, document_id, ordinal, chunk_hash))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,36 @@
+"""Sets of point ids as sorted arrays of their 16 UUID bytes: a million ids in 16 MB, where a
+Python set of their strings takes about 110 MB (so memory stays flat as containers grow)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+DTYPE = np.dtype("S16")
+EMPTY = np.zeros(0, dtype=DTYPE)
+
+
+def id_bytes(ids: Sequence[str]) -> np.ndarray:
+    """Point ids (UUID strings) as an array, in the order given."""
+    return np.frombuffer(b"".join(uuid.UUID(i).bytes for i in ids), dtype=DTYPE) if len(ids) else EMPTY
+
+
+def id_set(parts: Iterable[np.ndarray]) -> np.ndarray:
+    """The sorted distinct ids of the arrays ``parts``."""
+    arrays = list(parts)
+    return np.unique(np.concatenate(arrays)) if arrays else EMPTY
+
+
+def contains(ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each id of ``query``, whether the sorted array ``ids`` has it."""
+    if not len(ids):
+        return np.zeros(len(query), dtype=bool)
+    at = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
+    return ids[at] == query
+
+
+def id_strings(ids: np.ndarray) -> list[str]:
+    """Back to UUID strings (numpy drops an S16 value's trailing zero bytes: padded again)."""
+    return [str(uuid.UUID(bytes=bytes(b).ljust(16, b"\0"))) for b in ids]
