@@ -21,8 +21,8 @@ from ops_pipelines.embedders import get_version
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
-from ops_pipelines.vectors import VectorStore, alias_name, generation_name, point_uuid
-from ops_pipelines.vectors.ids import DTYPE, EMPTY, contains, id_bytes, id_set, id_strings
+from ops_pipelines.vectors import VectorStore, alias_name, generation_name
+from ops_pipelines.vectors.ids import EMPTY, contains, id_bytes, id_set, id_strings, point_id_array
 from ops_pipelines.vectors.reconcile import ID_FIELDS, payload_gives_id
 from ops_pipelines.vectors.serving import publish
 
@@ -103,10 +103,10 @@ def fill_collection(
     payload or vector differs from the chunk and the cache) and deletes the ones no active chunk
     has; returns (upserted, deleted).
     """
-    present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else stored_ids(store, collection)
+    present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else store.id_array(collection)
     wanted_parts, lacking_documents = [], set()
     for batch in kb.chunk_keys(container.id):
-        ids = _ids_of(container, batch)
+        ids = point_id_array(container.id, batch)
         wanted_parts.append(ids)
         if not overwrite and len(present):
             lacking_documents.update(batch[i][0] for i in np.flatnonzero(~contains(present, ids)))
@@ -123,18 +123,6 @@ def fill_collection(
     return upserted, len(stale)
 
 
-def stored_ids(store: VectorStore, collection: str) -> np.ndarray:
-    """The ids of every point of ``collection``, as a sorted id array."""
-    parts, page = [], []
-    for point in store.scroll(collection, page=16384):
-        page.append(point.id)
-        if len(page) == 16384:
-            parts.append(id_bytes(page))
-            page = []
-    parts.append(id_bytes(page))
-    return id_set(parts)
-
-
 def build_index(store: VectorStore, collection: str, log: logging.Logger = _log) -> float | None:
     """Index what the store leaves unindexed (the embedded engine searches it by brute force);
     the seconds it took, None if nothing needed it."""
@@ -144,11 +132,6 @@ def build_index(store: VectorStore, collection: str, log: logging.Logger = _log)
     seconds = round(time.perf_counter() - started, 3)
     log.info("%s: index built in %.1f s", collection, seconds)
     return seconds
-
-
-def _ids_of(container: Container, rows) -> np.ndarray:
-    """The point ids of rows starting (document id, ordinal, chunk hash), as an id array."""
-    return np.frombuffer(b"".join(point_uuid(container.id, r[0], r[1], r[2]).bytes for r in rows), dtype=DTYPE)
 
 
 def _write_points(
@@ -167,14 +150,14 @@ def _write_points(
     if documents is not None and not documents:
         return 0
     for batch in kb.chunk_points(container.id, embedder_version, documents):
-        rows = [batch[i] for i in np.flatnonzero(~contains(skip, _ids_of(container, batch)))] if len(skip) else batch
+        rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
         if not rows:
             continue
         if any(row.vector is None for row in rows):
             raise _missing_embeddings(kb, container, embedder_version)
         chunks = [ChunkRow(*row[:7]) for row in rows]
         vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
-        ids = [str(point_uuid(container.id, c.document_id, c.ordinal, c.content_hash)) for c in chunks]
+        ids = id_strings(point_id_array(container.id, rows))
         store.upsert(collection, ids, vectors, [chunk_payload(container, c) for c in chunks])
         written += len(rows)
         progress("%s: %d points written so far", collection, written)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops_pipelines.kb import Container, KnowledgeBase
-from ops_pipelines.vectors import point_uuid
-from ops_pipelines.vectors.ids import DTYPE, id_set
+from ops_pipelines.vectors.ids import id_set, point_id_array
 
 SAMPLE = 20
 
@@ -31,10 +30,9 @@ def expected_points(kb: KnowledgeBase, container: Container, sample_size: int = 
     parts: list[np.ndarray] = []
     candidates: list[tuple[bytes, str]] = []
     for batch in kb.chunk_keys(container.id):
-        uuids = [point_uuid(container.id, doc, ordinal, chunk) for doc, ordinal, chunk in batch]
-        parts.append(np.frombuffer(b"".join(u.bytes for u in uuids), dtype=DTYPE))
-        smallest = heapq.nsmallest(sample_size, zip((u.bytes for u in uuids), (row[2] for row in batch)))
+        ids = point_id_array(container.id, batch)
+        parts.append(ids)
+        smallest = [(bytes(ids[i]).ljust(16, b"\0"), batch[i][2]) for i in np.argsort(ids)[:sample_size]]
         candidates = heapq.nsmallest(sample_size, candidates + smallest)
     sample = tuple((str(uuid.UUID(bytes=b)), chunk) for b, chunk in candidates)
     return ExpectedPoints(container.id, id_set(parts), sample)
-
