@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ _log = logging.getLogger(__name__)
 _CONTENT_HASH = list(CHUNK_FIELDS).index("content_hash")  # in a chunk row of the snapshot
 _COPY = 1 << 20  # bytes per read when copying a member into the archive
 _IN_FLIGHT = 8  # blocks a HashingWriter holds that its thread has not written yet
+_READERS = 4  # threads reading small members (blobs) ahead while the tar is written
+_GROUPS_AHEAD = 8  # groups of about _COPY bytes each they read ahead
 
 
 @dataclass(frozen=True)
@@ -323,12 +326,13 @@ def write_tar(path: Path, sources: ArchiveSources, names: list[str], created_at:
     """The bytes ``tarfile`` writes in pax format (regular files, mode 0644, the archive's
     mtime; end blocks and record padding as ``TarFile.close`` writes them), hashed on the way."""
     header = _TarHeader(int(created_at.timestamp()))
-    with HashingWriter(path) as out:
+    small = [name for name in names if sources.size(name) <= _COPY]
+    with HashingWriter(path) as out, _ReadAhead(sources, small) as read_ahead:
         for name in names:
             size = sources.size(name)
             padding = bytes(-size % tarfile.BLOCKSIZE)
             if size <= _COPY:  # most blobs: header, bytes and padding in one write
-                out.write(b"".join((header(name, size), sources.read(name), padding)))
+                out.write(b"".join((header(name, size), read_ahead.next(name), padding)))
                 continue
             out.write(header(name, size))
             with sources.open(name) as source:
@@ -337,6 +341,57 @@ def write_tar(path: Path, sources: ArchiveSources, names: list[str], created_at:
         out.write(bytes(2 * tarfile.BLOCKSIZE))
         out.write(bytes(-out.size % tarfile.RECORDSIZE))
         return out.close()
+
+
+class _ReadAhead:
+    """The bytes of small members, in order, read ahead by ``_READERS`` threads in groups of
+    about ``_COPY`` bytes, at most ``_GROUPS_AHEAD`` groups ahead (so memory stays flat). A
+    blob is a file open and read, or an object store request: one after another, their
+    latencies add up (a blob not in the page cache, a round trip to S3); side by side they
+    overlap (the reads and sha256 release the GIL). A group is one task: a task per blob would
+    cost about as much as the read of a cached one."""
+
+    def __init__(self, sources: ArchiveSources, names: list[str]):
+        self.sources = sources
+        self.groups = iter(_groups(names, sources.size))
+        self.pool = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="archive-read-ahead")
+        self.ahead: deque[Future] = deque()
+        self.current: deque[tuple[str, bytes]] = deque()
+        for _ in range(_GROUPS_AHEAD):
+            self._submit()
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+    def next(self, name: str) -> bytes:
+        if not self.current:
+            self.current.extend(self.ahead.popleft().result())  # a corrupt blob raises here
+            self._submit()
+        read, data = self.current.popleft()
+        assert read == name, f"read ahead {read}, asked for {name}"
+        return data
+
+    def _submit(self) -> None:
+        if (group := next(self.groups, None)) is not None:
+            self.ahead.append(self.pool.submit(self._read, group))
+
+    def _read(self, group: list[str]) -> list[tuple[str, bytes]]:
+        return [(name, self.sources.read(name)) for name in group]
+
+
+def _groups(names: list[str], size) -> Iterator[list[str]]:
+    group, total = [], 0
+    for name in names:
+        group.append(name)
+        total += size(name)
+        if total >= _COPY:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
 
 
 class _TarHeader:
