@@ -48,9 +48,10 @@ from ops_pipelines.objects.base import ObjectNotFound
 _log = logging.getLogger(__name__)
 _CONTENT_HASH = list(CHUNK_FIELDS).index("content_hash")  # in a chunk row of the snapshot
 _COPY = 1 << 20  # bytes per read when copying a member into the archive
-_IN_FLIGHT = 8  # blocks a HashingWriter holds that its thread has not written yet
+_IN_FLIGHT = 4  # blocks a HashingWriter holds that its thread has not written yet
 _READERS = 4  # threads reading small members (blobs) ahead while the tar is written
-_GROUPS_AHEAD = 8  # groups of about _COPY bytes each they read ahead
+_GROUP = _COPY // 4  # bytes of small members one of them reads in one task
+_GROUPS_AHEAD = 8  # groups they read ahead
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ def write_tar(path: Path, sources: ArchiveSources, names: list[str], created_at:
 
 class _ReadAhead:
     """The bytes of small members, in order, read ahead by ``_READERS`` threads in groups of
-    about ``_COPY`` bytes, at most ``_GROUPS_AHEAD`` groups ahead (so memory stays flat). A
+    about ``_GROUP`` bytes, at most ``_GROUPS_AHEAD`` groups ahead (so memory stays flat). A
     blob is a file open and read, or an object store request: one after another, their
     latencies add up (a blob not in the page cache, a round trip to S3); side by side they
     overlap (the reads and sha256 release the GIL). A group is one task: a task per blob would
@@ -387,7 +388,7 @@ def _groups(names: list[str], size) -> Iterator[list[str]]:
     for name in names:
         group.append(name)
         total += size(name)
-        if total >= _COPY:
+        if total >= _GROUP:
             yield group
             group, total = [], 0
     if group:

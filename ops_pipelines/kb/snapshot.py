@@ -5,8 +5,8 @@ SQLite), so a sync running meanwhile cannot make documents, chunks and vectors d
 rows stream in batches, so memory does not grow with the container.
 
 Rows come as plain tuples in batches, fetched by the DB-API cursor itself (a server-side one on
-PostgreSQL): an export reads every row of a container, and SQLAlchemy's Row objects and
-per-batch bookkeeping cost about a tenth of its time.
+PostgreSQL): an export reads every row of a container, and SQLAlchemy's Row objects and result
+bookkeeping cost it a few percent for nothing it uses.
 """
 
 from __future__ import annotations
