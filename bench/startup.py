@@ -14,7 +14,8 @@ time in a fresh process (``python -m ops_pipelines.cli ...``), after one untimed
 * ``import ops_pipelines.vectors``: not a command; what importing the vector store costs on its
   own, part of both ``search`` and ``sync``
 
-``median_s`` is the median wall time; ``heavy_imports`` lists which of dagster, torch,
+``median_s`` is the median wall time, ``median_cpu_s`` the median CPU time (user + system) of the
+process, which other work on a shared machine disturbs less; ``heavy_imports`` lists which of dagster, torch,
 sentence_transformers, pandas and qdrant_client the command imported (one more run, with
 ``python -X importtime``). ``--repo`` measures another checkout of ops-pipelines (e.g. the branch
 point, exported with ``git archive``) with the same interpreter; its code is put first on
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,17 +60,23 @@ def environment(repo: Path, home: Path) -> dict[str, str]:
     return env
 
 
-def run(args: list[str], repo: Path, env: dict[str, str], expect: str = "") -> tuple[float, str, str]:
-    started = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(args: list[str], repo: Path, env: dict[str, str], expect: str = "") -> tuple[float, float, str, str]:
+    """Wall and CPU seconds of one run in a fresh process, its stdout and stderr."""
+    cpu, started = children_cpu(), time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=repo, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, children_cpu() - cpu
     if done.returncode != 0 or expect not in done.stdout:
         raise RuntimeError(f"{' '.join(args)} (rc {done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return seconds, done.stdout, done.stderr
+    return seconds, cpu, done.stdout, done.stderr
 
 
 def heavy_imports(args: list[str], repo: Path, env: dict[str, str]) -> str:
-    _, _, stderr = run(["-X", "importtime", *args], repo, env)
+    *_, stderr = run(["-X", "importtime", *args], repo, env)
     names = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
     return ",".join(m for m in HEAVY if m in names) or "-"
 
@@ -86,19 +94,22 @@ def bench(repo: Path, runs: int) -> list[dict]:
         rows = []
         for name, args, target, expect in SCENARIOS:
             print(f"  {name} ...", flush=True)
-            _, out, _ = run(args, repo, env, expect)  # warm-up: bytecode compiled, files cached
+            _, _, out, _ = run(args, repo, env, expect)  # warm-up: bytecode compiled, files cached
             if name.startswith("sync") and ("inserted 0, updated 0" not in out or " 0 upserted" not in out):
                 raise RuntimeError(f"the unchanged sync did work:\n{out}")
-            seconds = [run(args, repo, env, expect)[0] for _ in range(runs)]
+            timed = [run(args, repo, env, expect)[:2] for _ in range(runs)]
+            seconds, cpu = [t[0] for t in timed], [t[1] for t in timed]
             rows.append({
                 "command": name,
                 "runs": runs,
                 "median_s": statistics.median(seconds),
                 "min_s": min(seconds),
                 "max_s": max(seconds),
+                "median_cpu_s": statistics.median(cpu),
                 "target_s": target,
                 "heavy_imports": heavy_imports(args, repo, env),
                 "seconds": seconds,
+                "cpu_seconds": cpu,
             })
     return rows
 
@@ -140,7 +151,7 @@ def main() -> None:
     load_before = list(os.getloadavg())
     print(f"measuring {repo} ({args.runs} runs per command)...", flush=True)
     rows = bench(repo, args.runs)
-    columns = ["command", "runs", "median_s", "min_s", "max_s", "target_s", "heavy_imports"]
+    columns = ["command", "runs", "median_s", "min_s", "max_s", "median_cpu_s", "target_s", "heavy_imports"]
     print()
     print(pd.DataFrame(rows, columns=columns).to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="-"))
 
