@@ -11,8 +11,6 @@ time in a fresh process (``python -m ops_pipelines.cli ...``), after one untimed
 * ``search bench "how do I roll back after a bad re-embed?"``
 * ``container list``
 * ``sync bench``: unchanged, so the run does no embedding and no upsert (checked)
-* ``import ops_pipelines.vectors``: not a command; what importing the vector store costs on its
-  own, part of both ``search`` and ``sync``
 
 ``median_s`` is the median wall time, ``median_cpu_s`` the median CPU time (user + system) of the
 process, which other work on a shared machine disturbs less; ``heavy_imports`` lists which of dagster, torch,
@@ -50,7 +48,6 @@ SCENARIOS = [
     ("search", ["-m", "ops_pipelines.cli", "search", SLUG, QUERY], 1.5, "1. "),
     ("container list", ["-m", "ops_pipelines.cli", "container", "list"], None, f"{SLUG} "),
     ("sync (unchanged)", ["-m", "ops_pipelines.cli", "sync", SLUG], 3.0, "0 computed"),
-    ("import ops_pipelines.vectors", ["-c", "import ops_pipelines.vectors"], None, ""),
 ]
 
 

@@ -5,10 +5,6 @@ A command that runs no job must not import Dagster, torch or sentence-transforme
 embedder needs neither), pandas or qdrant-client; a job-backed command loads only the Dagster
 layer of its own capability. None imports minio or bs4 for the embedded default. A heavy
 top-level import added anywhere on a command's path fails here.
-
-One excuse, that removes itself: ``ops_pipelines.vectors`` still imports qdrant-client at its top
-(local mode) until Qdrant Edge replaces it; while importing ``ops_pipelines.vectors`` on its own
-pulls qdrant-client in, a command that imported ``ops_pipelines.vectors`` may have it too.
 """
 
 from __future__ import annotations
@@ -84,18 +80,6 @@ def small_corpus(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def excused(kb_home) -> set[str]:
-    """qdrant_client while ``ops_pipelines.vectors`` imports it at its top, else nothing."""
-    env, _ = kb_home
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, ops_pipelines.vectors; print('qdrant_client' in sys.modules)"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return {"qdrant_client"} if done.stdout.strip() == "True" else set()
-
-
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -110,12 +94,11 @@ def excused(kb_home) -> set[str]:
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
-def test_commands_that_run_no_job_import_nothing_heavy(kb_home, excused, args, expected):
+def test_commands_that_run_no_job_import_nothing_heavy(kb_home, args, expected):
     env, archive = kb_home
     output, modules = imported(env, *[a.format(archive=archive) for a in args])
     assert expected in output
-    allowed = excused if "ops_pipelines.vectors" in modules else set()
-    assert set(HEAVY) & modules <= allowed
+    assert not set(HEAVY) & modules
     assert not NOT_NEEDED_HERE & modules
     assert not {m for m in modules if m.startswith("ops_pipelines.defs")}
 
