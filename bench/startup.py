@@ -9,13 +9,13 @@ time in a fresh process (``python -m ops_pipelines.cli ...``), after one untimed
 
 * ``--help``
 * ``search bench "how do I roll back after a bad re-embed?"``
-* ``container list``
+* ``container list``, ``source status``, ``backup list`` (no backups: the listing path all the same)
 * ``sync bench``: unchanged, so the run does no embedding and no upsert (checked)
 
 ``median_s`` is the median wall time, ``median_cpu_s`` the median CPU time (user + system) of the
-process, which other work on a shared machine disturbs less; ``heavy_imports`` lists which of dagster, torch,
-sentence_transformers, pandas and qdrant_client the command imported (one more run, with
-``python -X importtime``). ``--repo`` measures another checkout of ops-pipelines (e.g. the branch
+process, which other work on a shared machine disturbs less; ``heavy_imports`` lists which of
+dagster, torch, sentence_transformers, pandas and qdrant_client the command imported (one more
+run, with ``python -X importtime``). ``--repo`` measures another checkout of ops-pipelines (e.g. the branch
 point, exported with ``git archive``) with the same interpreter; its code is put first on
 ``PYTHONPATH``. The machine is shared: the JSON records the load average before and after.
 """
@@ -47,6 +47,8 @@ SCENARIOS = [
     ("--help", ["-m", "ops_pipelines.cli", "--help"], None, "Usage:"),
     ("search", ["-m", "ops_pipelines.cli", "search", SLUG, QUERY], 1.5, "1. "),
     ("container list", ["-m", "ops_pipelines.cli", "container", "list"], None, f"{SLUG} "),
+    ("source status", ["-m", "ops_pipelines.cli", "source", "status"], None, "breaker="),
+    ("backup list", ["-m", "ops_pipelines.cli", "backup", "list"], None, "no backups"),
     ("sync (unchanged)", ["-m", "ops_pipelines.cli", "sync", SLUG], 3.0, "0 computed"),
 ]
 
