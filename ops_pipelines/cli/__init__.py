@@ -15,16 +15,38 @@ from __future__ import annotations
 
 import click
 
-from ops_pipelines.cli import archives, backups, containers, demo, embedders, inspect, refresh, remote, sources, sync
+from ops_pipelines.cli import (
+    archives,
+    backups,
+    containers,
+    demo,
+    embedders,
+    inspect,
+    refresh,
+    remote,
+    sources,
+    sync,
+    vectors,
+)
 from ops_pipelines.cli.containers import add_container
 from ops_pipelines.cli.demo import DEMO_QUERY
 from ops_pipelines.cli.inspect import format_hits, run_search
 from ops_pipelines.cli.jobs import failure_reason
 from ops_pipelines.cli.refresh import format_refresh, run_refresh
 from ops_pipelines.cli.sync import format_summary, run_sync
+from ops_pipelines.errors import OperatorError
+
+
+class _Commands(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OperatorError as exc:  # one message and what to do, no traceback
+            raise click.ClickException(str(exc)) from exc
 
 
 @click.group(
+    cls=_Commands,
     commands=[
         containers.container,
         sources.source,
@@ -40,6 +62,7 @@ from ops_pipelines.cli.sync import format_summary, run_sync
         archives.archive,
         backups.backup,
         backups.restore_command,
+        vectors.vectors,
         remote.trigger,
         remote.backfill,
         demo.demo,
