@@ -1,28 +1,48 @@
-"""Metadata helpers: pandas DataFrames as Dagster tables, and what the embeddings steps report."""
+"""Metadata helpers: tables (pandas DataFrames, or plain rows where a step would import pandas for
+one row) as Dagster tables, and what the embeddings steps report."""
 
 from __future__ import annotations
 
-import pandas as pd
+import math
+from collections.abc import Sequence
+
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
-_TYPES = {"i": "int", "u": "int", "f": "float", "b": "bool"}
+_KINDS = {"i": "int", "u": "int", "f": "float", "b": "bool"}
+_TYPES = {bool: "bool", int: "int", float: "float"}
 
 
-def table(df: pd.DataFrame) -> MetadataValue:
-    schema = TableSchema(
-        columns=[TableColumn(str(c), _TYPES.get(df[c].dtype.kind, "string")) for c in df.columns]
-    )
-    records = [TableRecord({str(k): _cell(v) for k, v in row.items()}) for row in df.to_dict("records")]
+def table(df) -> MetadataValue:
+    """A pandas DataFrame as a Dagster table."""
+    schema = TableSchema(columns=[TableColumn(str(c), _KINDS.get(df[c].dtype.kind, "string")) for c in df.columns])
+    return _table(schema, df.to_dict("records"))
+
+
+def rows_table(rows: Sequence[dict], columns: Sequence[str]) -> MetadataValue:
+    """Plain rows (dicts with ``columns``) as a Dagster table: the sync steps report a row or a few
+    and start faster without pandas."""
+    first = rows[0] if rows else {}
+    schema = TableSchema(columns=[TableColumn(c, _TYPES.get(type(first.get(c)), "string")) for c in columns])
+    return _table(schema, [{c: row.get(c) for c in columns} for row in rows])
+
+
+def _table(schema: TableSchema, rows: list[dict]) -> MetadataValue:
+    records = [TableRecord({str(k): _cell(v) for k, v in row.items()}) for row in rows]
     return MetadataValue.table(records=records, schema=schema)
 
 
 def _cell(value):
     """A value Dagster's table records take: numpy scalars unwrapped, times as ISO strings, NaN/NaT as None."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or _pandas_missing(value):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value.item() if hasattr(value, "item") else value
+
+
+def _pandas_missing(value) -> bool:
+    """NaT and pandas' NA, without importing pandas where no DataFrame was built."""
+    return type(value).__name__ in ("NaTType", "NAType")
 
 
 def embedding_metadata(version, report) -> dict:

@@ -4,7 +4,6 @@ source_documents -> chunks -> embeddings -> live_collection."""
 from datetime import timedelta
 from typing import Literal
 
-import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -13,7 +12,7 @@ from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
-from ops_pipelines.defs.metadata import embedding_metadata, table
+from ops_pipelines.defs.metadata import embedding_metadata, rows_table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import (
@@ -107,11 +106,11 @@ def source_documents(
         "source": source.spec,
         "active_documents": totals["active"],
         "archived_documents": totals["archived"],
-        "sync_counts": table(pd.DataFrame([counts])),
+        "sync_counts": rows_table([counts], list(counts)),
     }
     if report.failures:
-        metadata["failures"] = table(
-            pd.DataFrame(report.failures[:100], columns=["source_key", "reason"])
+        metadata["failures"] = rows_table(
+            [{"source_key": key, "reason": reason} for key, reason in report.failures[:100]], ["source_key", "reason"]
         )
     if report.archive_withheld:
         metadata["archive_withheld"] = report.archive_withheld
