@@ -45,7 +45,7 @@ def retrieval_check(kb: KnowledgeBase, store: VectorStore, generation: Generatio
         return CheckResult("self_retrieval", False, "not run: the collection has the wrong dimension")
 
     def top_hit(vector):
-        hits = store.search(generation.collection, vector, limit=1)
+        hits = store.search(generation.collection, vector, limit=1, exact=True)  # the points, not the index
         return hits[0] if hits else None
 
     def cached_vector(chunk_hash: str):

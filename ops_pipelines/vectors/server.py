@@ -94,9 +94,13 @@ class QdrantServerStore(VectorStore):
     def count(self, name: str) -> int:
         return self.client.count(name, exact=True).count
 
-    def search(self, name: str, vector: np.ndarray, limit: int = 5) -> list[Hit]:
+    def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
         response = self.client.query_points(
-            name, query=np.asarray(vector, dtype=np.float32).tolist(), limit=limit, with_payload=True
+            name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            limit=limit,
+            with_payload=True,
+            search_params=models.SearchParams(exact=True) if exact else None,
         )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
 

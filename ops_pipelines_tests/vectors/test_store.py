@@ -203,3 +203,29 @@ def test_id_arrays_are_the_point_ids(any_store):
     ids = [point_id("c", *r) for r in rows]
     any_store.upsert("g1", ids, np.tile(np.eye(3, dtype=np.float32)[0], (50, 1)), [{}] * 50)
     assert id_strings(any_store.id_array("g1")) == sorted(ids)
+
+
+def test_an_exact_search_compares_every_point(tmp_path, monkeypatch):
+    """``exact`` bypasses the index: with a deliberately weak HNSW graph most points are missed at
+    rank 1 through the index (so it is in use), none by an exact search (what the self-retrieval
+    check does: it checks the points, not the index)."""
+    from ops_pipelines.embedders.hashing import HashingEmbedder
+
+    monkeypatch.setattr(edge, "INDEX_MIN_POINTS", 1000)
+    monkeypatch.setattr(edge, "SEARCH_EF", 1)
+    monkeypatch.setattr(edge, "_HNSW", dict(m=4, ef_construct=8, full_scan_threshold=1))
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(2000)]
+    vectors = HashingEmbedder(64).embed([" ".join(rng.choice(words, 8)) for _ in range(40_000)])
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(len(vectors))]
+    store = EdgeVectorStore(tmp_path / "q")
+    try:
+        store.ensure_collection("g1", 64)
+        store.upsert("g1", ids, vectors, [{}] * len(ids))
+        assert store.build_index("g1")
+        sample = rng.choice(len(ids), 300, replace=False)
+        indexed = sum(store.search("g1", vectors[i], 1)[0].id == ids[i] for i in sample)
+        exact = sum(store.search("g1", vectors[i], 1, exact=True)[0].id == ids[i] for i in sample)
+    finally:
+        store.close()
+    assert indexed < 300 and exact == 300
