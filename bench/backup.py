@@ -48,6 +48,7 @@ from ops_pipelines.backup import backup_key, restore_backup, verify_backup, writ
 from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.search import search_container
 from ops_pipelines.vectors import open_vector_store
+from ops_pipelines.vectors.serving import serving_collection
 from ops_pipelines_tests.conftest import throwaway_database
 
 EMBEDDER = "hash-384@1"
@@ -73,7 +74,7 @@ def census(url: str, qdrant: Path) -> dict:
         return {
             "documents": kb.count_documents(container.id)["active"],
             "chunks": kb.count_active_chunks(container.id),
-            "points": store.count(f"kb_{SLUG}"),
+            "points": store.count(serving_collection(kb, store, container)),
             "top": [h.id for h in hits],
         }
 

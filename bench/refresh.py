@@ -4,7 +4,7 @@
 Run:  .venv/bin/python bench/refresh.py [--docs 1000] [--embedder minilm-l6-v2@1] [--swaps 20]
                                         [--seed 7] [--json bench/results/refresh.json]
 
-In a fresh temp folder (SQLite KB, Qdrant local mode, folder object store), on the synthetic
+In a fresh temp folder (SQLite KB, Qdrant Edge, folder object store), on the synthetic
 corpus of ``bench/sync.py``:
 
 * ``setup`` (timed, not a scenario): register the container and run the four sync steps, so it
@@ -12,7 +12,7 @@ corpus of ``bench/sync.py``:
 * ``shadow rebuild from cache``: ``embed_chunks`` (finds nothing to compute), then
   ``build_generation`` (mode shadow), ``reconcile_generation`` (every check must pass) and
   ``swap_to`` (retention 2). This is what a refresh costs when the version's vectors are cached:
-  Qdrant writes and checks, no model time.
+  Qdrant writes and checks, no model time (and no index build below 20,000 points).
 * ``shadow rebuild re-embedding``: the same with ``embed_chunks(recompute=True)``, every chunk
   re-embedded by the model (overwriting the cache), i.e. what a rebuild would cost without it.
   ``reembed_over_cache`` is its total over the from-cache total (target: >= 10x with MiniLM).
@@ -23,9 +23,9 @@ corpus of ``bench/sync.py``:
   returns no hit (target: 0 failed); ``max gap`` is the longest time between two successful
   searches, which includes the search itself and any GIL wait behind the main thread.
 
-Qdrant local mode allows one client per folder, so the sampler thread and the main thread share
-one client (and its in-process collections): the swap is an alias update in the same process,
-not the network round trip of a Qdrant server. Model load (and one warm-up call) is timed
+The sampler thread and the main thread share one store (Qdrant Edge opens each shard in one
+process): each search reads the live generation from the metadata DB, which is the embedded
+alias, so a swap is one DB transaction, not the network round trip of a Qdrant server. Model load (and one warm-up call) is timed
 separately, before everything else, so no scenario pays it.
 """
 
@@ -57,6 +57,7 @@ from ops_pipelines.kb import KnowledgeBase  # noqa: E402
 from ops_pipelines.objects import FolderObjectStore  # noqa: E402
 from ops_pipelines.refresh import SHADOW, build_generation, reconcile_generation, rollback, swap_to  # noqa: E402
 from ops_pipelines.vectors import VectorStore, alias_name, open_vector_store  # noqa: E402
+from ops_pipelines.vectors.serving import serving_collection  # noqa: E402
 
 RETENTION = 2  # RefreshConfig.retention default
 SWAP_PAUSE = 0.05  # seconds between two swaps, so the sampler searches each alias target a while
@@ -118,10 +119,13 @@ def shadow_refresh(kb: KnowledgeBase, store: VectorStore, scenario: str, docs: i
 
 @dataclass
 class Sampler:
-    """Searches ``alias`` back to back in a thread until stopped."""
+    """Searches the container's live alias back to back in a thread until stopped, resolving it
+    each time as a searcher would (embedded, the alias is the live generation the metadata DB
+    records)."""
 
+    kb: KnowledgeBase
     store: VectorStore
-    alias: str
+    slug: str
     vector: np.ndarray
     sampled: int = 0
     failed: int = 0
@@ -144,7 +148,8 @@ class Sampler:
         last_ok = None
         while not self._stop.is_set():
             try:
-                ok = bool(self.store.search(self.alias, self.vector, limit=1))
+                collection = serving_collection(self.kb, self.store, self.kb.get_container(self.slug))
+                ok = bool(self.store.search(collection, self.vector, limit=1))
                 if not ok:
                     self.errors["no hit"] += 1
             except Exception as exc:  # any failure of a search is what we count
@@ -165,7 +170,7 @@ def availability(kb: KnowledgeBase, store: VectorStore, embedder_version: str, d
     vector = load_embedder(embedder_version).embed([QUERY])[0]
     rollbacks = []
     started = time.perf_counter()
-    with Sampler(store, alias_name(SLUG), vector) as sampler:
+    with Sampler(kb, store, SLUG, vector) as sampler:
         refreshed = shadow_refresh(kb, store, "shadow rebuild from cache, searched", docs, recompute=False)
         for _ in range(swaps - 1):
             time.sleep(SWAP_PAUSE)
@@ -175,7 +180,7 @@ def availability(kb: KnowledgeBase, store: VectorStore, embedder_version: str, d
         time.sleep(SWAP_PAUSE)
     seconds = time.perf_counter() - started
     live = kb.live_generation(kb.get_container(SLUG).id)
-    if store.resolve_alias(alias_name(SLUG)) != live.collection:
+    if serving_collection(kb, store, kb.get_container(SLUG)) != live.collection:
         raise RuntimeError(f"alias {alias_name(SLUG)} does not serve the live generation {live.collection}")
     return refreshed, {
         "searches_sampled": sampler.sampled,

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/sync.py [--docs 1000] [--embedders hash-256@1,minilm-l6-v2@1]
                                      [--seed 7] [--json bench/results/sync.json]
 
-For each embedder, in a fresh temp folder (SQLite KB, Qdrant local mode, folder object store):
+For each embedder, in a fresh temp folder (SQLite KB, Qdrant Edge, folder object store):
 
 * ``bare baseline``: read every file, extract, chunk (``chunk_text``), embed every chunk, upsert
   to a fresh Qdrant collection with random ids. No DB, no cache, no blobs.

@@ -31,11 +31,11 @@ from ops_pipelines.archives.format import (
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import embed_chunks, fill_collection
+from ops_pipelines.ingest import build_index, embed_chunks, fill_collection
 from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
-from ops_pipelines.refresh import build_index, reconcile_generation, swap_to
+from ops_pipelines.refresh import reconcile_generation, swap_to
 from ops_pipelines.vectors import VectorStore, generation_name
 from ops_pipelines.vectors.reconcile import CheckResult
 from ops_pipelines.vectors.serving import served_collections

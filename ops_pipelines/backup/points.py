@@ -1,10 +1,12 @@
 """A collection's points in and out of a backup: ``points.jsonl`` (id and payload per line) and
-``vectors.npy`` (float32, row i = line i), scrolled page by page so memory stays flat."""
+``vectors.npy`` (float32, row i = line i), scrolled out and read back page by page so memory
+stays flat."""
 
 from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.backup.format import POINTS, VECTORS, collection_member
 from ops_pipelines.vectors import VectorStore
+from ops_pipelines.vectors.ids import id_bytes, id_set
 
 _PAGE = 1024
 
@@ -24,15 +27,8 @@ class DumpedCollection:
     name: str
     dimension: int
     points: int
-    ids: frozenset[str]
+    ids: np.ndarray  # sorted id array (``vectors.ids``)
     members: dict[str, dict]  # member name -> {size, sha256}
-
-
-@dataclass(frozen=True)
-class LoadedPoints:
-    ids: list[str]
-    payloads: list[dict]
-    vectors: np.ndarray
 
 
 def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedCollection:
@@ -43,28 +39,43 @@ def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedColle
     points_out = HashingWriter(staging / collection_member(name, POINTS))
     vectors_out = HashingWriter(staging / collection_member(name, VECTORS))
     vectors_out.write(_npy_header(expected, dimension))
-    ids: set[str] = set()
+    parts, page = [], []
     for point in store.scroll(name, with_payload=True, with_vectors=True, page=_PAGE):
-        ids.add(str(point.id))
-        points_out.write(orjson.dumps({"id": str(point.id), "payload": point.payload}) + b"\n")
+        page.append(point.id)
+        points_out.write(orjson.dumps({"id": point.id, "payload": point.payload}) + b"\n")
         vectors_out.write(np.asarray(point.vector, dtype="<f4").tobytes())
+        if len(page) == _PAGE:
+            parts.append(id_bytes(page))
+            page = []
+    parts.append(id_bytes(page))
+    ids = id_set(parts)
     if len(ids) != expected:
         raise ArchiveError(f"collection {name} changed while it was read ({expected} points, then {len(ids)})")
     members = {
         collection_member(name, POINTS): points_out.close(),
         collection_member(name, VECTORS): vectors_out.close(),
     }
-    return DumpedCollection(name, dimension, expected, frozenset(ids), members)
+    return DumpedCollection(name, dimension, expected, ids, members)
 
 
-def load_points(folder: Path, name: str, dimension: int, count: int) -> LoadedPoints:
-    """Read and check one collection of an extracted backup: ids are unique canonical UUIDs,
-    payloads are objects, vectors have the manifest's shape and only finite values."""
+def point_batches(folder: Path, name: str, dimension: int, count: int) -> Iterator[tuple[list[str], list[dict], np.ndarray]]:
+    """Read and check one collection of an extracted backup, (ids, payloads, vectors) a batch at
+    a time: ids are canonical UUIDs, payloads are objects, vectors have the manifest's shape and
+    only finite values, and there are ``count`` points (repeated ids are the checks' to find)."""
+    where, vectors_member = collection_member(name, POINTS), collection_member(name, VECTORS)
+    try:
+        vectors = np.load(folder / vectors_member, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise ArchiveError(f"{vectors_member} is not a float32 array: {exc}") from None
+    if vectors.dtype != np.float32 or vectors.shape != (count, dimension):
+        raise ArchiveError(f"{vectors_member}: {vectors.dtype} {vectors.shape}, expected float32 ({count}, {dimension})")
     ids: list[str] = []
     payloads: list[dict] = []
-    where = collection_member(name, POINTS)
+    number = 0
     with open(folder / where, "rb") as lines:
         for number, line in enumerate(lines, 1):
+            if number > count:
+                break
             try:
                 record = orjson.loads(line)
                 point_id, payload = record["id"], record["payload"]
@@ -75,18 +86,20 @@ def load_points(folder: Path, name: str, dimension: int, count: int) -> LoadedPo
                 raise ArchiveError(f"{where} line {number}: the id is not a UUID or the payload not an object")
             ids.append(point_id)
             payloads.append(payload)
-    if len(ids) != count or len(set(ids)) != count:
-        raise ArchiveError(f"{where}: {len(ids)} points ({len(set(ids))} distinct), the manifest says {count}")
-    try:
-        vectors = np.load(folder / collection_member(name, VECTORS), allow_pickle=False)
-    except ValueError as exc:
-        raise ArchiveError(f"{collection_member(name, VECTORS)} is not a float32 array: {exc}") from None
-    if vectors.dtype != np.float32 or vectors.shape != (count, dimension) or not np.isfinite(vectors).all():
-        raise ArchiveError(
-            f"{collection_member(name, VECTORS)}: {vectors.dtype} {vectors.shape}, expected float32 "
-            f"({count}, {dimension}) with finite values"
-        )
-    return LoadedPoints(ids, payloads, vectors)
+            if len(ids) == _PAGE:
+                yield ids, payloads, _finite(vectors, number - len(ids), number, vectors_member)
+                ids, payloads = [], []
+    if number != count:
+        raise ArchiveError(f"{where}: {'more than ' if number > count else ''}{number} points, the manifest says {count}")
+    if ids:
+        yield ids, payloads, _finite(vectors, number - len(ids), number, vectors_member)
+
+
+def _finite(vectors: np.ndarray, start: int, end: int, member: str) -> np.ndarray:
+    block = np.array(vectors[start:end])
+    if not np.isfinite(block).all():
+        raise ArchiveError(f"{member}: rows {start}-{end - 1} hold NaN or infinite values")
+    return block
 
 
 def _npy_header(rows: int, dimension: int) -> bytes:

@@ -8,11 +8,11 @@ knowledge base serving.
    collections written; aliases moved). A dry run stops here.
 3. A non-empty KB is only replaced with ``force``.
 4. Blobs missing from the object store are put (content-addressed: nothing is overwritten).
-5. Each backed-up collection is read, and a live generation's points must pass the content
-   checks (count, ids, dimension, values, payload hashes) against the backup's own database
-   before they are written, under a name no current collection has; the written collection must
-   then hold every point and retrieve a sample of chunks by search. All of it before the current
-   KB is touched.
+5. Each backed-up collection is read a batch at a time and written under a name no current
+   collection has; a live generation's points must pass the content checks (count, ids,
+   dimension, values, payload hashes) against the backup's own database as they go by, and the
+   written collection must then hold every point and retrieve a sample of chunks by search.
+   All of it before the current KB is touched.
 6. One transaction replaces every row of the metadata DB: on the embedded engine that moves
    every container's alias (its recorded live generation); on a Qdrant server one atomic alias
    update then moves every alias to its restored live collection.
@@ -42,15 +42,15 @@ from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
 from ops_pipelines.backup.format import BACKUP_ARCHIVE, DATABASE
-from ops_pipelines.backup.points import load_points
+from ops_pipelines.backup.points import point_batches
+from ops_pipelines.ingest import ExpectedPoints, build_index, expected_points
 from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
 from ops_pipelines.objects import ObjectStore, blob_key
-from ops_pipelines.refresh.build import build_index
-from ops_pipelines.refresh.gate import content_checks, expected_hashes, retrieval_check
+from ops_pipelines.refresh.gate import content_scan, retrieval_check
 from ops_pipelines.vectors import VectorStore
-from ops_pipelines.vectors.reconcile import CheckResult, CollectionSnapshot
+from ops_pipelines.vectors.reconcile import CheckResult
 from ops_pipelines.vectors.serving import publish_all
 
 _log = logging.getLogger(__name__)
@@ -323,38 +323,43 @@ class _Checked:
 
     container: Container
     generation: Generation
-    expected: dict[str, str]
+    expected: ExpectedPoints
     results: list[CheckResult]
 
 
 def _write_collections(
     backup: KnowledgeBase, store: VectorStore, archive: VerifiedArchive, plan: RestorePlan, written: list, log
 ) -> list[_Checked]:
-    """Each collection read from the archive and written under its restored name; a live
-    generation's points pass the content checks against the backup's database first, so a
-    forged or inconsistent backup is refused before its collection is written."""
+    """Each collection read from the archive a batch at a time and written under its restored
+    name (which nothing serves); a live generation's points pass the content checks against the
+    backup's database as they go by, so a forged or inconsistent backup is refused with nothing
+    changed (what was written is dropped)."""
     entries = {c["name"]: c for c in archive.manifest["collections"]}
     live = _live_generations(backup)
     checked = []
     for old, new in plan.collections.items():
         entry = entries[old]
-        points = load_points(archive.root, old, entry["dimension"], entry["points"])
+        scan = None
         if old in live:
             container, generation = live[old]
-            expected = expected_hashes(backup, container)
-            snap = CollectionSnapshot(
-                new, entry["dimension"], points.ids, [p.get("chunk_hash") for p in points.payloads], points.vectors
-            )
-            results = _passed(container, content_checks(expected, snap, generation.embedder_version))
-            checked.append(_Checked(container, replace(generation, collection=new), expected, results))
+            expected = expected_points(backup, container)
+            scan = content_scan(expected, generation.embedder_version, entry["dimension"])
         written.append(new)
         store.create_collection(new, entry["dimension"])
-        store.upsert(new, points.ids, points.vectors, points.payloads)
-        build_index(store, new, log)
+        points = 0
+        for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
+            if scan is not None:
+                scan.add(ids, payloads, vectors)
+            store.upsert(new, ids, vectors, payloads)
+            points += len(ids)
+        if scan is not None:
+            results = _passed(container, scan.results())
+            checked.append(_Checked(container, replace(generation, collection=new), expected, results))
         stored = store.count(new)
-        if stored != len(points.ids):
-            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {len(points.ids)}")
-        log.info("restore: %s: %d points written", new, len(points.ids))
+        if stored != points:
+            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {points} (repeated ids?)")
+        build_index(store, new, log)
+        log.info("restore: %s: %d points written", new, points)
     return checked
 
 

@@ -16,6 +16,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
 from ops_pipelines.archives.writer import ArchiveReport, ArchiveSources, blob_members, write_tar
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
@@ -26,6 +28,7 @@ from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.kb.generations import LIVE, RETIRED
 from ops_pipelines.objects import ObjectStore
 from ops_pipelines.vectors import VectorStore
+from ops_pipelines.vectors.ids import EMPTY
 
 _log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
     containers, collections = [], []
     for container in snapshot.list_containers():
         live = snapshot.live_generation(container.id)
-        expected = set(expected_points(snapshot, container)) if live else set()
+        expected = expected_points(snapshot, container).ids if live else EMPTY
         for generation in snapshot.generations(container.id):
             if generation.state not in (LIVE, RETIRED):
                 continue
@@ -99,11 +102,11 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
                 log.warning("backup: retired %s has no collection in Qdrant; not backed up", generation.collection)
                 continue
             dumped = dump_collection(store, generation.collection, staging)
-            if generation.state == LIVE and dumped.ids != expected:
+            if generation.state == LIVE and not np.array_equal(dumped.ids, expected):
                 raise BackupError(
                     f"live collection {generation.collection} of {container.slug!r} holds "
-                    f"{len(dumped.ids - expected)} points the database does not have and lacks "
-                    f"{len(expected - dumped.ids)}: something wrote while the backup ran, or the knowledge "
+                    f"{len(np.setdiff1d(dumped.ids, expected))} points the database does not have and lacks "
+                    f"{len(np.setdiff1d(expected, dumped.ids))}: something wrote while the backup ran, or the knowledge "
                     "base has orphans. Run maintenance_job (orphan repair), then the backup again"
                 )
             members.update(dumped.members)

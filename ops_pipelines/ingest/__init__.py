@@ -14,12 +14,13 @@ from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents
 from ops_pipelines.ingest.collection import (
     CollectionReport,
     MissingEmbeddings,
-    expected_points,
+    build_index,
     fill_collection,
     sync_collection,
 )
 from ops_pipelines.ingest.documents import MODES, ArchiveRefused, DocumentSyncReport, choose_mode, sync_documents
 from ops_pipelines.ingest.embeddings import BadVectors, EmbedReport, embed_chunks
+from ops_pipelines.ingest.expected import ExpectedPoints, expected_points
 
 __all__ = [
     "CLOSED",
@@ -33,9 +34,11 @@ __all__ = [
     "CollectionReport",
     "DocumentSyncReport",
     "EmbedReport",
+    "ExpectedPoints",
     "MissingEmbeddings",
     "SourceCircuitOpen",
     "breaker_status",
+    "build_index",
     "choose_mode",
     "chunk_documents",
     "embed_chunks",

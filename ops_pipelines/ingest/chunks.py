@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ops_pipelines.chunking import chunk_hash, chunk_text
 from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.progress import Progress
 
 _log = logging.getLogger(__name__)
 
@@ -21,14 +22,18 @@ class ChunkReport:
 def chunk_documents(
     kb: KnowledgeBase, container: Container, batch_size: int = 200, log: logging.Logger = _log
 ) -> ChunkReport:
-    todo = kb.documents_to_chunk(container.id)
-    written = 0
-    for start in range(0, len(todo), batch_size):
+    """Chunk the documents whose chunks are missing or stale, a page at a time."""
+    progress = Progress(log)
+    documents = written = 0
+    for page in kb.documents_to_chunk(container.id, batch_size):
         batch = []
-        for doc_id, doc_hash, text in todo[start : start + batch_size]:
+        for doc_id, doc_hash, text in page:
             pieces = [(chunk_hash(t), t) for t in chunk_text(text)]
             written += len(pieces)
             batch.append((doc_id, doc_hash, pieces))
         kb.replace_chunks(batch)
-        log.info("chunks: %d/%d documents chunked", min(start + batch_size, len(todo)), len(todo))
-    return ChunkReport(len(todo), written, kb.count_active_chunks(container.id))
+        documents += len(page)
+        progress("chunks: %d documents chunked so far", documents)
+    if documents:
+        log.info("chunks: %d documents chunked, %d chunks written", documents, written)
+    return ChunkReport(documents, written, kb.count_active_chunks(container.id))

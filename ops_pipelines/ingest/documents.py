@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase, SourceState
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.objects import ObjectStore
+from ops_pipelines.progress import Progress
 from ops_pipelines.sources import (
     EXTRACTOR_VERSION,
     IncrementalSource,
@@ -105,6 +106,7 @@ def sync_documents(
     unidentified = 0
     pending: list[DocumentWrite] = []
     reactivate: list[str] = []
+    progress = Progress(log)
 
     def flush() -> None:
         if pending:
@@ -173,7 +175,7 @@ def sync_documents(
         _count_write(report, state, new_content_hash)
         if len(pending) + len(reactivate) >= batch_size:
             flush()
-            log.info("documents: %d read so far", len(seen))
+            progress("documents: %d read so far", len(seen))
     flush()
     if isinstance(source, IncrementalSource):  # the documents it describes are committed
         report.state = source.next_state or {}

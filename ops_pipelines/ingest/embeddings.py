@@ -11,6 +11,7 @@ import numpy as np
 
 from ops_pipelines.embedders import Embedder
 from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.progress import Progress
 
 _log = logging.getLogger(__name__)
 
@@ -40,30 +41,31 @@ def embed_chunks(
     recompute: bool = False,
     log: logging.Logger = _log,
 ) -> EmbedReport:
-    """Embed what the cache lacks (everything, overwriting the cache, with ``recompute``); the
-    model is loaded only if something is to be computed."""
-    if recompute:
-        missing = kb.active_chunk_texts(container.id)
-    else:
-        missing = kb.chunks_missing_embeddings(container.id, embedder_version)
-    if missing:
-        loading = time.perf_counter()
-        embedder = load_embedder(embedder_version)
-        log.info("embeddings: %d to compute, %s ready in %.1fs", len(missing), embedder_version, time.perf_counter() - loading)
-    started = time.perf_counter()
-    for start in range(0, len(missing), batch_size):
-        batch = missing[start : start + batch_size]
-        vectors = embedder.embed([text for _, text in batch])
-        _validate(vectors, len(batch), embedder.dimension, embedder_version)
-        kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors, replace=recompute)
-        done = start + len(batch)
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        log.info("embeddings: %d/%d computed (%.1f chunks/s)", done, len(missing), rate)
+    """Embed what the cache lacks (everything, overwriting the cache, with ``recompute``), a page
+    of chunks at a time; the model is loaded only if something is to be computed."""
+    embedder = None
+    computed, started, progress = 0, time.perf_counter(), Progress(log)
+    for page in kb.chunk_texts(container.id, None if recompute else embedder_version):
+        if embedder is None:
+            loading = time.perf_counter()
+            embedder = load_embedder(embedder_version)
+            log.info("embeddings: %s ready in %.1fs", embedder_version, time.perf_counter() - loading)
+            started = time.perf_counter()
+        for start in range(0, len(page), batch_size):
+            batch = page[start : start + batch_size]
+            vectors = embedder.embed([text for _, text in batch])
+            _validate(vectors, len(batch), embedder.dimension, embedder_version)
+            kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors, replace=recompute)
+            computed += len(batch)
+        progress("embeddings: %d computed so far (%.1f chunks/s)", computed, computed / max(time.perf_counter() - started, 1e-9))
+    seconds = time.perf_counter() - started
+    if computed:
+        log.info("embeddings: %d computed in %.1f s (%.1f chunks/s)", computed, seconds, computed / max(seconds, 1e-9))
     return EmbedReport(
         embedder_version=embedder_version,
         active_chunks=kb.count_active_chunks(container.id),
-        computed=len(missing),
-        seconds=time.perf_counter() - started,
+        computed=computed,
+        seconds=seconds if computed else 0.0,
     )
 
 

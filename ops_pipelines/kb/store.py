@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -25,6 +25,7 @@ from ops_pipelines.kb.leases import LeaseRecords
 from ops_pipelines.kb.migrations import migrate
 from ops_pipelines.kb.snapshot import container_snapshot
 from ops_pipelines.kb.source_state import SourceStateRecords, as_utc
+from ops_pipelines.kb.streams import ChunkStreams
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -103,7 +104,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords):
+class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkStreams):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
@@ -269,19 +270,6 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords):
 
     # ---- chunks -----------------------------------------------------------------------------
 
-    def documents_to_chunk(self, container_id: str) -> list[tuple[str, str, str]]:
-        """(id, content_hash, text) of active documents whose chunks are missing or stale."""
-        d = schema.documents.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(d.id, d.content_hash, d.text).where(
-                    d.container_id == container_id,
-                    d.status == "active",
-                    or_(d.chunked_hash.is_(None), d.chunked_hash != d.content_hash),
-                )
-            )
-            return [(r.id, r.content_hash, r.text) for r in rows]
-
     def replace_chunks(self, batch: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]) -> None:
         """For each (document id, content hash, [(chunk hash, text)]), swap its chunk rows.
 
@@ -322,35 +310,6 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords):
             ).scalar_one()
 
     # ---- embedding cache --------------------------------------------------------------------
-
-    def chunks_missing_embeddings(self, container_id: str, embedder_version: str) -> list[tuple[str, str]]:
-        """Distinct (chunk hash, text) of active chunks with no cached vector for the version."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ch.content_hash, func.min(ch.text))
-                .select_from(
-                    schema.chunks.join(schema.documents, ch.document_id == d.id).outerjoin(
-                        schema.embeddings,
-                        and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version),
-                    )
-                )
-                .where(d.container_id == container_id, d.status == "active", e.chunk_hash.is_(None))
-                .group_by(ch.content_hash)
-            )
-            return [(h, t) for h, t in rows]
-
-    def active_chunk_texts(self, container_id: str) -> list[tuple[str, str]]:
-        """Distinct (chunk hash, text) of the container's active chunks."""
-        ch, d = schema.chunks.c, schema.documents.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(ch.content_hash, func.min(ch.text))
-                .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
-                .where(d.container_id == container_id, d.status == "active")
-                .group_by(ch.content_hash)
-            )
-            return [(h, t) for h, t in rows]
 
     def put_embeddings(
         self, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray, replace: bool = False

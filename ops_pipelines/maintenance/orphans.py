@@ -26,13 +26,13 @@ import pandas as pd
 from sqlalchemy import select
 
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import embed_chunks, expected_points
+from ops_pipelines.ingest import embed_chunks
 from ops_pipelines.ingest.collection import chunk_payload
 from ops_pipelines.kb import ChunkRow, Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED
 from ops_pipelines.maintenance.common import cutoff, frame
 from ops_pipelines.objects import ObjectStore
-from ops_pipelines.vectors import VectorStore
+from ops_pipelines.vectors import VectorStore, point_id
 from ops_pipelines.vectors.serving import served_collections
 
 _log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _scan_live_generations(kb: KnowledgeBase, store: VectorStore, log: logging.L
         if live is None:
             log.info("%s has no live generation (never synced): no points to compare", container.slug)
             continue
-        wanted = expected_points(kb, container)
+        wanted = expected_rows(kb, container)
         exists = store.collection_dimension(live.collection) is not None
         present: set[str] = set()
         extra: dict[str, dict] = {}
@@ -281,3 +281,8 @@ def _repair(kb: KnowledgeBase, store: VectorStore, scan: _LiveScan, writable: li
         vectors = np.stack([cached[r.content_hash] for r in rows])
         store.upsert(collection, ids, vectors, [chunk_payload(scan.container, r) for r in rows])
         log.info("%s: %d/%d chunks without point written", collection, start + len(rows), len(writable))
+
+
+def expected_rows(kb: KnowledgeBase, container: Container) -> dict[str, ChunkRow]:
+    """Point id -> chunk of every active chunk (the repair needs the rows of the missing ones)."""
+    return {point_id(container.id, r.document_id, r.ordinal, r.content_hash): r for r in kb.active_chunks(container.id)}

@@ -8,7 +8,6 @@ from ops_pipelines.refresh.build import (
     NoChunks,
     RefreshRefused,
     build_generation,
-    build_index,
     require_chunks,
 )
 from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
@@ -24,7 +23,6 @@ __all__ = [
     "RefreshRefused",
     "SwapReport",
     "build_generation",
-    "build_index",
     "prune_generations",
     "reconcile_generation",
     "require_chunks",

@@ -10,11 +10,10 @@ point id, so nothing is duplicated.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import fill_collection
+from ops_pipelines.ingest import build_index, fill_collection
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
 from ops_pipelines.vectors import VectorStore, generation_name
 
@@ -58,7 +57,6 @@ def build_generation(
     container: Container,
     embedder_version: str,
     mode: str = SHADOW,
-    batch_size: int = 256,
     log: logging.Logger = _log,
 ) -> BuildReport:
     version = get_version(embedder_version)
@@ -81,20 +79,10 @@ def build_generation(
     # A resumed shadow may hold what a failed run left: its points are verified, not trusted.
     upserted, deleted = fill_collection(
         kb, store, container, generation.collection, version.name,
-        overwrite=mode == IN_PLACE, verify=resumed, batch_size=batch_size, log=log,
+        overwrite=mode == IN_PLACE, verify=resumed, log=log,
     )
     index_seconds = build_index(store, generation.collection, log)
     return BuildReport(mode, generation, resumed, upserted, deleted, store.count(generation.collection), index_seconds)
-
-
-def build_index(store: VectorStore, collection: str, log: logging.Logger = _log) -> float | None:
-    """Index what the store leaves unindexed (before the checks search it); seconds it took."""
-    started = time.perf_counter()
-    if not store.build_index(collection):
-        return None
-    seconds = round(time.perf_counter() - started, 3)
-    log.info("%s: index built in %.1f s", collection, seconds)
-    return seconds
 
 
 def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import expected_points
+from ops_pipelines.ingest import ExpectedPoints, expected_points
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.vectors import VectorStore, reconcile
-from ops_pipelines.vectors.reconcile import CheckResult, CollectionSnapshot
+from ops_pipelines.vectors.reconcile import ID_FIELDS, CheckResult, ContentScan
 
 CHECKS = {
     "point_count": "The generation holds one point per active chunk of the container.",
@@ -18,52 +18,37 @@ CHECKS = {
 }
 
 
-def reconcile_generation(
-    kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation, sample_size: int = 20
-) -> list[CheckResult]:
-    if store.collection_dimension(generation.collection) is None:
+def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation) -> list[CheckResult]:
+    dimension = store.collection_dimension(generation.collection)
+    if dimension is None:
         raise GenerationNotFound(
             f"generation {generation.number} of {container.slug!r}: collection {generation.collection} "
             "does not exist in Qdrant; materialize shadow_collection again to rebuild it"
         )
-    expected = expected_hashes(kb, container)
-    snap = CollectionSnapshot.read(store, generation.collection)
-    return content_checks(expected, snap, generation.embedder_version) + [
-        retrieval_check(kb, store, generation, expected, sample_size)
-    ]
+    expected = expected_points(kb, container)
+    scan = content_scan(expected, generation.embedder_version, dimension)
+    scan.add_points(store.scroll(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
+    return scan.results() + [retrieval_check(kb, store, generation, expected)]
 
 
-def expected_hashes(kb: KnowledgeBase, container: Container) -> dict[str, str]:
-    """Point id -> chunk hash of every active chunk: what a live generation must hold."""
-    return {pid: row.content_hash for pid, row in expected_points(kb, container).items()}
+def content_scan(expected: ExpectedPoints, embedder_version: str, collection_dimension: int | None) -> ContentScan:
+    """The checks that are a function of the points alone, to be fed the points; a restore feeds
+    them a backup's points as it writes them."""
+    return ContentScan(expected.container_id, expected.ids, get_version(embedder_version).dimension, collection_dimension)
 
 
-def content_checks(expected: dict[str, str], snap: CollectionSnapshot, embedder_version: str) -> list[CheckResult]:
-    """The checks that are a function of the points alone; a restore runs them on a backup's
-    points before it writes them."""
-    return [
-        reconcile.point_count(expected, snap),
-        reconcile.point_ids(expected, snap),
-        reconcile.vector_dimension(get_version(embedder_version).dimension, snap),
-        reconcile.vector_values(snap),
-        reconcile.payload_hashes(expected, snap),
-    ]
-
-
-def retrieval_check(
-    kb: KnowledgeBase, store: VectorStore, generation: Generation, expected: dict[str, str], sample_size: int = 20
-) -> CheckResult:
+def retrieval_check(kb: KnowledgeBase, store: VectorStore, generation: Generation, expected: ExpectedPoints) -> CheckResult:
     """Searches of the collection itself: a sample of chunks must retrieve themselves."""
     version = generation.embedder_version
     if store.collection_dimension(generation.collection) != get_version(version).dimension:
         # A query of the embedder's size cannot run against this collection at all.
         return CheckResult("self_retrieval", False, "not run: the collection has the wrong dimension")
 
-    def top_hit(vector) -> str | None:
+    def top_hit(vector):
         hits = store.search(generation.collection, vector, limit=1)
-        return hits[0].id if hits else None
+        return hits[0] if hits else None
 
     def cached_vector(chunk_hash: str):
         return kb.get_embeddings(version, [chunk_hash]).get(chunk_hash)
 
-    return reconcile.self_retrieval(expected, top_hit, cached_vector, sample_size=sample_size)
+    return reconcile.self_retrieval(expected.sample, top_hit, cached_vector)

@@ -17,6 +17,7 @@ from ops_pipelines.vectors.base import (
     alias_name,
     generation_name,
     point_id,
+    point_uuid,
 )
 from ops_pipelines.vectors.edge import EdgeVectorStore, LegacyVectorFolder
 
@@ -33,6 +34,7 @@ __all__ = [
     "generation_name",
     "open_vector_store",
     "point_id",
+    "point_uuid",
 ]
 
 

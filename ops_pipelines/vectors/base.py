@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
+POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
@@ -38,9 +38,13 @@ def generation_name(slug: str, embedder_version: str, generation: int) -> str:
     return f"kb_{slug}__{_UNSAFE.sub('-', embedder_version.lower()).strip('-')}__g{generation}"
 
 
-def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+def point_uuid(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> uuid.UUID:
     """Deterministic: the same chunk of the same document always lands on the same point."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}"))
+    return uuid.uuid5(POINT_NAMESPACE, f"{container_id}/{document_id}/{ordinal}/{chunk_hash}")
+
+
+def point_id(container_id: str, document_id: str, ordinal: int, chunk_hash: str) -> str:
+    return str(point_uuid(container_id, document_id, ordinal, chunk_hash))
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,19 @@ class VectorStore(ABC):
 
     def point_ids(self, name: str) -> set[str]:
         return {p.id for p in self.scroll(name, page=16384)}
+
+    def id_array(self, name: str) -> np.ndarray:
+        """The ids of every point of ``name`` as a sorted id array (``vectors.ids``)."""
+        from ops_pipelines.vectors.ids import id_bytes, id_set
+
+        parts, page = [], []
+        for point in self.scroll(name, page=16384):
+            page.append(point.id)
+            if len(page) == 16384:
+                parts.append(id_bytes(page))
+                page = []
+        parts.append(id_bytes(page))
+        return id_set(parts)
 
     @abstractmethod
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:

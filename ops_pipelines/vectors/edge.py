@@ -37,6 +37,7 @@ import qdrant_edge as edge
 
 from ops_pipelines.errors import VectorStoreBusy
 from ops_pipelines.vectors.base import CollectionNotFound, Hit, StoredPoint, VectorStore
+from ops_pipelines.vectors.ids import DTYPE, id_set
 
 VECTOR = "dense"  # the dense vector's name in every shard
 MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
@@ -164,9 +165,8 @@ def _open_waiting(path: Path, wait_seconds: float, config: edge.EdgeConfig) -> e
 def _close(path: Path, shard: edge.EdgeShard) -> None:
     try:
         (path / HOLDER).unlink(missing_ok=True)
-        shard.flush()
     finally:
-        shard.close()
+        shard.close()  # flushes what the WAL holds
 
 
 def _write_holder(path: Path) -> None:
@@ -302,6 +302,14 @@ class EdgeVectorStore(VectorStore):
                 yield _stored(p, with_vectors)
             if offset is None:
                 return
+
+    def id_array(self, name: str) -> np.ndarray:
+        shard, parts, offset = self._shard(name), [], None
+        while True:
+            points, offset = shard.scroll(edge.ScrollRequest(offset=offset, limit=16384, with_payload=False))
+            parts.append(np.frombuffer(b"".join(p.id.bytes for p in points), dtype=DTYPE))
+            if offset is None:
+                return id_set(parts)
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)

@@ -1,18 +1,22 @@
 """Reconciliation of a collection against what the knowledge base says it must hold.
 
-Each check is a pure function of the expected points (point id -> chunk hash, from the active
-chunks) and one scroll of the collection, and returns a ``CheckResult`` with what it found. They
-are the gate before an alias swap: every one must pass.
+The content checks (``ContentScan``) take the collection's points batch by batch, so memory
+stays flat at any size: ids are kept as an id array (``vectors.ids``), vectors are checked and
+dropped. What the points must be is the sorted id array of the active chunks' point ids: a point
+id is made of the container, document, ordinal and chunk hash, so a point whose payload gives
+back its own id carries the right chunk hash. ``self_retrieval`` then searches the collection.
+Each check returns a ``CheckResult``; they are the gate before an alias swap: every one must pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ops_pipelines.vectors.base import VectorStore
+from ops_pipelines.vectors.base import Hit, StoredPoint, point_uuid
+from ops_pipelines.vectors.ids import contains, id_bytes, id_set, id_strings
 
 SAMPLE = 10  # ids shown per list in check metadata
 
@@ -25,108 +29,124 @@ class CheckResult:
     details: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CollectionSnapshot:
-    """Every point of a collection: ids, their chunk-hash payloads and vectors (row-aligned)."""
+class ContentScan:
+    """point_count, point_ids, vector_dimension, vector_values and payload_hashes, over points
+    added a batch at a time (``add``), against ``expected``: the sorted id array of the points of
+    container ``container_id``'s active chunks."""
 
-    collection: str
-    dimension: int | None
-    ids: list[str]
-    chunk_hashes: list[str | None]
-    vectors: np.ndarray
+    def __init__(self, container_id: str, expected: np.ndarray, dimension: int, collection_dimension: int | None):
+        self.container_id, self.expected = container_id, expected
+        self.dimension, self.collection_dimension = dimension, collection_dimension
+        self._seen: list[np.ndarray] = []
+        self.points = 0
+        self._wrong_shape = False
+        self.nan, self.zero, self._bad_vectors = 0, 0, []
+        self.mismatched, self._bad_payloads = 0, []
 
-    @classmethod
-    def read(cls, store: VectorStore, collection: str) -> CollectionSnapshot:
-        """One scroll; each vector goes straight into a float32 array (a point's vector as a
-        Python list would take ~7x the memory)."""
-        dimension = store.collection_dimension(collection)
-        ids: list[str] = []
-        hashes: list[str | None] = []
-        rows: list[np.ndarray] = []
-        for point in store.scroll(collection, with_payload=["chunk_hash"], with_vectors=True):
-            ids.append(str(point.id))
-            hashes.append((point.payload or {}).get("chunk_hash"))
-            rows.append(np.asarray(point.vector, dtype=np.float32))
-        vectors = np.stack(rows) if rows else np.zeros((0, dimension or 0), dtype=np.float32)
-        return cls(collection, dimension, ids, hashes, vectors)
+    def add(self, ids: Sequence[str], payloads: Sequence[dict | None], vectors: np.ndarray) -> None:
+        raw = id_bytes(ids)
+        self._seen.append(raw)
+        self.points += len(ids)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        if len(ids) and vectors.shape[1] != self.dimension:
+            self._wrong_shape = True
+        nan = ~np.isfinite(vectors).all(axis=1)
+        zero = np.linalg.norm(np.nan_to_num(vectors), axis=1) == 0
+        self.nan, self.zero = self.nan + int(nan.sum()), self.zero + int(zero.sum())
+        self._bad_vectors += [ids[i] for i in np.flatnonzero(nan | zero)[:SAMPLE]]
+        for i in np.flatnonzero(contains(self.expected, raw)):
+            if not payload_gives_id(self.container_id, payloads[i] or {}, ids[i]):
+                self.mismatched += 1
+                if len(self._bad_payloads) < SAMPLE:
+                    self._bad_payloads.append(ids[i])
+
+    def add_points(self, points: Iterable[StoredPoint], page: int = 1024) -> None:
+        batch: list[StoredPoint] = []
+        for point in points:
+            batch.append(point)
+            if len(batch) == page:
+                self._add_stored(batch)
+                batch = []
+        self._add_stored(batch)
+
+    def _add_stored(self, batch: list[StoredPoint]) -> None:
+        if batch:
+            self.add([p.id for p in batch], [p.payload for p in batch], np.stack([p.vector for p in batch]))
+
+    def results(self) -> list[CheckResult]:
+        seen = np.concatenate(self._seen) if self._seen else self.expected[:0]
+        distinct = id_set([seen])
+        duplicates = len(seen) - len(distinct)
+        missing = np.setdiff1d(self.expected, distinct, assume_unique=True)
+        extra = np.setdiff1d(distinct, self.expected, assume_unique=True)
+        wrong_dimension = self.collection_dimension != self.dimension or self._wrong_shape
+        wanted = len(self.expected)
+        return [
+            CheckResult(
+                "point_count",
+                self.points == wanted,
+                f"{self.points} points, {wanted} active chunks",
+                {"points": self.points, "active_chunks": wanted},
+            ),
+            CheckResult(
+                "point_ids",
+                not len(missing) and not len(extra) and not duplicates,
+                f"{len(missing)} missing, {len(extra)} extra point ids"
+                + (f", {duplicates} repeated" if duplicates else ""),
+                {
+                    "missing": len(missing),
+                    "extra": len(extra),
+                    "missing_sample": id_strings(missing[:SAMPLE]),
+                    "extra_sample": id_strings(extra[:SAMPLE]),
+                },
+            ),
+            CheckResult(
+                "vector_dimension",
+                not wrong_dimension,
+                f"collection is {self.collection_dimension}-d, the embedder makes {self.dimension}-d",
+                {"collection_dimension": self.collection_dimension, "embedder_dimension": self.dimension},
+            ),
+            CheckResult(
+                "vector_values",
+                not self.nan and not self.zero,
+                f"{self.nan} vectors with NaN/inf, {self.zero} zero-norm" if self.points else "no vectors",
+                {"nan": self.nan, "zero_norm": self.zero, **({"sample": self._bad_vectors[:SAMPLE]} if self.points else {})},
+            ),
+            CheckResult(
+                "payload_hashes",
+                not self.mismatched,
+                f"{self.mismatched} points whose payload chunk hash differs from the chunk",
+                {"mismatched": self.mismatched, "sample": self._bad_payloads},
+            ),
+        ]
 
 
-def point_count(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckResult:
-    found, wanted = len(snap.ids), len(expected)
-    return CheckResult(
-        "point_count",
-        found == wanted,
-        f"{found} points, {wanted} active chunks",
-        {"points": found, "active_chunks": wanted},
-    )
+# The payload fields a point id is made of, with the container id.
+ID_FIELDS = ["document_id", "ordinal", "chunk_hash"]
 
 
-def point_ids(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckResult:
-    present = set(snap.ids)
-    missing = sorted(set(expected) - present)
-    extra = sorted(present - set(expected))
-    duplicates = len(snap.ids) - len(present)
-    return CheckResult(
-        "point_ids",
-        not missing and not extra and not duplicates,
-        f"{len(missing)} missing, {len(extra)} extra point ids",
-        {"missing": len(missing), "extra": len(extra), "missing_sample": missing[:SAMPLE], "extra_sample": extra[:SAMPLE]},
-    )
-
-
-def vector_dimension(dimension: int, snap: CollectionSnapshot) -> CheckResult:
-    wrong = snap.dimension != dimension or (len(snap.ids) > 0 and snap.vectors.shape[1] != dimension)
-    return CheckResult(
-        "vector_dimension",
-        not wrong,
-        f"collection is {snap.dimension}-d, the embedder makes {dimension}-d",
-        {"collection_dimension": snap.dimension, "embedder_dimension": dimension},
-    )
-
-
-def vector_values(snap: CollectionSnapshot) -> CheckResult:
-    if not len(snap.ids):
-        return CheckResult("vector_values", True, "no vectors", {"nan": 0, "zero_norm": 0})
-    nan = ~np.isfinite(snap.vectors).all(axis=1)
-    zero = np.linalg.norm(np.nan_to_num(snap.vectors), axis=1) == 0
-    bad = [snap.ids[i] for i in np.flatnonzero(nan | zero)]
-    return CheckResult(
-        "vector_values",
-        not bad,
-        f"{int(nan.sum())} vectors with NaN/inf, {int(zero.sum())} zero-norm",
-        {"nan": int(nan.sum()), "zero_norm": int(zero.sum()), "sample": bad[:SAMPLE]},
-    )
-
-
-def payload_hashes(expected: Mapping[str, str], snap: CollectionSnapshot) -> CheckResult:
-    wrong = [pid for pid, h in zip(snap.ids, snap.chunk_hashes, strict=True) if pid in expected and expected[pid] != h]
-    return CheckResult(
-        "payload_hashes",
-        not wrong,
-        f"{len(wrong)} points whose payload chunk hash differs from the chunk",
-        {"mismatched": len(wrong), "sample": wrong[:SAMPLE]},
-    )
+def payload_gives_id(container_id: str, payload: dict, pid: str) -> bool:
+    """The payload's document, ordinal and chunk hash make the point's own id: it describes the
+    chunk the point was written for."""
+    try:
+        return str(point_uuid(container_id, payload["document_id"], payload["ordinal"], payload["chunk_hash"])) == pid
+    except (KeyError, TypeError):
+        return False
 
 
 def self_retrieval(
-    expected: Mapping[str, str],
-    search: Callable[[np.ndarray], str | None],
+    sample: Sequence[tuple[str, str]],
+    search: Callable[[np.ndarray], Hit | None],
     cached_vector: Callable[[str], np.ndarray | None],
-    sample_size: int = 20,
-    seed: int = 0,
 ) -> CheckResult:
-    """A sample of chunks, queried with their cached vectors, must come back first.
-
-    ``search`` returns the point id of the top hit; a tie with another point of the same chunk
-    text counts as found (identical text, identical vector).
-    """
-    ids = sorted(expected)
-    rng = np.random.default_rng(seed)
-    sample = [ids[i] for i in rng.choice(len(ids), size=min(sample_size, len(ids)), replace=False)] if ids else []
+    """Each sampled chunk (point id, chunk hash), queried with its cached vector, must come back
+    first; a tie with another point of the same chunk text counts as found (identical text,
+    identical vector). ``search`` returns the top hit."""
     failed = []
-    for pid in sample:
-        vector = cached_vector(expected[pid])
-        if vector is None or expected.get(search(vector)) != expected[pid]:
+    for pid, chunk in sample:
+        vector = cached_vector(chunk)
+        top = search(vector) if vector is not None else None
+        if top is None or (top.id != pid and (top.payload or {}).get("chunk_hash") != chunk):
             failed.append(pid)
     return CheckResult(
         "self_retrieval",

@@ -49,11 +49,11 @@ def materialized(result) -> list[str]:
 
 
 def test_shadow_refresh_builds_checks_and_swaps(synced, monkeypatch):
-    from ops_pipelines.vectors.reconcile import CollectionSnapshot
+    from ops_pipelines.vectors.reconcile import ContentScan
 
     reads = []
-    original = CollectionSnapshot.read.__func__
-    monkeypatch.setattr(CollectionSnapshot, "read", classmethod(lambda cls, *a: reads.append(a) or original(cls, *a)))
+    original = ContentScan.results
+    monkeypatch.setattr(ContentScan, "results", lambda self: reads.append(self) or original(self))
     before = top_keys(synced, "docs", "glaciers and ice")
     result = synced.refresh("docs", "hash-256@1")
     assert result.success

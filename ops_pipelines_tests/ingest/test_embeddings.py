@@ -40,7 +40,7 @@ def test_bad_vectors_are_refused_and_not_cached(kb, make, message):
     chunk_documents(kb, container)
     with pytest.raises(BadVectors, match=message):
         embed_chunks(kb, container, lambda _: BrokenEmbedder(make), "broken@1")
-    assert len(kb.chunks_missing_embeddings(container.id, "broken@1")) == 2
+    assert sum(len(page) for page in kb.chunk_texts(container.id, "broken@1")) == 2
 
 
 def test_nothing_missing_means_no_model_load(kb):

@@ -64,7 +64,7 @@ def test_a_failed_chunk_batch_leaves_every_document_as_it_was(kb):
     with pytest.raises(IntegrityError):
         kb.replace_chunks([(a, "c-one2", [("h3", "new a")]), (b, "c-two2", [("h4", "x")]), (b, "c-two2", [("h5", "y")])])
     assert sorted(r.text for r in kb.active_chunks(c.id)) == ["old a", "old b"]
-    assert kb.documents_to_chunk(c.id) == []  # chunked_hash was not advanced either
+    assert list(kb.documents_to_chunk(c.id)) == []  # chunked_hash was not advanced either
 
 
 def test_a_failed_document_batch_writes_nothing(kb):
@@ -89,12 +89,14 @@ def test_missing_embeddings_are_per_version_and_distinct(kb):
     kb.write_documents(c.id, [_write("a", "one"), _write("b", "two")], {})
     states = kb.document_states(c.id)
     kb.replace_chunks([(states["a"].id, "c-one", [("same", "t")]), (states["b"].id, "c-two", [("same", "t"), ("h2", "u")])])
-    assert sorted(kb.chunks_missing_embeddings(c.id, "v@1")) == [("h2", "u"), ("same", "t")]
+    assert missing(kb, c, "v@1") == [("h2", "u"), ("same", "t")]
+    assert [len(page) for page in kb.chunk_texts(c.id, "v@1", batch=1)] == [1, 1]  # a page at a time
     kb.put_embeddings("v@1", ["same"], np.ones((1, 2), dtype=np.float32))
-    assert kb.chunks_missing_embeddings(c.id, "v@1") == [("h2", "u")]
-    assert len(kb.chunks_missing_embeddings(c.id, "w@1")) == 2
+    assert missing(kb, c, "v@1") == [("h2", "u")]
+    assert len(missing(kb, c, "w@1")) == 2
+    assert missing(kb, c) == [("h2", "u"), ("same", "t")]  # every text, cached or not
     kb.set_document_status([states["b"].id], "archived")
-    assert kb.chunks_missing_embeddings(c.id, "v@1") == []
+    assert missing(kb, c, "v@1") == []
     assert kb.count_documents(c.id) == {"active": 1, "archived": 1}
 
 
@@ -143,3 +145,26 @@ def test_source_state_and_breaker_columns(kb):
     assert (closed.failures, closed.opened_until, closed.last_error) == (0, None, None)
     kb.delete_container(c.id)  # the row goes with its container
     assert kb.source_state(c.id).state == {}
+
+
+def missing(kb, container, version=None) -> list[tuple[str, str]]:
+    return [row for page in kb.chunk_texts(container.id, version) for row in page]
+
+
+def test_chunk_streams_read_a_batch_at_a_time(kb):
+    c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
+    kb.write_documents(c.id, [_write(k, k) for k in "abc"], {})
+    states = kb.document_states(c.id)
+    assert [len(page) for page in kb.documents_to_chunk(c.id, batch=2)] == [2, 1]
+    kb.replace_chunks([(states[k].id, f"c-{k}", [(f"h{k}{i}", f"{k}{i}") for i in range(2)]) for k in "abc"])
+    assert list(kb.documents_to_chunk(c.id)) == []
+    kb.put_embeddings("v@1", ["ha0"], np.ones((1, 2), dtype=np.float32))
+    keys = [row for page in kb.chunk_keys(c.id, batch=4) for row in page]
+    assert sorted((r[2], r[1]) for r in keys) == sorted((f"h{k}{i}", i) for k in "abc" for i in range(2))
+    pages = list(kb.chunk_points(c.id, "v@1", batch=4))
+    assert [len(p) for p in pages] == [4, 2]
+    rows = [r for p in pages for r in p]
+    assert [(r.source_key, r.ordinal, r.text) for r in rows] == [(k, i, f"{k}{i}") for k in "abc" for i in range(2)]
+    assert [r.vector is not None for r in rows] == [True] + [False] * 5
+    only_b = [r for p in kb.chunk_points(c.id, "v@1", document_ids={states["b"].id}) for r in p]
+    assert [r.text for r in only_b] == ["b0", "b1"]

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import delete
 
 from ops_pipelines.embedders import load_embedder
-from ops_pipelines.ingest import expected_points
 from ops_pipelines.ingest.collection import chunk_payload
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
@@ -23,6 +22,7 @@ from ops_pipelines.maintenance import (
     find_orphans,
     repair_orphans,
 )
+from ops_pipelines.maintenance.orphans import expected_rows
 from ops_pipelines.vectors import generation_name
 from ops_pipelines_tests.maintenance.conftest import objects_of, refresh
 
@@ -34,7 +34,7 @@ def damaged(synced, kb_of):
     container = kb.get_container("docs")
     with synced.vector_store() as store:
         live = kb.live_generation(container.id).collection
-        expected = expected_points(kb, container)
+        expected = expected_rows(kb, container)
         lost_id = min(expected)
         stray_id = str(uuid.uuid4())
         store.delete(live, [lost_id])
@@ -108,7 +108,7 @@ def test_a_live_collection_missing_from_qdrant_is_rebuilt_from_the_cache(synced,
         found = find_orphans(kb_of, store)
         assert set(found.kind) == {CHUNK_WITHOUT_POINT} and len(found) == kb_of.count_active_chunks(container.id)
         repair_orphans(kb_of, store)
-        assert store.point_ids(live) == set(expected_points(kb_of, container))
+        assert store.point_ids(live) == set(expected_rows(kb_of, container))
 
 
 def test_orphan_collections_are_dropped_and_referenced_ones_kept(synced, kb_of, extra_embedders):

@@ -191,3 +191,15 @@ def test_edge_refuses_a_local_mode_folder_and_names_the_migration(tmp_path):
     (tmp_path / "q" / "meta.json").write_text("{}")
     with pytest.raises(LegacyVectorFolder, match="ops-pipelines vectors migrate"):
         EdgeVectorStore(tmp_path / "q")
+
+
+def test_id_arrays_are_the_point_ids(any_store):
+    """The batch-hashed ids are ``point_id``'s uuid5s, and a store's id array holds its points."""
+    from ops_pipelines.vectors.ids import id_strings, point_id_array
+
+    rows = [(f"doc-{i}", i % 3, f"hash-{i}") for i in range(50)]
+    assert id_strings(point_id_array("c", rows)) == [point_id("c", *r) for r in rows]
+    any_store.ensure_collection("g1", 3)
+    ids = [point_id("c", *r) for r in rows]
+    any_store.upsert("g1", ids, np.tile(np.eye(3, dtype=np.float32)[0], (50, 1)), [{}] * 50)
+    assert id_strings(any_store.id_array("g1")) == sorted(ids)

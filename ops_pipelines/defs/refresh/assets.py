@@ -66,7 +66,6 @@ class ShadowCollectionConfig(Config):
         "pass. in_place: rewrite the live generation (same dimension only; searches see the "
         "rewrite as it happens).",
     )
-    batch_size: int = Field(default=256, ge=1, le=4096, description="Points per Qdrant upsert.")
 
 
 class LiveAliasConfig(Config):
@@ -126,7 +125,7 @@ def shadow_collection(
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store, container_writer(context, store, slug) as container, vectors.open() as qdrant:
         report = build_generation(
-            store, qdrant, container, version_name, config.mode.value, config.batch_size, log=context.log
+            store, qdrant, container, version_name, config.mode.value, log=context.log
         )
         active = store.count_active_chunks(container.id)
     return MaterializeResult(

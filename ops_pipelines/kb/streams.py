@@ -1,0 +1,121 @@
+"""A container's chunks read batch by batch, never all at once: what lets sync, refresh, the
+checks, backup and import keep flat memory at any size.
+
+Passes that only read (``chunk_keys``, ``chunk_points``) are one streamed query each. Passes
+whose own writes change what they select (chunking, embedding) page by key instead, each page a
+short query of its own, so no read stays open across their writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Engine
+
+from ops_pipelines.kb import schema
+
+BATCH = 2048
+_IN_LIST = 500  # ids per IN (...) list
+
+
+class ChunkStreams:
+    """Mixed into ``KnowledgeBase``."""
+
+    engine: Engine
+
+    def chunk_keys(self, container_id: str, batch: int = BATCH) -> Iterator[list[tuple[str, int, str]]]:
+        """(document id, ordinal, chunk hash) of every active chunk, no text: what point ids are
+        made of."""
+        ch, d = schema.chunks.c, schema.documents.c
+        query = (
+            select(ch.document_id, ch.ordinal, ch.content_hash)
+            .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
+            .where(d.container_id == container_id, d.status == "active")
+        )
+        yield from _streamed(self.engine, query, batch)
+
+    def chunk_points(
+        self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
+    ) -> Iterator[list]:
+        """Rows of the active chunks (of ``document_ids`` only, if given) with what a point needs:
+        document_id, ordinal, content_hash, text, source_key, title, uri and the cached ``vector``
+        bytes of ``embedder_version`` (None where the cache lacks it), ordered by source key and
+        ordinal."""
+        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        query = (
+            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, e.vector)
+            .select_from(
+                schema.chunks.join(schema.documents, ch.document_id == d.id).outerjoin(
+                    schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
+                )
+            )
+            .where(d.container_id == container_id, d.status == "active")
+            .order_by(d.source_key, ch.ordinal)
+        )
+        if document_ids is None:
+            yield from _streamed(self.engine, query, batch)
+            return
+        ids = sorted(document_ids)
+        for start in range(0, len(ids), _IN_LIST):
+            yield from _streamed(self.engine, query.where(ch.document_id.in_(ids[start : start + _IN_LIST])), batch)
+
+    def documents_to_chunk(self, container_id: str, batch: int = 200) -> Iterator[list[tuple[str, str, str]]]:
+        """(id, content_hash, text) of active documents whose chunks are missing or stale, a page
+        at a time (chunking a page takes it out of the next query)."""
+        d = schema.documents.c
+        last = ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(d.id, d.content_hash, d.text)
+                    .where(
+                        d.container_id == container_id,
+                        d.status == "active",
+                        or_(d.chunked_hash.is_(None), d.chunked_hash != d.content_hash),
+                        d.id > last,
+                    )
+                    .order_by(d.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield [(r.id, r.content_hash, r.text) for r in rows]
+            last = rows[-1].id
+
+    def chunk_texts(
+        self, container_id: str, embedder_version: str | None = None, batch: int = 1024
+    ) -> Iterator[list[tuple[str, str]]]:
+        """Distinct (chunk hash, text) of the container's active chunks, a page at a time by
+        hash; with ``embedder_version``, only those the cache has no vector of."""
+        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        source = schema.chunks.join(schema.documents, ch.document_id == d.id)
+        where = [d.container_id == container_id, d.status == "active"]
+        if embedder_version is not None:
+            source = source.outerjoin(
+                schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
+            )
+            where.append(e.chunk_hash.is_(None))
+        last = ""
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(ch.content_hash, func.min(ch.text))
+                    .select_from(source)
+                    .where(*where, ch.content_hash > last)
+                    .group_by(ch.content_hash)
+                    .order_by(ch.content_hash)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield [(h, t) for h, t in rows]
+            last = rows[-1][0]
+
+
+def _streamed(engine: Engine, query, batch: int) -> Iterator[list]:
+    """One query, its rows fetched ``batch`` at a time (a server-side cursor on PostgreSQL)."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+        for rows in result.partitions():
+            yield rows
