@@ -28,8 +28,9 @@ Columns. ``seconds``: wall time of the process, start-up included (about 1-3 s o
 ``peak_rss_mb``: ``ru_maxrss`` of the step's process from ``wait4``, the largest of it and its
 children (the optimizer); it counts the page cache pages of Edge's memory-mapped shards that
 the process touched, which the kernel reclaims at will. ``peak_anon_mb``: RssAnon (memory only
-swap could take back) summed over the process and its children, sampled at 20 Hz: the memory
-the step really needs. ``index_s``: the HNSW builds the step's log reports; ``work_s`` is
+swap could take back) summed over the process and its children (the optimizer, Dagster's
+compute-log watchers; a child forked but not exec'd yet is left out, its pages are its parent's),
+sampled at 20 Hz: the memory the step really needs. ``index_s``: the HNSW builds the step's log reports; ``work_s`` is
 ``seconds`` without them. ``index_rss_mb``, ``index_anon_mb``: the optimizer process's VmHWM and
 RssAnon, sampled. ``disk_mb``: the size folder after the step (``du``); ``disk_peak_mb``: its
 highest during the step, estimated as the larger of that and the folder before the step plus the
@@ -257,12 +258,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _is_optimizer(pid: int) -> bool:
+def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"edge_optimize" in f.read()
+            return f.read()
     except OSError:
-        return False
+        return b""
 
 
 class Sampler(threading.Thread):
@@ -274,7 +275,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.tmp = pid, tmp
         self.peak_anon = self.index_anon = self.index_hwm = self.tmp_peak = 0
-        self.samples, self._optimizers, self._done = 0, {}, threading.Event()
+        self.samples, self._done = 0, threading.Event()
 
     def run(self) -> None:
         while not self._done.is_set():
@@ -282,16 +283,17 @@ class Sampler(threading.Thread):
             self._done.wait(SAMPLE_SECONDS)
 
     def sample(self) -> None:
-        tree, todo = [], [self.pid]
+        anon, cmdlines, todo = 0, {}, [(self.pid, None)]
         while todo:
-            pid = todo.pop()
-            tree.append(pid)
-            todo += _children(pid)
-        anon = 0
-        for pid in tree:
+            pid, parent = todo.pop()
+            cmdline = _cmdline(pid)
+            if parent is not None and cmdline == cmdlines.get(parent):
+                continue  # forked and not exec'd yet: its pages are its parent's, copy-on-write
+            cmdlines[pid] = cmdline
+            todo += [(child, pid) for child in _children(pid)]
             status = _status(pid)
             anon += status.get("RssAnon", 0)
-            if pid != self.pid and self._optimizers.setdefault(pid, _is_optimizer(pid)):
+            if parent is not None and b"edge_optimize" in cmdline:
                 self.index_anon = max(self.index_anon, status.get("RssAnon", 0))
                 self.index_hwm = max(self.index_hwm, status.get("VmHWM", 0))
         self.peak_anon = max(self.peak_anon, anon)
