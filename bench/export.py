@@ -21,7 +21,8 @@ chunks into at least that many chunks):
 * ``plain tar``: the exported tar's members extracted into a folder (untimed), then archived by
   the system ``tar cf`` (timed). This is the floor for the IO: plain tar does less than export
   (no DB reads, no JSON encoding, no staging of the JSONL and vectors, no sha256 of the members
-  and of the archive). ``export tar / plain tar`` is the ratio of the two (target: <= 2x).
+  and of the archive). ``export tar / plain tar`` is the ratio of the two, for reference; the
+  target is the export's own throughput: ``export tar`` at >= 100 MB/s (issue 14).
   Both run ``--runs`` times, alternately (so a busy spell of the machine hits both), and their
   rows are the run of median seconds (every run's seconds are in the JSON, ``runs_s``). Both
   are warm: the KB and blobs were just written by the setup, the members just extracted, on a
@@ -90,6 +91,7 @@ EMBEDDER = "hash-256@1"
 IMPORT_SLUG = "imported"
 RESULT_PREFIX = "BENCH-RESULT "
 MB = 1 << 20
+TARGET_MB_PER_S = 100  # export tar (issue 14)
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None  # for tar's peak RSS
 COLUMNS = [
     "chunks", "scenario", "archive_mb", "seconds", "mb_per_s", "chunks_per_s",
@@ -365,13 +367,15 @@ def main() -> None:
     print()
     with pd.option_context("display.width", 250):
         print(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"))
-    summary: dict = {"export_tar_over_plain_tar": {}, "rss_growth_mb": {}}
+    summary: dict = {"export_tar_mb_per_s": {}, "export_tar_over_plain_tar": {}, "rss_growth_mb": {}}
     for target in sizes:
         chunks = setups[target]["chunks"]
         by = {r["scenario"]: r for r in rows if r["chunks"] == chunks}
         ratio = by["export tar"]["seconds"] / by["plain tar"]["seconds"]
+        summary["export_tar_mb_per_s"][chunks] = by["export tar"]["mb_per_s"]
         summary["export_tar_over_plain_tar"][chunks] = ratio
-        print(f"export tar / plain tar at {chunks} chunks: {ratio:.1f}x (target <= 2x)")
+        print(f"export tar at {chunks} chunks: {by['export tar']['mb_per_s']:.0f} MB/s (target >= {TARGET_MB_PER_S}), "
+              f"{ratio:.1f}x plain tar")
     small, large = setups[sizes[0]]["chunks"], setups[sizes[-1]]["chunks"]
     for scenario in ("export tar", "export zip", "verify tar", "verify zip", "import tar"):
         growth = {r["chunks"]: r["rss_growth_mb"] for r in rows if r["scenario"] == scenario}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.vectors import CollectionNotFound, Hit, VectorStore, alias_name
-from ops_pipelines.vectors.serving import serving_collection
 
 
 class NotSynced(RuntimeError):
@@ -21,12 +20,16 @@ def search_container(kb: KnowledgeBase, store: VectorStore, slug: str, query: st
 
 
 def _search(kb: KnowledgeBase, store: VectorStore, container: Container, query: str, limit: int) -> list[Hit]:
-    container = kb.get_container(container.id)  # the embedder version of what is live now
-    collection = serving_collection(kb, store, container)
-    if collection is None:
+    # One read gives the collection and the embedder version that made it, so a swap to another
+    # dimension can never pair one with the other (embedded, this record is the alias).
+    live = kb.live_generation(container.id)
+    alias = alias_name(container.slug)
+    target = alias if store.keeps_aliases else live.collection if live else None
+    served = store.resolve_alias(alias) if store.keeps_aliases else target and store.collection_dimension(target)
+    if live is None or not served:
         raise NotSynced(f"container {container.slug!r} has no live collection yet: run sync_job for it first")
-    vector = load_embedder(container.embedder_version).embed([query])[0]
-    return ranked(store.search(alias_name(container.slug) if store.keeps_aliases else collection, vector, limit))
+    vector = load_embedder(live.embedder_version).embed([query])[0]
+    return ranked(store.search(target, vector, limit))
 
 
 def ranked(hits: list[Hit]) -> list[Hit]:

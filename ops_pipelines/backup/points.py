@@ -17,7 +17,7 @@ from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.backup.format import POINTS, VECTORS, collection_member
 from ops_pipelines.vectors import VectorStore
-from ops_pipelines.vectors.ids import id_bytes, id_set
+from ops_pipelines.vectors.ids import id_set
 
 _PAGE = 1024
 
@@ -39,15 +39,13 @@ def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedColle
     points_out = HashingWriter(staging / collection_member(name, POINTS))
     vectors_out = HashingWriter(staging / collection_member(name, VECTORS))
     vectors_out.write(_npy_header(expected, dimension))
-    parts, page = [], []
-    for point in store.scroll(name, with_payload=True, with_vectors=True, page=_PAGE):
-        page.append(point.id)
-        points_out.write(orjson.dumps({"id": point.id, "payload": point.payload}) + b"\n")
-        vectors_out.write(np.asarray(point.vector, dtype="<f4").tobytes())
-        if len(page) == _PAGE:
-            parts.append(id_bytes(page))
-            page = []
-    parts.append(id_bytes(page))
+    parts = []
+    for page in store.pages(name, with_payload=True, with_vectors=True, page=_PAGE):
+        parts.append(page.ids)
+        points_out.write(
+            b"".join(orjson.dumps({"id": pid, "payload": p}) + b"\n" for pid, p in zip(page.id_strings(), page.payloads))
+        )
+        vectors_out.write(np.asarray(page.vectors, dtype="<f4").tobytes())
     ids = id_set(parts)
     if len(ids) != expected:
         raise ArchiveError(f"collection {name} changed while it was read ({expected} points, then {len(ids)})")

@@ -50,6 +50,7 @@ from ops_pipelines.kb.migrations import SchemaTooNew
 from ops_pipelines.objects import ObjectStore, blob_key
 from ops_pipelines.refresh.gate import content_scan, retrieval_check
 from ops_pipelines.vectors import VectorStore
+from ops_pipelines.vectors.ids import id_bytes
 from ops_pipelines.vectors.reconcile import CheckResult
 from ops_pipelines.vectors.serving import publish_all
 
@@ -349,7 +350,7 @@ def _write_collections(
         points = 0
         for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
             if scan is not None:
-                scan.add(ids, payloads, vectors)
+                scan.add(id_bytes(ids), payloads, vectors)
             store.upsert(new, ids, vectors, payloads)
             points += len(ids)
         if scan is not None:

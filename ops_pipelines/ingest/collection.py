@@ -22,8 +22,8 @@ from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
 from ops_pipelines.vectors import VectorStore, alias_name, generation_name
-from ops_pipelines.vectors.ids import EMPTY, contains, id_bytes, id_set, id_strings, point_id_array
-from ops_pipelines.vectors.reconcile import ID_FIELDS, payload_gives_id
+from ops_pipelines.vectors.ids import EMPTY, contains, id_set, id_strings, point_id_array
+from ops_pipelines.vectors.reconcile import ID_FIELDS
 from ops_pipelines.vectors.serving import publish
 
 _log = logging.getLogger(__name__)
@@ -179,32 +179,16 @@ def _sound_ids(
 ) -> np.ndarray:
     """Ids of the points of ``collection`` whose payload gives back their id and whose vector is
     the cached one; the others count as absent, so they are rewritten."""
-    parts, damaged, page = [], 0, []
-
-    def check(points) -> None:
-        nonlocal damaged
-        cached = kb.get_embeddings(embedder_version, {(p.payload or {}).get("chunk_hash") for p in points})
-        sound = []
-        for p in points:
-            payload = p.payload or {}
-            vector = cached.get(payload.get("chunk_hash"))
-            if (
-                payload_gives_id(container.id, payload, p.id)
-                and vector is not None
-                and np.allclose(p.vector, vector, atol=1e-4)
-            ):
-                sound.append(p.id)
-            else:
-                damaged += 1
-        parts.append(id_bytes(sound))
-
-    for point in store.scroll(collection, with_payload=ID_FIELDS, with_vectors=True, page=1024):
-        page.append(point)
-        if len(page) == 1024:
-            check(page)
-            page = []
-    check(page)
+    parts, damaged = [], 0
+    for page in store.pages(collection, with_payload=ID_FIELDS, with_vectors=True, page=1024):
+        hashes = [p.get("chunk_hash") for p in page.payloads]
+        cached = kb.get_embeddings(embedder_version, set(hashes))
+        sound = point_id_array(container.id, [tuple(p.get(k) for k in ID_FIELDS) for p in page.payloads]) == page.ids
+        for i, chunk in enumerate(hashes):
+            vector = cached.get(chunk)
+            sound[i] &= vector is not None and np.allclose(page.vectors[i], vector, atol=1e-4)
+        parts.append(page.ids[sound])
+        damaged += int((~sound).sum())
     if damaged:
         log.warning("%s: %d damaged points will be rewritten", collection, damaged)
     return id_set(parts)
-

@@ -27,7 +27,7 @@ def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Conta
         )
     expected = expected_points(kb, container)
     scan = content_scan(expected, generation.embedder_version, dimension)
-    scan.add_points(store.scroll(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
+    scan.add_pages(store.pages(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
     return scan.results() + [retrieval_check(kb, store, generation, expected)]
 
 

@@ -63,6 +63,32 @@ class StoredPoint:
     vector: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class PointPage:
+    """A page of a scroll, in id order: ids as an id array (``vectors.ids``), and the payloads
+    and vectors (float32, row i = point i) if they were asked for."""
+
+    ids: np.ndarray
+    payloads: list[dict] | None
+    vectors: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def id_strings(self) -> list[str]:
+        from ops_pipelines.vectors.ids import id_strings
+
+        return id_strings(self.ids)
+
+    def points(self) -> Iterator[StoredPoint]:
+        for i, pid in enumerate(self.id_strings()):
+            yield StoredPoint(
+                pid,
+                self.payloads[i] if self.payloads is not None else None,
+                self.vectors[i] if self.vectors is not None else None,
+            )
+
+
 class VectorStore(ABC):
     """One Qdrant, embedded or served. Collections hold cosine vectors of one dimension and
     a JSON payload per point."""
@@ -113,26 +139,26 @@ class VectorStore(ABC):
     def delete(self, name: str, ids: Sequence[str]) -> None: ...
 
     @abstractmethod
+    def pages(
+        self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
+    ) -> Iterator[PointPage]:
+        """Every point of ``name``, a page at a time, in id order."""
+
     def scroll(
         self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
     ) -> Iterator[StoredPoint]:
-        """Every point of ``name``, page by page, in id order."""
+        """Every point of ``name``, one at a time, in id order."""
+        for batch in self.pages(name, with_payload, with_vectors, page):
+            yield from batch.points()
 
     def point_ids(self, name: str) -> set[str]:
-        return {p.id for p in self.scroll(name, page=16384)}
+        return {pid for batch in self.pages(name, page=16384) for pid in batch.id_strings()}
 
     def id_array(self, name: str) -> np.ndarray:
         """The ids of every point of ``name`` as a sorted id array (``vectors.ids``)."""
-        from ops_pipelines.vectors.ids import id_bytes, id_set
+        from ops_pipelines.vectors.ids import id_set
 
-        parts, page = [], []
-        for point in self.scroll(name, page=16384):
-            page.append(point.id)
-            if len(page) == 16384:
-                parts.append(id_bytes(page))
-                page = []
-        parts.append(id_bytes(page))
-        return id_set(parts)
+        return id_set(batch.ids for batch in self.pages(name, page=16384))
 
     @abstractmethod
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:

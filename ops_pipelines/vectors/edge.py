@@ -36,8 +36,8 @@ import numpy as np
 import qdrant_edge as edge
 
 from ops_pipelines.errors import VectorStoreBusy
-from ops_pipelines.vectors.base import CollectionNotFound, Hit, StoredPoint, VectorStore
-from ops_pipelines.vectors.ids import DTYPE, id_set
+from ops_pipelines.vectors.base import CollectionNotFound, Hit, PointPage, StoredPoint, VectorStore
+from ops_pipelines.vectors.ids import DTYPE
 
 VECTOR = "dense"  # the dense vector's name in every shard
 MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
@@ -289,27 +289,22 @@ class EdgeVectorStore(VectorStore):
         for start in range(0, len(ids), _WRITE_BATCH):
             shard.update(edge.UpdateOperation.delete_points(list(ids[start : start + _WRITE_BATCH])))
 
-    def scroll(
+    def pages(
         self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
-    ) -> Iterator[StoredPoint]:
+    ) -> Iterator[PointPage]:
         shard = self._shard(name)
         offset = None
         while True:
             points, offset = shard.scroll(
                 edge.ScrollRequest(offset=offset, limit=page, with_payload=with_payload, with_vector=with_vectors)
             )
-            for p in points:
-                yield _stored(p, with_vectors)
+            yield PointPage(
+                np.frombuffer(b"".join(p.id.bytes for p in points), dtype=DTYPE),
+                [p.payload or {} for p in points] if with_payload else None,
+                np.array([p.vector[VECTOR] for p in points], dtype=np.float32) if with_vectors else None,
+            )
             if offset is None:
                 return
-
-    def id_array(self, name: str) -> np.ndarray:
-        shard, parts, offset = self._shard(name), [], None
-        while True:
-            points, offset = shard.scroll(edge.ScrollRequest(offset=offset, limit=16384, with_payload=False))
-            parts.append(np.frombuffer(b"".join(p.id.bytes for p in points), dtype=DTYPE))
-            if offset is None:
-                return id_set(parts)
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)

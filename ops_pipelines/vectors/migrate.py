@@ -106,19 +106,11 @@ def _copy(old: QdrantServerStore, new: EdgeVectorStore, name: str, log) -> Migra
     dimension = old.collection_dimension(name)
     new.create_collection(name, dimension)
     ids: list[str] = []
-    batch: list = []
-
-    def flush() -> None:
-        if batch:
-            new.upsert(name, [p.id for p in batch], np.stack([p.vector for p in batch]), [p.payload or {} for p in batch])
-            batch.clear()
-
-    for point in old.scroll(name, with_payload=True, with_vectors=True, page=1024):
-        ids.append(point.id)
-        batch.append(point)
-        if len(batch) == 1024:
-            flush()
-    flush()
+    for page in old.pages(name, with_payload=True, with_vectors=True, page=1024):
+        page_ids = page.id_strings()
+        if page_ids:
+            new.upsert(name, page_ids, page.vectors, page.payloads)
+        ids += page_ids
     sampled = _compare(old, new, name, ids)
     new.build_index(name)
     log.info("%s: %d points (%d-d) copied, %d compared", name, len(ids), dimension, sampled)

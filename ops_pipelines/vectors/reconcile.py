@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ops_pipelines.vectors.base import Hit, StoredPoint, point_uuid
-from ops_pipelines.vectors.ids import contains, id_bytes, id_set, id_strings
+from ops_pipelines.vectors.base import Hit, PointPage
+from ops_pipelines.vectors.ids import contains, id_set, id_strings, point_id_array
 
 SAMPLE = 10  # ids shown per list in check metadata
+# The payload fields a point id is made of, with the container id.
+ID_FIELDS = ["document_id", "ordinal", "chunk_hash"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,9 @@ class ContentScan:
         self.nan, self.zero, self._bad_vectors = 0, 0, []
         self.mismatched, self._bad_payloads = 0, []
 
-    def add(self, ids: Sequence[str], payloads: Sequence[dict | None], vectors: np.ndarray) -> None:
-        raw = id_bytes(ids)
-        self._seen.append(raw)
+    def add(self, ids: np.ndarray, payloads: Sequence[dict | None], vectors: np.ndarray) -> None:
+        """A batch: ``ids`` as an id array (``vectors.ids``), row i of ``vectors`` is point i."""
+        self._seen.append(ids)
         self.points += len(ids)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         if len(ids) and vectors.shape[1] != self.dimension:
@@ -53,25 +55,15 @@ class ContentScan:
         nan = ~np.isfinite(vectors).all(axis=1)
         zero = np.linalg.norm(np.nan_to_num(vectors), axis=1) == 0
         self.nan, self.zero = self.nan + int(nan.sum()), self.zero + int(zero.sum())
-        self._bad_vectors += [ids[i] for i in np.flatnonzero(nan | zero)[:SAMPLE]]
-        for i in np.flatnonzero(contains(self.expected, raw)):
-            if not payload_gives_id(self.container_id, payloads[i] or {}, ids[i]):
-                self.mismatched += 1
-                if len(self._bad_payloads) < SAMPLE:
-                    self._bad_payloads.append(ids[i])
+        self._bad_vectors += id_strings(ids[nan | zero][:SAMPLE])
+        made = point_id_array(self.container_id, [_id_fields(p) for p in payloads])
+        wrong = contains(self.expected, ids) & (made != ids)
+        self.mismatched += int(wrong.sum())
+        self._bad_payloads += id_strings(ids[wrong][: SAMPLE - len(self._bad_payloads)])
 
-    def add_points(self, points: Iterable[StoredPoint], page: int = 1024) -> None:
-        batch: list[StoredPoint] = []
-        for point in points:
-            batch.append(point)
-            if len(batch) == page:
-                self._add_stored(batch)
-                batch = []
-        self._add_stored(batch)
-
-    def _add_stored(self, batch: list[StoredPoint]) -> None:
-        if batch:
-            self.add([p.id for p in batch], [p.payload for p in batch], np.stack([p.vector for p in batch]))
+    def add_pages(self, pages: Iterable[PointPage]) -> None:
+        for page in pages:
+            self.add(page.ids, page.payloads, page.vectors)
 
     def results(self) -> list[CheckResult]:
         seen = np.concatenate(self._seen) if self._seen else self.expected[:0]
@@ -121,17 +113,9 @@ class ContentScan:
         ]
 
 
-# The payload fields a point id is made of, with the container id.
-ID_FIELDS = ["document_id", "ordinal", "chunk_hash"]
-
-
-def payload_gives_id(container_id: str, payload: dict, pid: str) -> bool:
-    """The payload's document, ordinal and chunk hash make the point's own id: it describes the
-    chunk the point was written for."""
-    try:
-        return str(point_uuid(container_id, payload["document_id"], payload["ordinal"], payload["chunk_hash"])) == pid
-    except (KeyError, TypeError):
-        return False
+def _id_fields(payload: dict | None) -> tuple:
+    payload = payload or {}
+    return tuple(payload.get(key) for key in ID_FIELDS)
 
 
 def self_retrieval(

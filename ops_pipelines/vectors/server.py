@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from ops_pipelines.vectors.base import Hit, StoredPoint, VectorStore
+from ops_pipelines.vectors.base import Hit, PointPage, StoredPoint, VectorStore
+from ops_pipelines.vectors.ids import id_bytes
 
 _WRITE_BATCH = 256
 
@@ -70,16 +71,19 @@ class QdrantServerStore(VectorStore):
         for start in range(0, len(ids), 1024):
             self.client.delete(name, points_selector=models.PointIdsList(points=list(ids[start : start + 1024])), wait=True)
 
-    def scroll(
+    def pages(
         self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
-    ) -> Iterator[StoredPoint]:
+    ) -> Iterator[PointPage]:
         offset = None
         while True:
             points, offset = self.client.scroll(
                 name, limit=page, offset=offset, with_payload=with_payload, with_vectors=with_vectors
             )
-            for p in points:
-                yield _stored(p, with_vectors)
+            yield PointPage(
+                id_bytes([str(p.id) for p in points]),
+                [p.payload or {} for p in points] if with_payload else None,
+                np.array([p.vector for p in points], dtype=np.float32) if with_vectors else None,
+            )
             if offset is None:
                 return
 

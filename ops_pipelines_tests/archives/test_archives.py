@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from ops_pipelines.archives import (
     read_archive,
     write_archive,
 )
+from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
@@ -318,3 +321,61 @@ def test_a_corrupt_or_missing_blob_stops_the_export_and_leaves_no_archive(world)
         export(world)
     assert not list(world.tmp.parent.glob("docs.tar*"))
     export(world, include_blobs=False)  # the way out the message names
+
+
+# ---- the format, unchanged ----------------------------------------------------------------
+
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
+
+
+def test_the_tar_is_the_one_tarfile_writes(world):
+    """The writer's own tar loop gives the bytes ``tarfile`` writes for the same members (pax,
+    mode 0644, the manifest's time), and the sha256 it reports is theirs."""
+    path = world.tmp.parent / "docs.tar"
+    report = write_archive(world.kb, world.objects, world.kb.get_container("docs"), path)
+    members = _members(path)
+    mtime = int(datetime.fromisoformat(json.loads(members[0][1])["created_at"]).timestamp())
+    expected = world.tmp / "by-tarfile.tar"
+    with tarfile.open(expected, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), mtime, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    assert path.read_bytes() == expected.read_bytes()
+    assert (report.size, report.sha256) == (expected.stat().st_size, hashlib.sha256(expected.read_bytes()).hexdigest())
+
+
+def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_byte(tmp_path):
+    """The KB the old code exported (fixtures/legacy) exported again: every member is the old
+    archive's, byte for byte; of the manifest only the time and run id differ."""
+    shutil.copy(LEGACY / "kb.sqlite", tmp_path / "kb.sqlite")
+    objects = FolderObjectStore(tmp_path / "objects")
+    for path in (LEGACY / "corpus").rglob("*"):
+        if path.is_file():
+            objects.put_blob(hashlib.sha256(path.read_bytes()).hexdigest(), path.read_bytes())
+    kb = KnowledgeBase(f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    try:
+        write_archive(kb, objects, kb.get_container("legacy"), tmp_path / "again.tar", run_id="again")
+    finally:
+        kb.close()
+    old, new = dict(_members(LEGACY / "export.tar")), dict(_members(tmp_path / "again.tar"))
+    assert list(new) == list(old) and len(old) == 8  # manifest, documents, chunks, vectors, 4 blobs
+    assert {name: data for name, data in new.items() if old[name] != data}.keys() == {"manifest.json"}
+    old_manifest, new_manifest = json.loads(old["manifest.json"]), json.loads(new["manifest.json"])
+    assert {key for key in old_manifest if old_manifest[key] != new_manifest[key]} == {"created_at", "run_id"}
+    assert new_manifest.keys() == old_manifest.keys()
+
+
+def test_the_legacy_export_still_verifies_and_imports(world):
+    copy = world.tmp.parent / "legacy-export.tar"
+    shutil.copy(LEGACY / "export.tar", copy)
+    report = world.load(copy, slug="legacy")
+    assert (report.documents, report.chunks, report.blobs, report.vectors_from_archive) == (4, 4, 4, True)
+    assert all(c.passed for c in report.checks)
+
+
+def test_a_failed_write_surfaces_from_the_writers_thread():
+    out = HashingWriter(Path("/dev/full"))  # every write fails: no space left on the device
+    out.write(bytes(3 << 20))
+    with pytest.raises(OSError, match="No space left"):
+        out.close()

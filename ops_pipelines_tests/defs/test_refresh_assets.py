@@ -261,7 +261,7 @@ class _DefectiveStore(EdgeVectorStore):
             raise ConnectionError("simulated: the run died mid-build")
         super().upsert(collection, ids, vectors, payloads)
 
-    def scroll(self, collection, with_payload=False, with_vectors=False, page=4096):
-        if self.defect == "crash_in_checks" and with_vectors:  # the checks' snapshot read
+    def pages(self, collection, with_payload=False, with_vectors=False, page=4096):
+        if self.defect == "crash_in_checks" and with_vectors:  # the checks' read of the points
             raise ConnectionError("simulated: the run died after the build")
-        return super().scroll(collection, with_payload, with_vectors, page)
+        return super().pages(collection, with_payload, with_vectors, page)

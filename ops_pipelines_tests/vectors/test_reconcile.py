@@ -34,7 +34,7 @@ def world(tmp_path):
 
 def run_all(store, expected, sample, cache, dimension=32, page=7):
     scan = ContentScan(CONTAINER, expected, dimension, store.collection_dimension("g1"))
-    scan.add_points(store.scroll("g1", with_payload=ID_FIELDS, with_vectors=True, page=5), page=page)
+    scan.add_pages(store.pages("g1", with_payload=ID_FIELDS, with_vectors=True, page=page))
 
     def top(vector):
         hits = store.search("g1", vector, limit=1)
@@ -87,8 +87,8 @@ def test_nan_vectors_and_repeated_ids_are_caught():
     vectors = np.ones((3, 4), dtype=np.float32)
     vectors[1, 2] = np.nan
     scan = ContentScan(CONTAINER, id_set([id_bytes(ids)]), 4, 4)
-    scan.add(ids, [payload(i, "h") for i in range(3)], vectors)
-    scan.add(ids[:1], [payload(0, "h")], vectors[:1])
+    scan.add(id_bytes(ids), [payload(i, "h") for i in range(3)], vectors)
+    scan.add(id_bytes(ids[:1]), [payload(0, "h")], vectors[:1])
     results = {r.name: r for r in scan.results()}
     assert results["vector_values"].details == {"nan": 1, "zero_norm": 0, "sample": [ids[1]]}
     assert not results["point_ids"].passed and results["point_ids"].summary.endswith("1 repeated")
