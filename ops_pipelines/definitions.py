@@ -1,15 +1,13 @@
 """The one Definitions object of the code location: each capability's defs + shared resources."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from ops_pipelines.defs import alerts, backup, export, health, maintenance, refresh, sync
-from ops_pipelines.defs.resources import default_resources
+from ops_pipelines.defs.location import location
 
 
 def build_definitions() -> Definitions:
-    # In-process by default, for asset backfills and UI launches too: each operation is a short
-    # chain of steps, and one process per run loads the embedding model once.
-    return Definitions.merge(
+    return location(
         sync.defs,
         refresh.defs,
         export.defs,
@@ -17,7 +15,6 @@ def build_definitions() -> Definitions:
         health.defs,
         maintenance.defs,
         alerts.defs,
-        Definitions(resources=default_resources(), executor=in_process_executor),
     )
 
 

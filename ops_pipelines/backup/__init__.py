@@ -1,6 +1,6 @@
 """Backup and restore of the whole knowledge base (metadata DB, collections, blobs). No Dagster imports."""
 
-from ops_pipelines.backup.catalog import BackupNotFound, backups_table, list_backups, resolve_backup
+from ops_pipelines.backup.catalog import BackupNotFound, backup_inventory, list_backups, resolve_backup
 from ops_pipelines.backup.format import BACKUP_ARCHIVE, BackupKey, backup_key, parse_backup_key
 from ops_pipelines.backup.restore import (
     RestorePlan,
@@ -20,8 +20,8 @@ __all__ = [
     "RestorePlan",
     "RestoreRefused",
     "RestoreReport",
+    "backup_inventory",
     "backup_key",
-    "backups_table",
     "list_backups",
     "parse_backup_key",
     "plan_restore",

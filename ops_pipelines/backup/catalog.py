@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.backup.format import PREFIX, BackupKey, parse_backup_key
 from ops_pipelines.objects import ObjectStore
@@ -34,10 +32,10 @@ def resolve_backup(objects: ObjectStore, reference: str) -> str:
     return reference
 
 
-def backups_table(objects: ObjectStore) -> pd.DataFrame:
-    rows = [
+def backup_inventory(objects: ObjectStore) -> list[dict]:
+    """One row per backup, newest first: key, created_at, run_id, mb (``ops-pipelines backup list``)."""
+    return [
         {"key": b.key, "created_at": b.created_at.isoformat(timespec="seconds"), "run_id": b.run_id,
          "mb": round(objects.size(b.key) / 1e6, 2)}
         for b in list_backups(objects)
     ]
-    return pd.DataFrame(rows, columns=["key", "created_at", "run_id", "mb"])

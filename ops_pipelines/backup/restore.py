@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from ops_pipelines.archives.format import ArchiveError
@@ -53,6 +53,9 @@ from ops_pipelines.vectors import VectorStore
 from ops_pipelines.vectors.ids import id_bytes
 from ops_pipelines.vectors.reconcile import CheckResult
 from ops_pipelines.vectors.serving import publish_all
+
+if TYPE_CHECKING:  # imported by plan_restore: listing backups (ops-pipelines backup list) needs no pandas
+    import pandas as pd
 
 _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
@@ -216,6 +219,8 @@ def _plan(kb: KnowledgeBase, store: VectorStore, backup: KnowledgeBase, manifest
                 "live_collection": renamed.get(_live_collection(backup, then)) if then else None,
             }
         )
+    import pandas as pd
+
     keep = set(renamed.values())
     drops = sorted(
         {g.collection for c in current.values() for g in kb.generations(c.id) if g.state != DROPPED} - keep

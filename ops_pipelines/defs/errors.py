@@ -7,14 +7,16 @@ from dagster import Failure
 
 from ops_pipelines.archives import ArchiveError
 from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.ingest import ArchiveRefused, BadVectors, MissingEmbeddings
 from ops_pipelines.kb import ContainerNotFound, GenerationNotFound
 from ops_pipelines.objects import ObjectNotFound, ObjectStoreUnavailable
 from ops_pipelines.refresh import NoChunks, NothingToRollBack, RefreshRefused
 from ops_pipelines.sources import SourceUnavailable
-from ops_pipelines.vectors import DimensionMismatch, VectorStoreBusy
+from ops_pipelines.vectors import DimensionMismatch
 
 OPERATOR_ERRORS = (
+    OperatorError,
     ContainerNotFound,
     SourceUnavailable,
     ArchiveRefused,
@@ -23,7 +25,6 @@ OPERATOR_ERRORS = (
     BadVectors,
     MissingEmbeddings,
     DimensionMismatch,
-    VectorStoreBusy,
     NoChunks,
     RefreshRefused,
     GenerationNotFound,

@@ -13,7 +13,7 @@ from dagster import ConfigurableResource, EnvVar
 from ops_pipelines import settings
 from ops_pipelines.embedders import Embedder, load_embedder
 from ops_pipelines.kb import KnowledgeBase
-from ops_pipelines.objects import FolderObjectStore, ObjectStore, S3ObjectStore
+from ops_pipelines.objects import FolderObjectStore, ObjectStore
 from ops_pipelines.vectors import VectorStore, open_vector_store
 
 
@@ -59,6 +59,8 @@ class ObjectStoreResource(ConfigurableResource):
 
     def open(self) -> ObjectStore:
         if self.s3_endpoint:
+            from ops_pipelines.objects.s3 import S3ObjectStore
+
             return S3ObjectStore(
                 self.s3_endpoint, self.s3_bucket, self.s3_access_key, self.s3_secret_key,
                 secure=self.s3_secure, region=self.s3_region,

@@ -1,9 +1,13 @@
-"""Object store: content-addressed blobs and archives. No Dagster imports."""
+"""Object store: content-addressed blobs and archives. No Dagster imports.
+
+``S3ObjectStore`` is imported from ``objects.s3`` when it is first asked for: the minio SDK (and
+the crypto it loads) costs a command's start-up half a second, and the embedded default, a
+folder, never needs it.
+"""
 
 from ops_pipelines import settings
-from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, blob_key
+from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, ObjectStoreUnavailable, blob_key
 from ops_pipelines.objects.folder import FolderObjectStore
-from ops_pipelines.objects.s3 import ObjectStoreUnavailable, S3ObjectStore
 
 
 def open_object_store() -> ObjectStore:
@@ -11,6 +15,8 @@ def open_object_store() -> ObjectStore:
     endpoint = settings.s3_endpoint()
     if endpoint is None:
         return FolderObjectStore(settings.objects_dir())
+    from ops_pipelines.objects.s3 import S3ObjectStore
+
     return S3ObjectStore(
         endpoint,
         settings.s3_bucket(),
@@ -19,6 +25,14 @@ def open_object_store() -> ObjectStore:
         secure=settings.s3_secure(),
         region=settings.s3_region(),
     )
+
+
+def __getattr__(name: str):
+    if name == "S3ObjectStore":
+        from ops_pipelines.objects.s3 import S3ObjectStore
+
+        return S3ObjectStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -19,6 +19,10 @@ class ObjectNotFound(LookupError):
     pass
 
 
+class ObjectStoreUnavailable(RuntimeError):
+    """The object store cannot be reached or refuses the request (network, credentials, 5xx)."""
+
+
 class ObjectStore(ABC):
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None: ...

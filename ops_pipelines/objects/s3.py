@@ -18,13 +18,9 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 from urllib3.util import Retry, Timeout
 
-from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, check_key
+from ops_pipelines.objects.base import ObjectNotFound, ObjectStore, ObjectStoreUnavailable, check_key
 
 _NOT_FOUND = {"NoSuchKey", "NotFound"}
-
-
-class ObjectStoreUnavailable(RuntimeError):
-    """The object store cannot be reached or refuses the request (network, credentials, 5xx)."""
 
 
 class S3ObjectStore(ObjectStore):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from bs4 import BeautifulSoup
-
 from ops_pipelines.sources.base import Extracted, UnreadableDocument
 
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
@@ -51,6 +49,7 @@ _BLOCKS = [
 
 def html(key: str):
     """Visible text, one paragraph per block element, whitespace inside a paragraph folded."""
+    from bs4 import BeautifulSoup  # here: a sync of Markdown and text files starts without it
 
     def extract(raw: bytes) -> Extracted:
         soup = BeautifulSoup(raw, "html.parser")

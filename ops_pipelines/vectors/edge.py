@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as edge
 
-from ops_pipelines.errors import VectorStoreBusy
+from ops_pipelines.errors import OperatorError, VectorStoreBusy
 from ops_pipelines.vectors.base import CollectionNotFound, Hit, PointPage, StoredPoint, VectorStore
 from ops_pipelines.vectors.ids import DTYPE
 
@@ -49,7 +49,7 @@ _HNSW = dict(m=16, ef_construct=64, full_scan_threshold=10_000)
 _WRITE_BATCH = 1024
 
 
-class LegacyVectorFolder(RuntimeError):
+class LegacyVectorFolder(OperatorError, RuntimeError):
     """The folder holds qdrant-client local-mode files, which this engine does not read."""
 
 

@@ -51,6 +51,9 @@ class MigrationReport:
 
 def migrate_local_mode(root: str | Path, remove_old: bool = False, log: logging.Logger = _log) -> MigrationReport:
     root = Path(root)
+    if remove_old and (root / MIGRATED).is_file() and (root / "meta.json").is_file():
+        remove_local_mode_files(root)  # migrated before: what is left is the old files
+        return MigrationReport(root, removed_old=True)
     if not is_local_mode_folder(root):
         raise MigrationFailed(f"{root} holds no qdrant-client local-mode files (meta.json): nothing to migrate")
     from qdrant_client import QdrantClient

@@ -10,7 +10,7 @@ from dagster import DagsterInstance
 
 from ops_pipelines.cli import DEMO_QUERY, main
 
-REPO_DOCS = Path(__file__).resolve().parent.parent / "docs"
+REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture

@@ -1,0 +1,88 @@
+"""Looking at what is there: ``ops-pipelines search``, ``generations`` and ``health``."""
+
+from __future__ import annotations
+
+import textwrap
+
+import click
+
+from ops_pipelines import settings
+from ops_pipelines.cli import common
+
+
+@click.command()
+@click.argument("slug")
+@click.argument("query")
+@click.option("--limit", default=5, show_default=True)
+def search(slug: str, query: str, limit: int) -> None:
+    """Search a container through its live alias."""
+    for line in format_hits(run_search(slug, query, limit)):
+        click.echo(line)
+
+
+def run_search(slug: str, query: str, limit: int):
+    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.search import NotSynced, search_container
+
+    kb = common.open_kb()
+    try:
+        with common.open_vectors() as store:
+            return search_container(kb, store, slug, query, limit)
+    except (ContainerNotFound, NotSynced) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+
+
+def format_hits(hits) -> list[str]:
+    lines = []
+    for rank, hit in enumerate(hits, start=1):
+        snippet = textwrap.shorten(" ".join(hit.payload.get("text", "").split()), 110)
+        lines.append(f"{rank}. {hit.score:.3f}  {hit.payload.get('title')}  [{hit.payload.get('source_key')}]")
+        lines.append(f"     {snippet}")
+    return lines or ["no hits"]
+
+
+@click.command()
+@click.argument("slug")
+def generations(slug: str) -> None:
+    """A container's collection generations: state, embedder version, points, which one is live."""
+    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.vectors import alias_name
+    from ops_pipelines.vectors.serving import serving_collection
+
+    kb = common.open_kb()
+    try:
+        container = kb.get_container(slug)
+        rows = kb.generations(container.id)
+        if not rows:
+            click.echo(f"{slug} has no generations yet: sync it with ops-pipelines sync {slug}")
+            return
+        with common.open_vectors() as store:
+            serving = serving_collection(kb, store, container)
+            points = {g.number: store.count(g.collection) if store.collection_dimension(g.collection) else None for g in rows}
+    except ContainerNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        kb.close()
+    for g in rows:
+        count = "-" if points[g.number] is None else points[g.number]
+        marker = f"  <- {alias_name(container.slug)}" if g.collection == serving else ""
+        click.echo(f"g{g.number:<3} {g.state:<9} {g.embedder_version:<16} {count!s:>7} points  {g.collection}{marker}")
+
+
+@click.command()
+def health() -> None:
+    """Probe the metadata DB, Qdrant, the object store, the embedders and the Dagster instance; exit 1 on a failure.
+    Containers not synced within OPS_SYNC_MAX_AGE_HOURS are a warning (exit 0)."""
+    from ops_pipelines.health import check_all, probe_freshness
+    from ops_pipelines.objects import open_object_store
+
+    results = check_all(settings.kb_url(), common.open_vectors, open_object_store, common.instance())
+    for r in results:
+        click.echo(f"{r.component:<17} {'ok' if r.ok else 'FAIL':<5} {r.latency_ms:>8.1f} ms  {r.detail}")
+    fresh = probe_freshness(settings.kb_url())
+    click.echo(f"{fresh.component:<17} {'ok' if fresh.ok else 'warn':<5} {fresh.latency_ms:>8.1f} ms  {fresh.detail}")
+    failed = [r.component for r in results if not r.ok]
+    if failed:
+        raise click.ClickException(f"unhealthy: {', '.join(failed)}")

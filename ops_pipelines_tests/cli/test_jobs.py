@@ -1,0 +1,23 @@
+"""The commands run each job from its own capability's Definitions: the same job as the code
+location's, steps, config schema and resources included."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops_pipelines.cli.jobs import CAPABILITIES, job_definition
+from ops_pipelines.definitions import build_definitions
+
+
+@pytest.fixture
+def location(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    return build_definitions()
+
+
+@pytest.mark.parametrize("job_name", sorted(CAPABILITIES))
+def test_a_commands_job_is_the_code_locations_job(location, job_name):
+    theirs = location.resolve_job_def(job_name)
+    ours = job_definition(job_name)
+    assert ours.get_job_snapshot_id() == theirs.get_job_snapshot_id()
+    assert set(ours.resource_defs) == set(theirs.resource_defs)
