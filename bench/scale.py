@@ -401,6 +401,7 @@ class Size:
         name = f"{len(self.rows):02d}-{re.sub(r'[^a-z0-9]+', '-', step.lower()).strip('-')}"
         out, err = self.logs / f"{name}.out", self.logs / f"{name}.err"
         print(f"[{self.chunks}] {step} ...", end=" ", flush=True)
+        runs_before = run_databases(self.home)
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             started = time.perf_counter()
             proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=self.env, cwd=self.root)
@@ -413,7 +414,7 @@ class Size:
             sampler.stop()
         text, errors = out.read_text(errors="replace"), err.read_text(errors="replace")
         index = [float(s) for s in re.findall(r"index built in ([0-9.]+) s", text + errors)]
-        steps = dagster_steps(self.home, text + errors)
+        steps = dagster_steps(run_databases(self.home) - runs_before)
         row = {
             "chunks": self.chunks, "step": step, "kind": kind, "seconds": seconds,
             "peak_rss_mb": usage.ru_maxrss / 1024, "peak_anon_mb": sampler.peak_anon / 1024,
@@ -461,22 +462,24 @@ def reason(errors: str) -> str:
     return (errors_said or errors.strip().splitlines() or ["no output"])[-1][:200]
 
 
-def dagster_steps(home: Path, output: str) -> dict[str, tuple[float, float]]:
-    """Each Dagster step of the run the output names: (start, end) in epoch seconds, from the
-    run's event log (the SQLite instance storage keeps it in ``history/runs/<run id>.db``)."""
-    found = re.search(r"run ([0-9a-f]{8}-[0-9a-f-]{27})", output)
-    db = home / "history" / "runs" / f"{found.group(1)}.db" if found else None
-    if db is None or not db.is_file():
-        return {}
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        events = conn.execute(
-            "SELECT step_key, dagster_event_type, timestamp FROM event_logs WHERE dagster_event_type IN "
-            "('STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id"
-        ).fetchall()
+def run_databases(home: Path) -> set[Path]:
+    """The event logs of the instance's runs: the SQLite storage keeps one per run,
+    ``history/runs/<run id>.db``."""
+    return {p for p in (home / "history" / "runs").glob("*.db") if p.stem != "index"}
+
+
+def dagster_steps(databases: set[Path]) -> dict[str, tuple[float, float]]:
+    """Each Dagster step of these runs: (start, end) in epoch seconds."""
     steps: dict[str, tuple[float, float]] = {}
-    for key, kind, stamp in events:
-        at = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-        steps[key] = (at, at) if kind == "STEP_START" else (steps.get(key, (at, at))[0], at)
+    for db in sorted(databases):
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            events = conn.execute(
+                "SELECT step_key, dagster_event_type, timestamp FROM event_logs WHERE dagster_event_type IN "
+                "('STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id"
+            ).fetchall()
+        for key, kind, stamp in events:
+            at = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+            steps[key] = (at, at) if kind == "STEP_START" else (steps.get(key, (at, at))[0], at)
     return steps
 
 
@@ -678,6 +681,7 @@ def git_commit(code: Path) -> str:
 
 
 def report(rows: list[dict], base_rows: list[dict], out: Path, config: dict, loads: list) -> None:
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before pandas
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -709,7 +713,7 @@ def report(rows: list[dict], base_rows: list[dict], out: Path, config: dict, loa
     out.write_text(json.dumps({
         "benchmark": "scale", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": config,
         "machine": machine(), "load_average_before_after": loads,
-        "parent_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parent_maxrss_mb": floor,
         "rows": rows, "targets": timed, "memory": memory,
     }, indent=1, default=str) + "\n")
     print(f"wrote {out}")
