@@ -70,13 +70,22 @@ def shard_config(dimension: int) -> edge.EdgeConfig:
 
 
 class _OpenShard:
-    def __init__(self, shard: edge.EdgeShard):
+    """A shard of this process: ``shard`` is None while it is closed here (after ``offline``),
+    until a user asks for it again."""
+
+    def __init__(self, shard: edge.EdgeShard, wait_seconds: float, config: edge.EdgeConfig):
         self.shard, self.users, self.lock = shard, 1, threading.RLock()
+        self.wait_seconds, self.config = wait_seconds, config
+
+    def close(self, path: Path) -> None:
+        if self.shard is not None:
+            _close(path, self.shard)
+            self.shard = None
 
 
 class _OpenShards:
     """The Edge shards this process has open, each with how many stores use it. Stores look a
-    shard up by path on every use (``get``), so ``offline`` can close and reopen it under them."""
+    shard up by path on every use (``get``), so ``offline`` can close it under them."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -96,13 +105,16 @@ class _OpenShards:
             shard = _open_waiting(path, wait_seconds, config)
             _write_holder(path)
             with self._lock:
-                self._open[path] = _OpenShard(shard)
+                self._open[path] = _OpenShard(shard, wait_seconds, config)
 
     def get(self, path: Path) -> edge.EdgeShard:
         entry = self._open.get(path)
         if entry is None:
             raise CollectionNotFound(f"collection {path.name} was dropped")
         with entry.lock:  # waits while ``offline`` has it closed
+            if entry.shard is None:
+                entry.shard = _open_waiting(path, entry.wait_seconds, entry.config)
+                _write_holder(path)
             return entry.shard
 
     def release(self, path: Path) -> None:
@@ -115,7 +127,7 @@ class _OpenShards:
                 return
             del self._open[path]
         with entry.lock:
-            _close(path, entry.shard)
+            entry.close(path)
 
     def discard(self, path: Path) -> None:
         """Close the shard, whoever in this process uses it (it is being dropped)."""
@@ -123,20 +135,17 @@ class _OpenShards:
             entry = self._open.pop(path, None)
         if entry is not None:
             with entry.lock:
-                _close(path, entry.shard)
+                entry.close(path)
 
     @contextmanager
-    def offline(self, path: Path, wait_seconds: float, config: edge.EdgeConfig) -> Iterator[None]:
-        """The shard closed in this process for the body (another process works on it), then
-        reopened; users of this process wait meanwhile."""
+    def offline(self, path: Path) -> Iterator[None]:
+        """The shard closed in this process for the body (another process works on it); it is
+        opened again when a user of this process next asks for it (a step that only indexed a
+        collection never loads its index here), and users wait meanwhile."""
         entry = self._open[path]
         with entry.lock:
-            _close(path, entry.shard)
-            try:
-                yield
-            finally:
-                entry.shard = _open_waiting(path, wait_seconds, config)
-                _write_holder(path)
+            entry.close(path)
+            yield
 
 
 _OPEN = _OpenShards()
@@ -268,7 +277,7 @@ class EdgeVectorStore(VectorStore):
         # Edge's optimize holds the GIL until it is done (minutes at a million points): it runs in
         # a child process, so this one's threads (lease renewal, Dagster's) keep running.
         path = self._path(name)
-        with _OPEN.offline(path, self.wait_seconds, shard_config(self.collection_dimension(name))):
+        with _OPEN.offline(path):
             subprocess.run([sys.executable, "-m", "ops_pipelines.vectors.edge_optimize", str(path)], check=True)
         return True
 
