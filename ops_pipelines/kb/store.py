@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -286,8 +286,10 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             ]
             if rows:
                 conn.execute(insert(ch), rows)
-            for doc_id, content_hash, _ in batch:
-                conn.execute(update(d).where(d.c.id == doc_id).values(chunked_hash=content_hash))
+            conn.execute(
+                update(d).where(d.c.id == bindparam("doc_id")).values(chunked_hash=bindparam("chunked")),
+                [{"doc_id": doc_id, "chunked": content_hash} for doc_id, content_hash, _ in batch],
+            )
 
     def active_chunks(self, container_id: str) -> list[ChunkRow]:
         ch, d = schema.chunks.c, schema.documents.c
