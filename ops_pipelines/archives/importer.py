@@ -31,7 +31,7 @@ from ops_pipelines.archives.format import (
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import build_index, embed_chunks, fill_collection
+from ops_pipelines.ingest import embed_chunks, fill_collection
 from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
@@ -142,7 +142,6 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     )
     store.ensure_collection(generation.collection, target.dimension)
     fill_collection(kb, store, container, generation.collection, target.name, log=log)
-    build_index(store, generation.collection, log)
     checks = reconcile_generation(kb, store, container, generation)
     failed = [c for c in checks if not c.passed]
     if failed:

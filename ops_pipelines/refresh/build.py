@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import build_index, fill_collection
+from ops_pipelines.ingest import fill_collection
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
 from ops_pipelines.vectors import VectorStore, generation_name
 
@@ -77,12 +77,14 @@ def build_generation(
     else:
         raise RefreshRefused(f"unknown refresh mode {mode!r}: use {SHADOW!r} or {IN_PLACE!r}")
     # A resumed shadow may hold what a failed run left: its points are verified, not trusted.
-    upserted, deleted = fill_collection(
+    filled = fill_collection(
         kb, store, container, generation.collection, version.name,
         overwrite=mode == IN_PLACE, verify=resumed, log=log,
     )
-    index_seconds = build_index(store, generation.collection, log)
-    return BuildReport(mode, generation, resumed, upserted, deleted, store.count(generation.collection), index_seconds)
+    return BuildReport(
+        mode, generation, resumed, filled.upserted, filled.deleted, store.count(generation.collection),
+        filled.index_seconds,
+    )
 
 
 def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:

@@ -95,6 +95,9 @@ class VectorStore(ABC):
 
     keeps_aliases: bool
     description: str
+    # Points after whose writing ``build_index`` has a segment to index (the embedded engine indexes
+    # a segment at a time, so writers call it as they go); None: the store indexes by itself.
+    index_batch: int | None = None
 
     # ---- collections ------------------------------------------------------------------------
 
