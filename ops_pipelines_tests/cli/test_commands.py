@@ -48,6 +48,23 @@ def test_container_add_list_sync_search(home, corpus):
     assert out.splitlines()[0].endswith("[gamma.md]")
 
 
+def test_sync_names_what_it_did_not_read(home, corpus, tmp_path):
+    (tmp_path / "prod.env").write_text("SECRET=1")
+    (corpus / "prod.txt").symlink_to(tmp_path / "prod.env")
+    (corpus / "big.md").write_text("# Big\n\n" + "words " * 500)
+    for n in range(12):
+        (corpus / f"link{n:02}.md").symlink_to(corpus / "alpha.md")
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    code, out = run("sync", "kb1", "--max-document-bytes", "1000")
+    assert code == 0, out
+    assert "inserted 5, updated 0, skipped 0, archived 0, unarchived 0, failed 14" in out
+    lines = out.splitlines()
+    assert "  not read    big.md: 3,007 bytes, over the document size limit of 1,000 bytes" in out
+    assert any(line.startswith("  not read    link00.md: a symbolic link -> ") for line in lines)
+    assert sum(line.startswith("  not read    ") for line in lines) == 11  # ten named, then how many more
+    assert "... and 4 more" in out
+
+
 def test_bad_input_is_refused_clearly_and_changes_nothing(home, corpus, tmp_path):
     code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{tmp_path / 'nope'}")
     assert code == 1 and "does not exist" in out
