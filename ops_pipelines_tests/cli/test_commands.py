@@ -65,6 +65,22 @@ def test_sync_names_what_it_did_not_read(home, corpus, tmp_path):
     assert "... and 4 more" in out
 
 
+def test_container_add_checks_the_wiki_module_and_warns_about_an_admin_key(home, fake_redmine, source_env):
+    fake_redmine.add_project("ops")
+    fake_redmine.add_project("tickets", modules=("issue_tracking",))
+    code, out = run("container", "add", "--slug", "ops", "--source",
+                    f"redmine:{fake_redmine.url}?projects=ops,tickets&wiki=1", "--embedder", "hash-256@1")
+    assert code == 1 and "project 'tickets' has no wiki module" in out and "Modules -> Wiki" in out
+    assert "no containers" in run("container", "list")[1]
+    assert not DagsterInstance.get().has_dynamic_partition("containers", "ops")
+
+    fake_redmine.admin = True
+    code, out = run("container", "add", "--slug", "ops", "--source",
+                    f"redmine:{fake_redmine.url}?projects=ops,tickets&wiki=0", "--embedder", "hash-256@1")
+    assert code == 0, out
+    assert "WARNING: the API key in OPS_REDMINE_API_KEY belongs to a Redmine administrator" in out
+
+
 def test_bad_input_is_refused_clearly_and_changes_nothing(home, corpus, tmp_path):
     code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{tmp_path / 'nope'}")
     assert code == 1 and "does not exist" in out
