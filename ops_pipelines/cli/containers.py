@@ -34,14 +34,17 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
     from ops_pipelines.embedders import DEFAULT_VERSION, UnknownEmbedderVersion, get_version
     from ops_pipelines.kb import ContainerExists
     from ops_pipelines.sources import SourceUnavailable, open_source, parse_source_spec
+    from ops_pipelines.sources.redmine import ADMIN_KEY_WARNING
 
     try:
         kind, location = parse_source_spec(source_spec)
         source = open_source(kind, location)
         try:
-            source.check()
+            source.check()  # a Redmine's key, projects, and wiki modules with wiki=1
         finally:
             source.close()
+        if getattr(source, "admin_key", False):
+            click.echo(f"WARNING: {ADMIN_KEY_WARNING.format(env=source.key_env)}", err=True)
         version = get_version(embedder or DEFAULT_VERSION)
         kb = common.open_kb()
         try:

@@ -3,7 +3,8 @@
 Content-hash dedupe with the runbook's counts: a record whose bytes did not change is
 ``skipped`` without being parsed; new ones are ``inserted``, changed ones ``updated``; documents
 gone from the source are ``archived``, and ones that come back ``unarchived``. Unreadable records
-are skipped and named, and are never archived for being unreadable.
+are skipped and named, and are never archived for being unreadable; so are records larger than
+the source's ``max_document_bytes``.
 
 Remote sources (``IncrementalSource``) read either incrementally (only what changed since the
 state saved by the last sync; nothing is archived) or fully (every record, so that vanished ones
@@ -31,6 +32,7 @@ from ops_pipelines.sources import (
     UnreadableDocument,
     content_hash,
     sha256_hex,
+    too_large,
 )
 
 MODES = ("auto", "incremental", "full")
@@ -132,15 +134,16 @@ def sync_documents(
                 report.skipped += 1
             continue
         if isinstance(record, SourceSkip):
-            report.failed += 1
-            report.failures.append((record.key or "(unidentified record)", record.reason))
+            _fail(report, record.key, record.reason, log)
             if record.key is None:
                 unidentified += 1
             else:
                 seen.add(record.key)
-            log.warning("skipped %s: %s", record.key or "a record", record.reason)
             continue
         seen.add(record.key)
+        if len(record.raw) > source.max_document_bytes:  # every source stops reading there; this holds for all
+            _fail(report, record.key, too_large(source.max_document_bytes, len(record.raw)), log)
+            continue
         state = existing.get(record.key)
         raw_sha = sha256_hex(record.raw)
         new_source_hash = source_hash(record.uri, raw_sha)
@@ -154,9 +157,7 @@ def sync_documents(
         try:
             extracted = record.extract()
         except UnreadableDocument as exc:
-            report.failed += 1
-            report.failures.append((record.key, str(exc)))
-            log.warning("skipped %s: %s", record.key, exc)
+            _fail(report, record.key, str(exc), log)
             continue
         new_content_hash = content_hash(extracted.title, record.uri, extracted.text)
         objects.put_blob(raw_sha, record.raw)
@@ -208,6 +209,13 @@ def sync_documents(
     kb.set_document_status(gone, "archived")
     report.archived = len(gone)
     return report
+
+
+def _fail(report: DocumentSyncReport, key: str | None, reason: str, log: logging.Logger) -> None:
+    """A record that was not read: counted as failed and named; its document keeps its state."""
+    report.failed += 1
+    report.failures.append((key or "(unidentified record)", reason))
+    log.warning("skipped %s: %s", key or "a record", reason)
 
 
 def _count_write(report: DocumentSyncReport, state: DocumentState | None, new_content_hash: str) -> None:

@@ -8,6 +8,7 @@ from ops_pipelines.refresh.build import (
     NoChunks,
     RefreshRefused,
     build_generation,
+    check_in_place,
     require_chunks,
 )
 from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
@@ -23,6 +24,7 @@ __all__ = [
     "RefreshRefused",
     "SwapReport",
     "build_generation",
+    "check_in_place",
     "prune_generations",
     "reconcile_generation",
     "require_chunks",

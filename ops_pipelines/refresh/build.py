@@ -100,7 +100,11 @@ def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimens
     store.ensure_collection(generation.collection, dimension)
 
 
-def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
+def check_in_place(kb: KnowledgeBase, store: VectorStore, container: Container, embedder_version: str) -> Generation:
+    """The live generation an in_place refresh under ``embedder_version`` would rewrite, or
+    ``RefreshRefused`` when there is none or its collection holds vectors of another dimension.
+    It costs no model time: a refresh runs it before its embeddings step, and again before writing."""
+    version = get_version(embedder_version)
     live = kb.live_generation(container.id)
     if live is None:
         raise RefreshRefused(
@@ -108,12 +112,18 @@ def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, 
             "for it first, or use mode shadow"
         )
     existing = store.collection_dimension(live.collection)
-    if existing is not None and existing != dimension:
+    if existing is not None and existing != version.dimension:
         raise RefreshRefused(
-            f"an in_place refresh of {container.slug!r} cannot write {version}'s {dimension}-d vectors "
-            f"into its {existing}-d live collection {live.collection}: use mode shadow, which builds "
-            "a new generation beside it and swaps the alias only after the checks pass"
+            f"an in_place refresh of {container.slug!r} cannot write {version.name}'s {version.dimension}-d "
+            f"vectors into its {existing}-d live collection {live.collection}: use mode shadow, which builds "
+            "a new generation beside it and swaps the alias only after the checks pass. Nothing was "
+            "embedded or written"
         )
+    return live
+
+
+def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
+    live = check_in_place(kb, store, container, version)
     store.ensure_collection(live.collection, dimension)
     if live.embedder_version != version:
         # From the first rewritten point on, the live collection holds this version's vectors.

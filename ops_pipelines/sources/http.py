@@ -41,7 +41,13 @@ class SourceNotAllowed(SourceUnavailable):
 
 
 class ResponseTooLarge(SourceUnavailable):
-    """A response body was larger than the policy allows; the rest was not read."""
+    """A response body was larger than allowed; the rest was not read. ``size`` is its
+    Content-Length when the server gave one."""
+
+    def __init__(self, message: str, limit: int, size: int | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.size = size
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,9 @@ class HttpClient:
         self._session.close()
 
     def get(self, url: str, *, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
-            method: str = "GET") -> HttpResult:
-        """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came."""
+            method: str = "GET", max_bytes: int | None = None) -> HttpResult:
+        """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came.
+        A body over ``max_bytes`` (default: the policy's) raises ``ResponseTooLarge`` unread."""
         check_url(url, self.policy)
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
@@ -168,7 +175,7 @@ class HttpClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, method, url, params, headers or {})
+            return retrying(self._attempt, method, url, params, headers or {}, max_bytes or self.policy.max_bytes)
         except _Transient as exc:
             raise SourceUnavailable(
                 self.redact(
@@ -183,7 +190,7 @@ class HttpClient:
 
     # ---- one attempt ------------------------------------------------------------------------
 
-    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str]) -> HttpResult:
+    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str], max_bytes: int) -> HttpResult:
         current, query = url, params
         for _hop in range(MAX_REDIRECTS + 1):
             check_url(current, self.policy)
@@ -209,7 +216,7 @@ class HttpClient:
                         raise _Transient(
                             f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
                         )
-                    content = b"" if method == "HEAD" else self._body(response)
+                    content = b"" if method == "HEAD" else self._body(response, max_bytes)
                     return HttpResult(response.url, response.status_code, dict(response.headers), content)
             except requests.Timeout as exc:
                 raise _Transient(f"timed out ({_kind(exc)})") from None
@@ -217,15 +224,20 @@ class HttpClient:
                 raise _Transient(f"connection failed ({_kind(exc)})") from None
         raise SourceUnavailable(f"{self.name}: {_display(url)} redirects more than {MAX_REDIRECTS} times")
 
-    def _body(self, response: requests.Response) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_content(65536):
-            size += len(chunk)
-            if size > self.policy.max_bytes:
-                raise ResponseTooLarge(
-                    f"{_display(response.url)}: response larger than {self.policy.max_bytes} bytes, not read"
-                )
-            chunks.append(chunk)
+    def _body(self, response: requests.Response, max_bytes: int) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        size = int(declared) if declared.isdigit() else None
+        chunks, read = [], 0
+        if size is None or size <= max_bytes:  # else not one byte is downloaded
+            for chunk in response.iter_content(65536):
+                read += len(chunk)
+                if read > max_bytes:
+                    break
+                chunks.append(chunk)
+        if read > max_bytes or (size is not None and size > max_bytes):
+            raise ResponseTooLarge(
+                f"{_display(response.url)}: response larger than {max_bytes} bytes, not read", max_bytes, size
+            )
         return b"".join(chunks)
 
     # ---- waits ------------------------------------------------------------------------------

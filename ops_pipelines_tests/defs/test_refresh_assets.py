@@ -175,6 +175,37 @@ def test_in_place_refresh_to_another_dimension_is_refused_naming_shadow(synced, 
         assert store.collection_dimension(G1) == 256
 
 
+def test_in_place_to_another_dimension_is_refused_before_any_model_time(synced, extra_embedders, monkeypatch):
+    import ops_pipelines.defs.resources as resources
+
+    loaded: list[str] = []
+    real_load = resources.load_embedder
+    monkeypatch.setattr(resources, "load_embedder", lambda name: loaded.append(name) or real_load(name))
+    _, generations_before = container(synced)
+    result = synced.refresh("docs", "hash-64@1", mode="in_place", raise_on_error=False)
+    assert not result.success
+    assert loaded == []  # no embedder was even loaded
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "version_embeddings"
+    message = step_failure_message(result)
+    assert "use mode shadow" in message and "256-d" in message and "64-d" in message
+    assert materialized(result) == []
+    record, generations_after = container(synced)
+    assert record.embedder_version == "hash-256@1" and generations_after == generations_before
+    kb = synced.kb()
+    try:
+        hashes = [row.content_hash for row in kb.active_chunks(record.id)]
+        assert kb.get_embeddings("hash-64@1", hashes) == {}  # nothing computed, nothing cached
+    finally:
+        kb.close()
+    assert synced.serving("docs") == G1
+    with synced.vector_store() as store:
+        assert store.collection_dimension(G1) == 256 and store.count(G1) == 5
+    # The same refresh in shadow mode is not refused, and a same-dimension in_place still runs.
+    assert synced.refresh("docs", "hash-256@2", mode="in_place").success
+    assert loaded == ["hash-256@2"]
+
+
 def test_a_run_killed_mid_build_resumes_without_duplicates(synced):
     crash = DefectiveVectors(path=synced.qdrant_path, defect="crash_mid_build")
     killed = synced.refresh("docs", "hash-256@1", raise_on_error=False, vectors=crash)

@@ -32,6 +32,7 @@ from ops_pipelines.refresh import (
     SHADOW,
     RefreshRefused,
     build_generation,
+    check_in_place,
     reconcile_generation,
     require_chunks,
     swap_to,
@@ -92,12 +93,16 @@ def version_embeddings(
     config: VersionEmbeddingsConfig,
     kb: KnowledgeBaseResource,
     embedders: EmbeddersResource,
+    vectors: VectorStoreResource,
 ) -> MaterializeResult:
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store:
         container = store.get_container(slug)
         version = get_version(version_name)
         require_chunks(store, container)
+        if _build_mode_of_this_run(context) == IN_PLACE:  # refused before any model time
+            with vectors.open() as qdrant:
+                check_in_place(store, qdrant, container, version.name)
         report = embed_chunks(
             store, container, embedders.get, version.name, config.batch_size,
             recompute=config.recompute, log=context.log,
@@ -185,6 +190,18 @@ def live_alias(
             "search": MetadataValue.text(f'ops-pipelines search {slug} "your question"'),
         }
     )
+
+
+def _build_mode_of_this_run(context) -> str | None:
+    """The mode shadow_collection builds with in this run (its run config), or None when the run
+    does not build: read by version_embeddings, which runs first."""
+    selection = context.run.asset_selection  # empty or None: the whole job
+    if selection and shadow_collection.key not in selection:
+        return None
+    ops = (context.run.run_config or {}).get("ops") or {}
+    config = (ops.get("shadow_collection") or {}).get("config") or {}
+    mode = config.get("mode", SHADOW)
+    return mode.value if isinstance(mode, RefreshMode) else mode
 
 
 def _checks_passed_in_this_run(context) -> bool:
