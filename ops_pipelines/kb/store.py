@@ -188,20 +188,30 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
 
     # ---- documents --------------------------------------------------------------------------
 
-    def document_states(self, container_id: str) -> dict[str, DocumentState]:
+    def document_states(self, container_id: str, keys: Iterable[str] | None = None) -> dict[str, DocumentState]:
+        """Source key -> state of the container's documents (of ``keys`` only, if given)."""
+        d = schema.documents.c
+        query = select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
+            d.container_id == container_id
+        )
+        wanted = None if keys is None else sorted(keys)
+        with self.engine.connect() as conn:
+            if wanted is None:
+                rows = conn.execute(query).all()
+            else:
+                rows = [r for start in range(0, len(wanted), 500)
+                        for r in conn.execute(query.where(d.source_key.in_(wanted[start : start + 500])))]
+        return {
+            r.source_key: DocumentState(r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at))
+            for r in rows
+        }
+
+    def document_updated_at(self, container_id: str) -> dict[str, datetime | None]:
+        """Source key -> the source's last update time, of every document of the container."""
         d = schema.documents.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
-                    d.container_id == container_id
-                )
-            )
-            return {
-                r.source_key: DocumentState(
-                    r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at)
-                )
-                for r in rows
-            }
+            rows = conn.execute(select(d.source_key, d.source_updated_at).where(d.container_id == container_id))
+            return {key: as_utc(updated) for key, updated in rows}
 
     def write_documents(
         self,

@@ -35,6 +35,12 @@ class ChunkStreams:
         )
         yield from _streamed(self.engine, query, batch)
 
+    def active_document_keys(self, container_id: str, batch: int = BATCH) -> Iterator[list[tuple[str, str]]]:
+        """(id, source key) of the container's active documents."""
+        d = schema.documents.c
+        query = select(d.id, d.source_key).where(d.container_id == container_id, d.status == "active")
+        yield from _streamed(self.engine, query, batch)
+
     def chunk_points(
         self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
     ) -> Iterator[list]:

@@ -80,3 +80,29 @@ def test_records_over_the_document_limit_are_skipped_named_and_kept(sqlite_url, 
     assert set(states) == {"small", "grows"} and states["grows"].status == "active"  # its last readable version
     assert not any(objects.exists(blob_key(sha256_hex(r.raw))) for r in records[1:])  # no blob kept
     kb.close()
+
+
+def test_a_pass_holds_the_states_of_one_group_of_documents_at_a_time(sqlite_url, tmp_path, monkeypatch):
+    """Document states are read per group of records, never the container's all at once, and
+    what vanished from the source is still found and archived."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(45):
+        (folder / f"doc{i:02}.md").write_text(f"# Doc {i}\n\nText {i}.")
+    kb = KnowledgeBase(sqlite_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    container = kb.add_container("many", "folder", str(folder), "hash-256@1")
+    asked: list[int | None] = []
+    original = KnowledgeBase.document_states
+    monkeypatch.setattr(
+        KnowledgeBase,
+        "document_states",
+        lambda self, cid, keys=None: (asked.append(None if keys is None else len(keys)), original(self, cid, keys))[1],
+    )
+    assert sync_documents(kb, objects, container, FolderSource(str(folder)), batch_size=10).inserted == 45
+    for i in range(40, 45):
+        (folder / f"doc{i:02}.md").unlink()
+    report = sync_documents(kb, objects, container, FolderSource(str(folder)), batch_size=10)
+    assert (report.skipped, report.archived) == (40, 5)
+    assert asked and None not in asked and max(asked) <= 10
+    kb.close()
