@@ -10,7 +10,7 @@ from ops_pipelines.refresh.build import (
     build_generation,
     require_chunks,
 )
-from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
+from ops_pipelines.refresh.gate import CHECKS, reconcile_generation, refuse_failed_checks
 from ops_pipelines.refresh.swap import NothingToRollBack, SwapReport, prune_generations, rollback, swap_to
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "build_generation",
     "prune_generations",
     "reconcile_generation",
+    "refuse_failed_checks",
     "require_chunks",
     "rollback",
     "swap_to",
