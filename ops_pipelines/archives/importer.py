@@ -75,7 +75,7 @@ def import_archive(
     manifest = archive.manifest
     slug = slug or manifest["container"].get("slug", "")
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
-        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under")
+        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under (--slug / slug)")
     source_version = manifest["embedder"].get("version")
     target = get_version(embedder_version or source_version)
     with_vectors = bool(manifest["options"].get("include_vectors")) and target.name == source_version
@@ -88,7 +88,8 @@ def import_archive(
         existing = None
     if existing is not None and not force:
         raise ImportRefused(
-            f"container {slug!r} already exists: import under another slug, or with force to replace it"
+            f"container {slug!r} already exists: import under another slug (--slug / slug), or with "
+            "--force / force: true to replace it"
         )
     parked = _park(kb, existing) if existing else None
     origin = manifest["container"]

@@ -122,7 +122,7 @@ def restore_backup(
         if plan.current_containers and not force:
             raise RestoreRefused(
                 f"the knowledge base holds {plan.current_containers} container(s): restoring would replace them. "
-                "Check the plan with --dry-run, then restore with force"
+                "Check the plan with --dry-run / dry_run: true, then restore with --force / force: true"
             )
         log.info("restore: plan\n%s", plan.describe())
         blobs = _put_blobs(objects, archive)

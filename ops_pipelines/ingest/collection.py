@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops_pipelines.embedders import get_version
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
@@ -29,8 +30,12 @@ from ops_pipelines.vectors.serving import publish
 _log = logging.getLogger(__name__)
 
 
-class MissingEmbeddings(RuntimeError):
-    pass
+class MissingEmbeddings(OperatorError, RuntimeError):
+    """``missing`` active chunks have no vector of the version being written."""
+
+    def __init__(self, message: str, missing: int = 0):
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass
@@ -203,7 +208,8 @@ def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_versio
     lacking = sum(len(page) for page in kb.chunk_texts(container.id, embedder_version))
     return MissingEmbeddings(
         f"{lacking} chunk(s) of {container.slug!r} have no {embedder_version} embedding in the cache; run the "
-        "embeddings step for this container and version first"
+        "embeddings step for this container and version first",
+        missing=lacking,
     )
 
 

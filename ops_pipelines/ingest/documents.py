@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase, SourceState
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.objects import ObjectStore
@@ -43,7 +44,7 @@ FULL_EVERY = timedelta(hours=24)
 _log = logging.getLogger(__name__)
 
 
-class ArchiveRefused(RuntimeError):
+class ArchiveRefused(OperatorError, RuntimeError):
     """The source looks like it vanished, wholly or in part: nothing is archived."""
 
 
@@ -142,7 +143,7 @@ def sync_documents(
         raise ArchiveRefused(
             f"source {source.spec} returned no documents, but container {container.slug!r} has "
             f"{active_before} active: refusing to archive them all. If the source really is "
-            "empty now, run again with allow_empty_source: true"
+            "empty now, run again with --allow-empty-source / allow_empty_source: true"
         )
     if gone and unidentified:
         report.archive_withheld = (
@@ -157,7 +158,7 @@ def sync_documents(
             f"of container {container.slug!r}, more than max_archive_fraction="
             f"{max_archive_fraction:g}: refusing to archive them (part of the source unmounted?). "
             "Other changes were applied. If the removal is real, run again with a higher "
-            "max_archive_fraction"
+            "--max-archive-fraction / max_archive_fraction (1 allows any share)"
         )
     kb.set_document_status(gone, "archived")
     report.archived = len(gone)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops_pipelines.embedders import Embedder
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.progress import Progress
 
 _log = logging.getLogger(__name__)
 
 
-class BadVectors(ValueError):
+class BadVectors(OperatorError, ValueError):
     pass
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
@@ -30,11 +31,11 @@ from ops_pipelines.kb.streams import ChunkStreams
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class ContainerNotFound(LookupError):
+class ContainerNotFound(OperatorError, LookupError):
     pass
 
 
-class ContainerExists(ValueError):
+class ContainerExists(OperatorError, ValueError):
     pass
 
 

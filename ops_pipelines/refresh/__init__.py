@@ -11,7 +11,7 @@ from ops_pipelines.refresh.build import (
     check_in_place,
     require_chunks,
 )
-from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
+from ops_pipelines.refresh.gate import CHECKS, reconcile_generation, refuse_failed_checks
 from ops_pipelines.refresh.swap import NothingToRollBack, SwapReport, prune_generations, rollback, swap_to
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "check_in_place",
     "prune_generations",
     "reconcile_generation",
+    "refuse_failed_checks",
     "require_chunks",
     "rollback",
     "swap_to",

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ops_pipelines import settings
+from ops_pipelines.errors import OperatorError
 
 # Bump when text extraction changes, so every document's content hash changes with it.
 EXTRACTOR_VERSION = "extract@1"
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(OperatorError, RuntimeError):
     """The source as a whole cannot be read (missing root, unreachable server): sync must stop."""
 
 

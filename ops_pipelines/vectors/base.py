@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ops_pipelines.errors import OperatorError
+
 POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
-class DimensionMismatch(ValueError):
+class DimensionMismatch(OperatorError, ValueError):
     pass
 
 

@@ -154,7 +154,8 @@ def test_refresh_generations_rollback(home, corpus, extra_embedders):
     code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1", "--mode", "in_place")
     assert code == 1
     # The last line is the operator's message, not Dagster's wrapping of it.
-    assert out.splitlines()[-1].startswith("refresh of kb1 failed: an in_place refresh of 'kb1' cannot")
+    assert out.splitlines()[-1].startswith("Error: refresh of kb1 failed (run ")
+    assert "): an in_place refresh of 'kb1' cannot" in out.splitlines()[-1]
 
     code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1")
     assert code == 0, out
