@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # requests and tenacity are imported when a client is made: a folder sync needs neither
+    import requests
+    from tenacity import RetryCallState
 
 from ops_pipelines import settings
 from ops_pipelines.sources.base import SourceUnavailable
@@ -154,6 +157,8 @@ class HttpClient:
         self._secrets = [v for v in self._secret_headers.values() if v]
         self.log = log or _log
         self._sleep = sleep
+        import requests
+
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self.requests = 0  # requests sent, retries and redirects included
@@ -165,6 +170,8 @@ class HttpClient:
             method: str = "GET", max_bytes: int | None = None) -> HttpResult:
         """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came.
         A body over ``max_bytes`` (default: the policy's) raises ``ResponseTooLarge`` unread."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
         check_url(url, self.policy)
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
@@ -191,6 +198,8 @@ class HttpClient:
     # ---- one attempt ------------------------------------------------------------------------
 
     def _attempt(self, method: str, url: str, params, headers: Mapping[str, str], max_bytes: int) -> HttpResult:
+        import requests
+
         current, query = url, params
         for _hop in range(MAX_REDIRECTS + 1):
             check_url(current, self.policy)
@@ -246,6 +255,8 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return min(exc.retry_after, self.policy.backoff_max)
+        from tenacity import wait_exponential_jitter
+
         backoff = wait_exponential_jitter(
             initial=self.policy.backoff_initial, max=self.policy.backoff_max, jitter=self.policy.jitter
         )
