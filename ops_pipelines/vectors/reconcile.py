@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ops_pipelines.vectors.base import Hit, PointPage
-from ops_pipelines.vectors.ids import contains, id_set, id_strings, point_id_array
+from ops_pipelines.vectors.ids import id_set, id_strings, locate, point_id_array
 
 SAMPLE = 10  # ids shown per list in check metadata
 # The payload fields a point id is made of, with the container id.
@@ -39,7 +39,10 @@ class ContentScan:
     def __init__(self, container_id: str, expected: np.ndarray, dimension: int, collection_dimension: int | None):
         self.container_id, self.expected = container_id, expected
         self.dimension, self.collection_dimension = dimension, collection_dimension
-        self._seen: list[np.ndarray] = []
+        # What was seen, flat at any size: a mark per expected id, and the ids nobody expects.
+        self._found = np.zeros(len(expected), dtype=bool)
+        self._extra: list[np.ndarray] = []
+        self.duplicates = 0
         self.points = 0
         self._wrong_shape = False
         self.nan, self.zero, self._bad_vectors = 0, 0, []
@@ -47,7 +50,13 @@ class ContentScan:
 
     def add(self, ids: np.ndarray, payloads: Sequence[dict | None], vectors: np.ndarray) -> None:
         """A batch: ``ids`` as an id array (``vectors.ids``), row i of ``vectors`` is point i."""
-        self._seen.append(ids)
+        known, at = locate(self.expected, ids)
+        marked = at[known]
+        # a repeat: marked already, or twice in this batch
+        self.duplicates += int(self._found[marked].sum()) + len(marked) - len(np.unique(marked))
+        self._found[marked] = True
+        if not known.all():
+            self._extra.append(ids[~known])
         self.points += len(ids)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         if len(ids) and vectors.shape[1] != self.dimension:
@@ -57,7 +66,7 @@ class ContentScan:
         self.nan, self.zero = self.nan + int(nan.sum()), self.zero + int(zero.sum())
         self._bad_vectors += id_strings(ids[nan | zero][:SAMPLE])
         made = point_id_array(self.container_id, [_id_fields(p) for p in payloads])
-        wrong = contains(self.expected, ids) & (made != ids)
+        wrong = known & (made != ids)
         self.mismatched += int(wrong.sum())
         self._bad_payloads += id_strings(ids[wrong][: SAMPLE - len(self._bad_payloads)])
 
@@ -66,11 +75,10 @@ class ContentScan:
             self.add(page.ids, page.payloads, page.vectors)
 
     def results(self) -> list[CheckResult]:
-        seen = np.concatenate(self._seen) if self._seen else self.expected[:0]
-        distinct = id_set([seen])
-        duplicates = len(seen) - len(distinct)
-        missing = np.setdiff1d(self.expected, distinct, assume_unique=True)
-        extra = np.setdiff1d(distinct, self.expected, assume_unique=True)
+        extra_seen = np.concatenate(self._extra) if self._extra else self.expected[:0]
+        extra = id_set([extra_seen])
+        duplicates = self.duplicates + len(extra_seen) - len(extra)
+        missing = self.expected[~self._found]
         wrong_dimension = self.collection_dimension != self.dimension or self._wrong_shape
         wanted = len(self.expected)
         return [

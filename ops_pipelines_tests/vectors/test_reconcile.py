@@ -108,3 +108,15 @@ def test_a_wrong_dimension(world):
     results = run_all(store, expected, sample, cache, dimension=64)
     assert failing(results) == ["vector_dimension"]
     assert results["vector_dimension"].summary == "collection is 32-d, the embedder makes 64-d"
+
+
+def test_repeats_are_counted_within_a_batch_across_batches_and_among_extra_ids():
+    ids = [point_id(CONTAINER, "d", i, "h") for i in range(4)]
+    stray = point_id(CONTAINER, "other", 0, "h")
+    scan = ContentScan(CONTAINER, id_set([id_bytes(ids[:3])]), 2, 2)
+    batch = [ids[0], ids[0], ids[1], stray]  # ids[0] twice in one batch, and one id nobody expects
+    scan.add(id_bytes(batch), [payload(0, "h")] * 4, np.ones((4, 2), dtype=np.float32))
+    scan.add(id_bytes([ids[1], stray]), [payload(1, "h")] * 2, np.ones((2, 2), dtype=np.float32))
+    point_ids = {r.name: r for r in scan.results()}["point_ids"]
+    assert point_ids.summary == "1 missing, 1 extra point ids, 3 repeated"
+    assert point_ids.details["missing_sample"] == [ids[2]] and point_ids.details["extra_sample"] == [stray]
