@@ -33,10 +33,11 @@ class SourceState:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything this store writes is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """An aware UTC datetime: SQLite hands back naive ones (everything this store writes is UTC),
+    PostgreSQL aware ones in its session's time zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SourceStateRecords:
