@@ -126,9 +126,10 @@ def test_source_state_and_breaker_columns(kb):
     c = kb.add_container("ops", "redmine", "https://r.example.com?projects=ops&wiki=0", "hash-256@1")
     fresh = kb.source_state(c.id)
     assert (fresh.state, fresh.failures, fresh.full_synced_at, fresh.opened_until) == ({}, 0, None, None)
-    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:04:00Z"}}, full=False)
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:04:00Z"}})
     assert kb.source_state(c.id).full_synced_at is None
-    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}, full=True)
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}})
+    kb.record_full_pass(c.id)
     saved = kb.source_state(c.id)
     assert saved.state == {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}
     assert saved.full_synced_at.tzinfo is not None and utcnow() - saved.full_synced_at < timedelta(minutes=1)
