@@ -247,3 +247,9 @@ def test_a_restore_killed_before_its_alias_moves_fails_health_until_repaired(sql
         assert serving_report(kb, store).problems == []
         dropped = drop_orphan_collections(kb, store)  # the replaced knowledge base's collections
         assert sorted(c.collection for c in dropped.collections) == ["kb_docs__hash-256-1__g1", "kb_wiki__hash-256-1__g1"]
+
+        store.point_alias("kb_gone", restored["wiki"])  # an alias of a container the restore removed
+        (stray,) = serving_report(kb, store).problems
+        assert stray.describe() == "alias kb_gone is left for a container that does not exist: run maintenance_job"
+        assert [(m.alias, m.to) for m in repair_aliases(kb, store).aliases] == [("kb_gone", None)]
+        assert serving_report(kb, store).problems == [] and "kb_gone" not in store.aliases()
