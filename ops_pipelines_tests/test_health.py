@@ -4,6 +4,7 @@ that died before its alias update)."""
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
@@ -139,11 +140,11 @@ def big_corpus(root: Path, version: str = "v1", documents: int = 300, paragraphs
     """``documents`` files of ``paragraphs`` paragraphs of about 600 characters: one chunk each,
     3,000 chunks by default, more than one upsert batch (2,048 points)."""
     root.mkdir(exist_ok=True)
-    words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november".split()
+    words = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ra", "su", "ti") for b in ("ba", "de", "fo", "gu", "hi", "jo")]
+    draw = random.Random(f"{version}-{documents}-{paragraphs}")
     for d in range(documents):
         text = "\n\n".join(
-            f"{version} document {d} paragraph {p}: " + " ".join(words[(d * 7 + p * 3 + i) % len(words)] for i in range(90))
-            for p in range(paragraphs)
+            f"{version} document {d} paragraph {p}: " + " ".join(draw.choices(words, k=100)) for p in range(paragraphs)
         )
         (root / f"doc-{d:04d}.md").write_text(text)
     return root
