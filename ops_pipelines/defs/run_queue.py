@@ -16,8 +16,6 @@ from __future__ import annotations
 from dagster import AssetKey, DagsterRun, QueuedRunCoordinator
 from dagster._core.run_coordinator import SubmitRunContext
 
-from ops_pipelines.alerts import run_container
-
 CONTAINER_TAG = "ops/container"
 READING_JOBS = frozenset({"export_job"})
 READING_ASSETS = frozenset({AssetKey("container_export")})
@@ -25,6 +23,10 @@ READING_ASSETS = frozenset({AssetKey("container_export")})
 
 def written_container(run: DagsterRun) -> str | None:
     """The container the run writes, if it writes one."""
+    # Imported here: every process that loads the instance builds its coordinator, and only the
+    # webserver and the daemon submit runs (a CLI command runs its job in-process).
+    from ops_pipelines.alerts import run_container
+
     if run.job_name in READING_JOBS or (run.asset_selection and run.asset_selection <= READING_ASSETS):
         return None
     return run_container(run.tags, run.run_config)
