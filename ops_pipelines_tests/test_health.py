@@ -208,10 +208,10 @@ def test_a_restore_killed_before_its_alias_moves_fails_health_until_repaired(sql
     what to run; a sync of one moves its alias, maintenance's alias repair moves them all."""
     from ops_pipelines.backup import restore as restore_module
     from ops_pipelines.backup import restore_backup, verify_backup, write_backup
-    from ops_pipelines.serving_report import serving_report
     from ops_pipelines.ingest import sync_collection
     from ops_pipelines.maintenance import drop_orphan_collections, repair_aliases
     from ops_pipelines.objects import FolderObjectStore
+    from ops_pipelines.serving_report import serving_report
     from ops_pipelines_tests.backup.test_backup import _sync
     from ops_pipelines_tests.conftest import backend_store
 

@@ -17,9 +17,9 @@ from dagster._core.test_utils import create_run_for_test
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
+from ops_pipelines.definitions import defs
 from ops_pipelines.defs.partitions import refresh_partition_key
 from ops_pipelines.defs.run_queue import CONTAINER_TAG, ContainerRunCoordinator
-from ops_pipelines.definitions import defs
 
 REPO = Path(__file__).resolve().parents[2]
 SYNC_ASSETS = [AssetKey(k) for k in ("source_documents", "chunks", "embeddings", "live_collection")]
