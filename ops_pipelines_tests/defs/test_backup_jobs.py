@@ -3,7 +3,6 @@ PostgreSQL, with the object store on a real S3 server for one round trip."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from dagster import build_schedule_context
@@ -11,10 +10,10 @@ from dagster import build_schedule_context
 from ops_pipelines.backup import list_backups
 from ops_pipelines.defs.backup.schedules import backup_schedule
 from ops_pipelines.defs.partitions import containers_partitions
-from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource
-from ops_pipelines.defs.sync.schedules import sync_schedule
+from ops_pipelines.defs.resources import ObjectStoreResource
 from ops_pipelines.search import search_container
 from ops_pipelines_tests.conftest import step_failure_message
+from ops_pipelines_tests.defs.test_sync_automation import scheduled
 
 QUERIES = ("glaciers and ice", "apples in autumn", "rivers and the sea")
 
@@ -134,8 +133,4 @@ def test_a_restore_removes_the_partitions_of_the_containers_it_removed(sqlite_ha
 
     restore(harness, force=True)
     assert harness.instance.get_dynamic_partitions(containers_partitions.name) == ["docs"]
-    context = build_schedule_context(
-        instance=harness.instance, resources={"kb": KnowledgeBaseResource(url=harness.kb_url)},
-        scheduled_execution_time=dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC),
-    )
-    assert [r.partition_key for r in sync_schedule(context)] == ["docs"]
+    assert [r.partition_key for r in scheduled(harness)] == ["docs"]

@@ -19,10 +19,19 @@ from ops_pipelines.kb.clock import utcnow
 
 
 def evaluate(instance, kb_url, cursor=None):
-    context = build_sensor_context(
+    with build_sensor_context(
         instance=instance, cursor=cursor, resources={"kb": KnowledgeBaseResource(url=kb_url)}
-    )
-    return source_change_sensor(context)
+    ) as context:
+        return source_change_sensor(context)
+
+
+def scheduled(harness) -> list:
+    """The run requests of one sync_schedule tick."""
+    with build_schedule_context(
+        instance=harness.instance, resources={"kb": KnowledgeBaseResource(url=harness.kb_url)},
+        scheduled_execution_time=dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc),
+    ) as context:
+        return list(sync_schedule(context))
 
 
 def test_sensor_requests_a_run_only_when_a_source_changed(sqlite_harness, corpus, tmp_path):
@@ -66,11 +75,7 @@ def test_sensor_skips_a_source_that_is_down_and_registers_missing_partitions(sql
 def test_schedule_requests_every_container(sqlite_harness, corpus):
     sqlite_harness.add_container("one", corpus)
     sqlite_harness.add_container("two", corpus)
-    context = build_schedule_context(
-        instance=sqlite_harness.instance, resources={"kb": KnowledgeBaseResource(url=sqlite_harness.kb_url)},
-        scheduled_execution_time=dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc),
-    )
-    requests = list(sync_schedule(context))
+    requests = scheduled(sqlite_harness)
     assert sorted(r.partition_key for r in requests) == ["one", "two"]
     assert len({r.run_key for r in requests}) == 2
 
@@ -174,8 +179,4 @@ def test_sensor_removes_no_partition_when_the_knowledge_base_has_no_container(sq
 def test_schedule_skips_partitions_without_a_container(sqlite_harness, corpus):
     sqlite_harness.add_container("one", corpus)
     sqlite_harness.instance.add_dynamic_partitions(containers_partitions.name, ["ghost"])
-    context = build_schedule_context(
-        instance=sqlite_harness.instance, resources={"kb": KnowledgeBaseResource(url=sqlite_harness.kb_url)},
-        scheduled_execution_time=dt.datetime(2026, 11, 23, 6, tzinfo=dt.timezone.utc),
-    )
-    assert [r.partition_key for r in sync_schedule(context)] == ["one"]
+    assert [r.partition_key for r in scheduled(sqlite_harness)] == ["one"]

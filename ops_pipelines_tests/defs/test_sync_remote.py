@@ -37,10 +37,10 @@ def everything_said(harness, result, caplog) -> str:
 
 
 def evaluate_sensor(harness, cursor=None):
-    context = build_sensor_context(
+    with build_sensor_context(
         instance=harness.instance, cursor=cursor, resources={"kb": KnowledgeBaseResource(url=harness.kb_url)}
-    )
-    return source_change_sensor(context)
+    ) as context:
+        return source_change_sensor(context)
 
 
 def test_redmine_full_then_incremental_then_reconciliation(harness, redmine, redmine_key, caplog):
