@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ops_pipelines.errors import OperatorError
+
 FORMAT = "ops-pipelines/container-archive"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -48,7 +50,7 @@ DOCUMENT_FIELDS = {
 CHUNK_FIELDS = {"document_id": str, "source_key": str, "ordinal": int, "content_hash": str, "text": str}
 
 
-class ArchiveError(ValueError):
+class ArchiveError(OperatorError, ValueError):
     """The archive cannot be used; the message says why. Nothing has been written."""
 
 

@@ -31,7 +31,7 @@ from ops_pipelines.archives.format import (
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import build_index, embed_chunks, fill_collection
+from ops_pipelines.ingest import embed_chunks, fill_collection
 from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.store import SLUG_PATTERN
@@ -76,7 +76,7 @@ def import_archive(
     manifest = archive.manifest
     slug = slug or manifest["container"].get("slug", "")
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
-        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under")
+        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under (--slug / slug)")
     source_version = manifest["embedder"].get("version")
     target = get_version(embedder_version or source_version)
     with_vectors = bool(manifest["options"].get("include_vectors")) and target.name == source_version
@@ -89,7 +89,8 @@ def import_archive(
         existing = None
     if existing is not None and not force:
         raise ImportRefused(
-            f"container {slug!r} already exists: import under another slug, or with force to replace it"
+            f"container {slug!r} already exists: import under another slug (--slug / slug), or with "
+            "--force / force: true to replace it"
         )
     parked = _park(kb, existing) if existing else None
     origin = manifest["container"]
@@ -143,7 +144,6 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     )
     store.ensure_collection(generation.collection, target.dimension)
     fill_collection(kb, store, container, generation.collection, target.name, log=log)
-    build_index(store, generation.collection, log)
     checks = reconcile_generation(kb, store, container, generation)
     failed = [c for c in checks if not c.passed]
     if failed:
