@@ -1,6 +1,7 @@
 """Health of what the pipelines depend on: the metadata DB, Qdrant, the object store and the
 embedders, each probed for real (a query, a listing, a write and read back, an embedding) with its
-latency. The Dagster instance is probed by the callers that have one (CLI, the health check).
+latency, and whether each container is served as recorded (``serving_report``). The Dagster
+instance is probed by the callers that have one (CLI, the health check).
 
 A probe never raises: whatever goes wrong becomes a failed result whose detail says what to do.
 Secrets stay out of the details (URLs are shown without their password).
@@ -24,10 +25,10 @@ from ops_pipelines.freshness import sync_freshness
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, current_version
 from ops_pipelines.objects import ObjectStore
+from ops_pipelines.serving_report import ServingBroken, serving_report
 from ops_pipelines.vectors import VectorStoreBusy
-from ops_pipelines.vectors.serving import serving_collection
 
-COMPONENTS = ("metadata_db", "qdrant", "object_store", "embedders", "dagster_instance")
+COMPONENTS = ("metadata_db", "qdrant", "serving", "object_store", "embedders", "dagster_instance")
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,26 @@ def check_database(url: str) -> str:
     return f"{where}: schema v{version}/{LATEST}, {containers} containers"
 
 
-def check_vectors(store_factory: Callable[[], object], kb_url: str) -> str:
-    """Qdrant answers, and every container with a live generation is served by its alias."""
+def check_vectors(store_factory: Callable[[], object]) -> str:
+    """Qdrant answers."""
+    with store_factory() as store:
+        return f"{len(store.collection_names())} collections"
+
+
+def check_serving(store_factory: Callable[[], object], kb_url: str) -> str:
+    """Every container's alias on its recorded live generation, holding one point per active
+    chunk, and no writer killed half way (``serving_report``); ``ServingBroken`` says what to run."""
     kb = KnowledgeBase(kb_url)
     try:
         with store_factory() as store:
-            collections = len(store.collection_names())
-            live = [c for c in kb.list_containers() if kb.live_generation(c.id) is not None]
-            unserved = [c.slug for c in live if serving_collection(kb, store, c) is None]
+            report = serving_report(kb, store)
     except VectorStoreBusy as exc:
-        return f"busy: {exc}"
+        return f"busy, not checked: {exc}"
     finally:
         kb.close()
-    if unserved:
-        raise RuntimeError(f"no alias serves {', '.join(sorted(unserved))}: run refresh_job or restore")
-    return f"{collections} collections, {len(live)} containers served"
+    if report.problems:
+        raise ServingBroken(report.describe())
+    return report.describe()
 
 
 def check_objects(objects: ObjectStore) -> str:
@@ -143,7 +149,8 @@ def check_all(kb_url: str, open_vectors: Callable, open_objects: Callable[[], Ob
     """Every component, in the order of ``COMPONENTS``."""
     return [
         probe("metadata_db", lambda: check_database(kb_url)),
-        probe("qdrant", lambda: check_vectors(open_vectors, kb_url)),
+        probe("qdrant", lambda: check_vectors(open_vectors)),
+        probe("serving", lambda: check_serving(open_vectors, kb_url)),
         probe("object_store", lambda: check_objects(open_objects())),
         probe("embedders", lambda: check_embedders(container_embedders(kb_url))),
         probe("dagster_instance", lambda: check_dagster_instance(instance)),

@@ -83,7 +83,7 @@ def test_backup_restore_and_health_are_in_the_code_location(defs):
     assert {s.name for s in defs.schedules} >= {"backup_schedule", "health_schedule", "sync_schedule"}
     graph = defs.resolve_asset_graph()
     health = {key.name for key in graph.asset_check_keys if key.asset_key.path == ["knowledge_base"]}
-    assert health == {"metadata_db", "qdrant", "object_store", "embedders", "dagster_instance", "sync_freshness"}
+    assert health == {"metadata_db", "qdrant", "serving", "object_store", "embedders", "dagster_instance", "sync_freshness"}
     with pytest.raises(DagsterInvalidConfigError):
         validate_run_config(
             defs.resolve_job_def("restore_job"), {"ops": {"restore_knowledge_base": {"config": {"force": "yes"}}}}

@@ -33,11 +33,10 @@ def test_sync_runs_on_the_postgres_dagster_instance(postgres_url, tmp_path, monk
     instance = DagsterInstance.from_config(str(home))
     try:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_coordinator).__name__ == "ContainerRunCoordinator"  # a QueuedRunCoordinator
         concurrency = instance.get_concurrency_config()
         per_container = {"applyLimitPerUniqueValue": True}
         assert concurrency.run_queue_config.tag_concurrency_limits == [
-            {"key": "dagster/partition/container", "value": per_container, "limit": 1},
             {"key": "ops/container", "value": per_container, "limit": 1},
             {"key": "ops/operation", "value": "restore", "limit": 1},
         ]

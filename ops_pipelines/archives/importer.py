@@ -33,6 +33,7 @@ from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.embedders import Embedder, get_version
 from ops_pipelines.ingest import embed_chunks, fill_collection
 from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
+from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
 from ops_pipelines.refresh import reconcile_generation, swap_to
@@ -148,6 +149,8 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     if failed:
         raise ArchiveError("the imported container failed its checks: " + "; ".join(f"{c.name}: {c.summary}" for c in failed))
     swap_to(kb, store, container, generation, retention=None, log=log)
+    if (synced := content_synced_at(archive.manifest)) is not None:
+        kb.mark_synced(container.id, at=synced)
     return ImportReport(
         container=kb.get_container(container.id),
         documents=counts["documents"],
@@ -159,6 +162,20 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         replaced=parked is not None,
         checks=checks,
     )
+
+
+def content_synced_at(manifest: dict) -> datetime | None:
+    """When the archived content was last in step with its source: the exported container's sync
+    time, never later than the export itself; None if the archive does not say (exports made
+    before the manifest recorded it, or a container never synced)."""
+    try:
+        synced = datetime.fromisoformat(manifest["container"]["last_synced_at"])
+        created = datetime.fromisoformat(manifest["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if synced.tzinfo is None or created.tzinfo is None:
+        return None
+    return min(synced, created, utcnow())
 
 
 def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> dict[str, int]:

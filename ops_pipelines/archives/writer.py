@@ -165,6 +165,8 @@ def write_archive(
                 "source_kind": container.source_kind,
                 "source_location": container.source_location,
                 "embedder_version": container.embedder_version,
+                # when the content was last in step with its source: an import records it
+                "last_synced_at": container.last_synced_at.isoformat() if container.last_synced_at else None,
             },
             "embedder": {"version": version.name, "dimension": version.dimension, "chunker": CHUNKER_VERSION},
             "options": {"include_vectors": include_vectors, "include_blobs": include_blobs},

@@ -8,9 +8,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 
 from ops_pipelines import settings
+from ops_pipelines.defs.leases import release_run_leases
 from ops_pipelines.embedders import Embedder, load_embedder
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.objects import FolderObjectStore, ObjectStore
@@ -18,9 +19,13 @@ from ops_pipelines.vectors import VectorStore, open_vector_store
 
 
 class KnowledgeBaseResource(ConfigurableResource):
-    """The metadata DB: SQLite file (embedded default) or PostgreSQL (``OPS_KB_URL``)."""
+    """The metadata DB: SQLite file (embedded default) or PostgreSQL (``OPS_KB_URL``). At the end of
+    a run, the container leases its steps kept are let go (``defs.leases``)."""
 
     url: str
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        release_run_leases(context.run_id, context.log)
 
     @contextmanager
     def open(self) -> Iterator[KnowledgeBase]:

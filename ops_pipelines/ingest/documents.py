@@ -10,7 +10,9 @@ Remote sources (``IncrementalSource``) read either incrementally (only what chan
 state saved by the last sync; nothing is archived) or fully (every record, so that vanished ones
 are archived behind the same guards). ``mode="auto"`` picks a full pass when none was made in
 ``full_every`` and an incremental one otherwise; file sources are always read fully. The source's
-new state is saved only after its documents are committed.
+new state is saved only after its documents are committed, and a full pass counts as made
+(``full_synced_at``) only once its archiving is done: one the guards refused or withheld is due
+again at the next ``auto`` sync.
 """
 
 from __future__ import annotations
@@ -132,9 +134,10 @@ def sync_documents(
             unidentified += isinstance(record, SourceSkip) and record.key is None
         flush(existing)
         progress("documents: %d read so far", len(seen))
-    if isinstance(source, IncrementalSource):  # the documents it describes are committed
+    incremental_source = isinstance(source, IncrementalSource)
+    if incremental_source:  # the documents it describes are committed
         report.state = source.next_state or {}
-        kb.save_source_state(container.id, report.state, full=mode == "full")
+        kb.save_source_state(container.id, report.state)
     if mode == "incremental":
         return report
 
@@ -162,6 +165,8 @@ def sync_documents(
         )
     kb.set_document_status(gone, "archived")
     report.archived = len(gone)
+    if incremental_source:  # only now is the full pass done: a refused or withheld one is still due
+        kb.record_full_pass(container.id)
     return report
 
 

@@ -61,6 +61,8 @@ class LeaseInfo:
     pid: int
     acquired_at: datetime
     expires_at: datetime
+    # expired, or held by a dead process of this host: its holder was killed while writing
+    abandoned: bool = False
 
 
 class Lease:
@@ -135,9 +137,15 @@ class LeaseRecords:
         return self._held(KB_KEY, holder, wait_seconds, ttl_seconds)
 
     def leases(self) -> list[LeaseInfo]:
-        """Every lease row, expired ones included (until taken over)."""
+        """Every lease row, abandoned ones included (until taken over: a killed holder's stays)."""
+        claimant = lease_rows.this_process(holder_for(None))
+        with self.engine.connect() as conn:
+            now = lease_rows.db_now(conn)
         return [
-            LeaseInfo(r.key, r.holder, r.host, r.pid, as_utc(r.acquired_at), as_utc(r.expires_at))
+            LeaseInfo(
+                r.key, r.holder, r.host, r.pid, as_utc(r.acquired_at), as_utc(r.expires_at),
+                abandoned=lease_rows.takeable(r, claimant, now),
+            )
             for r in lease_rows.all_rows(self.engine)
         ]
 

@@ -33,10 +33,11 @@ class SourceState:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything this store writes is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    """An aware UTC datetime: SQLite hands back naive ones (everything this store writes is UTC),
+    PostgreSQL aware ones in its session's time zone."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SourceStateRecords:
@@ -59,13 +60,13 @@ class SourceStateRecords:
             last_failure_at=as_utc(row.last_failure_at),
         )
 
-    def save_source_state(self, container_id: str, state: dict, *, full: bool) -> None:
-        """The connector's state after a read whose documents are committed; ``full`` records
-        that the read was a full reconciliation."""
-        values = {"state": json.dumps(state, sort_keys=True)}
-        if full:
-            values["full_synced_at"] = utcnow()
-        self._update_state(container_id, values)
+    def save_source_state(self, container_id: str, state: dict) -> None:
+        """The connector's state after a read whose documents are committed."""
+        self._update_state(container_id, {"state": json.dumps(state, sort_keys=True)})
+
+    def record_full_pass(self, container_id: str) -> None:
+        """A full reconciliation is done: every document read, and the vanished ones archived."""
+        self._update_state(container_id, {"full_synced_at": utcnow()})
 
     def record_source_success(self, container_id: str) -> None:
         """A sync read its source: the breaker closes."""

@@ -176,16 +176,17 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
         with self.engine.begin() as conn:
             conn.execute(delete(schema.containers).where(schema.containers.c.id == container_id))
 
-    def mark_synced(self, container_id: str) -> datetime:
-        """Record that the container is in step with its source now (the sync freshness check's clock)."""
-        now = utcnow()
+    def mark_synced(self, container_id: str, at: datetime | None = None) -> datetime:
+        """Record that the container is in step with its source now, or since ``at`` (an import: when
+        its content was synced); the sync freshness check's clock."""
+        synced = utcnow() if at is None else as_utc(at)
         with self.engine.begin() as conn:
             conn.execute(
                 update(schema.containers)
                 .where(schema.containers.c.id == container_id)
-                .values(last_synced_at=now)
+                .values(last_synced_at=synced)
             )
-        return now
+        return synced
 
     # ---- documents --------------------------------------------------------------------------
 
@@ -380,5 +381,5 @@ def _container(row) -> Container:
         source_location=row.source_location,
         embedder_version=row.embedder_version,
         active_generation=row.active_generation,
-        last_synced_at=row.last_synced_at,
+        last_synced_at=as_utc(row.last_synced_at),
     )

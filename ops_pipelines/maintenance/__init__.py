@@ -5,6 +5,7 @@ found and did, takes ``dry_run`` when it deletes anything (the report then says 
 delete), and expects that nothing else writes to the knowledge base while it runs.
 """
 
+from ops_pipelines.maintenance.aliases import AliasRepairReport, repair_aliases
 from ops_pipelines.maintenance.archives import (
     BACKUP_KEEP_DAILY,
     BACKUP_KEEP_WEEKLY,
@@ -42,6 +43,7 @@ from ops_pipelines.maintenance.retention import (
 
 __all__ = [
     "ARCHIVED_DOCUMENT_RETENTION",
+    "AliasRepairReport",
     "BACKUP_KEEP_DAILY",
     "BACKUP_KEEP_WEEKLY",
     "CHUNK_WITHOUT_POINT",
@@ -66,6 +68,7 @@ __all__ = [
     "prune_embedding_cache",
     "prune_old_generations",
     "purge_archived_documents",
+    "repair_aliases",
     "repair_orphans",
     "retained_backups",
 ]

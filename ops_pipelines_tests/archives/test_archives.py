@@ -347,7 +347,8 @@ def test_the_tar_is_the_one_tarfile_writes(world):
 
 def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_byte(tmp_path):
     """The KB the old code exported (fixtures/legacy) exported again: every member is the old
-    archive's, byte for byte; of the manifest only the time and run id differ."""
+    archive's, byte for byte; of the manifest only the time and run id differ, and the container's
+    sync time was added."""
     shutil.copy(LEGACY / "kb.sqlite", tmp_path / "kb.sqlite")
     objects = FolderObjectStore(tmp_path / "objects")
     for path in (LEGACY / "corpus").rglob("*"):
@@ -362,8 +363,11 @@ def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_
     assert list(new) == list(old) and len(old) == 8  # manifest, documents, chunks, vectors, 4 blobs
     assert {name: data for name, data in new.items() if old[name] != data}.keys() == {"manifest.json"}
     old_manifest, new_manifest = json.loads(old["manifest.json"]), json.loads(new["manifest.json"])
-    assert {key for key in old_manifest if old_manifest[key] != new_manifest[key]} == {"created_at", "run_id"}
+    assert {key for key in old_manifest if old_manifest[key] != new_manifest[key]} == {"created_at", "run_id", "container"}
     assert new_manifest.keys() == old_manifest.keys()
+    added = {k: v for k, v in new_manifest["container"].items() if k not in old_manifest["container"]}
+    assert old_manifest["container"] == {k: v for k, v in new_manifest["container"].items() if k not in added}
+    assert added == {"last_synced_at": "2026-12-01T21:28:53.156163+00:00"}  # the legacy KB's last sync
 
 
 def test_the_legacy_export_still_verifies_and_imports(world):

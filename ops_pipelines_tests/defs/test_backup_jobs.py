@@ -9,9 +9,11 @@ from dagster import build_schedule_context
 
 from ops_pipelines.backup import list_backups
 from ops_pipelines.defs.backup.schedules import backup_schedule
+from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import ObjectStoreResource
 from ops_pipelines.search import search_container
 from ops_pipelines_tests.conftest import step_failure_message
+from ops_pipelines_tests.defs.test_sync_automation import scheduled
 
 QUERIES = ("glaciers and ice", "apples in autumn", "rivers and the sea")
 
@@ -117,3 +119,18 @@ def test_nightly_schedule_runs_backup_job():
     assert backup_schedule.job_name == "backup_job"
     requests = backup_schedule.evaluate_tick(build_schedule_context()).run_requests
     assert len(requests) == 1
+
+
+def test_a_restore_removes_the_partitions_of_the_containers_it_removed(sqlite_harness, corpus):
+    """Containers the backup does not have are gone after the restore, and so are their
+    partitions: sync_schedule requests only containers that exist."""
+    harness = sqlite_harness
+    harness.add_container("docs", corpus)
+    harness.sync("docs")
+    backup(harness)
+    harness.add_container("wiki", corpus)  # added after the backup
+    harness.sync("wiki")
+
+    restore(harness, force=True)
+    assert harness.instance.get_dynamic_partitions(containers_partitions.name) == ["docs"]
+    assert [r.partition_key for r in scheduled(harness)] == ["docs"]

@@ -6,12 +6,15 @@ from __future__ import annotations
 import tempfile
 import urllib.request
 import uuid
+from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from ops_pipelines.archives import fetch_archive, read_archive
 from ops_pipelines.defs.resources import ObjectStoreResource
+from ops_pipelines.freshness import sync_freshness
 from ops_pipelines_tests.conftest import step_failure_message
 from ops_pipelines_tests.defs.test_sync_assets import top_keys
 
@@ -119,3 +122,20 @@ def test_an_unreachable_object_store_fails_the_export_clearly(sqlite_harness, co
     assert failure.user_failure_data is not None  # an operator error, not a crash
     assert f"object store s3://ops-pipelines at 127.0.0.1:{port} is unavailable" in failure.user_failure_data.description
     assert "never-shown" not in repr(result.all_events)
+
+
+def test_an_import_records_when_its_content_was_synced(sqlite_harness, corpus):
+    """The imported container is as fresh as the one exported, not "never synced"."""
+    harness = sqlite_harness
+    harness.add_container("docs", corpus)
+    harness.sync("docs")
+    key = harness.metadata(export(harness, "docs"), "container_export")["object_key"]
+    assert import_(harness, archive=key, slug="copy").success
+    with closing(harness.kb()) as kb:
+        synced = kb.get_container("docs").last_synced_at
+        assert kb.get_container("copy").last_synced_at == synced
+        report = sync_freshness(kb.list_containers(), timedelta(hours=24))
+    assert report.summary() == "all 2 containers synced within 24 h"
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = read_archive(fetch_archive(key, harness.resources()["objects"].open(), Path(tmp))).manifest
+    assert manifest["container"]["last_synced_at"] == synced.isoformat()

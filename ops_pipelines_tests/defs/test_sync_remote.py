@@ -37,10 +37,10 @@ def everything_said(harness, result, caplog) -> str:
 
 
 def evaluate_sensor(harness, cursor=None):
-    context = build_sensor_context(
+    with build_sensor_context(
         instance=harness.instance, cursor=cursor, resources={"kb": KnowledgeBaseResource(url=harness.kb_url)}
-    )
-    return source_change_sensor(context)
+    ) as context:
+        return source_change_sensor(context)
 
 
 def test_redmine_full_then_incremental_then_reconciliation(harness, redmine, redmine_key, caplog):
@@ -172,12 +172,13 @@ def test_sensor_cursor_is_the_redmine_updated_on(sqlite_harness, redmine):
     sqlite_harness.add_container("ops", redmine_location(redmine), kind="redmine")
     first = evaluate_sensor(sqlite_harness)
     (request,) = first.run_requests
-    assert request.run_key == "ops:2026-03-01T08:05:00Z|3 issues|1 wiki pages"
+    assert request.run_key == "ops:never:2026-03-01T08:05:00Z|3 issues|1 wiki pages"  # no sync yet
     assert evaluate_sensor(sqlite_harness, first.cursor).run_requests == []
     redmine.add_note(102, "Rotated.")
     (changed,) = evaluate_sensor(sqlite_harness, first.cursor).run_requests
-    assert changed.run_key == "ops:2026-03-01T08:06:00Z|3 issues|1 wiki pages"
-    assert json.loads(evaluate_sensor(sqlite_harness, first.cursor).cursor)["ops"].startswith("2026-03-01T08:06")
+    assert changed.run_key == "ops:never:2026-03-01T08:06:00Z|3 issues|1 wiki pages"
+    entry = json.loads(evaluate_sensor(sqlite_harness, first.cursor).cursor)["ops"]
+    assert entry["fingerprint"].startswith("2026-03-01T08:06") and entry["synced"] == "never"
 
 
 def test_refused_hosts_fail_the_sync_and_the_cli(sqlite_harness, redmine, monkeypatch, tmp_path):

@@ -133,9 +133,10 @@ def test_source_state_and_breaker_columns(kb):
     c = kb.add_container("ops", "redmine", "https://r.example.com?projects=ops&wiki=0", "hash-256@1")
     fresh = kb.source_state(c.id)
     assert (fresh.state, fresh.failures, fresh.full_synced_at, fresh.opened_until) == ({}, 0, None, None)
-    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:04:00Z"}}, full=False)
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:04:00Z"}})
     assert kb.source_state(c.id).full_synced_at is None
-    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}, full=True)
+    kb.save_source_state(c.id, {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}})
+    kb.record_full_pass(c.id)
     saved = kb.source_state(c.id)
     assert saved.state == {"issues_updated_on": {"ops": "2026-03-01T08:05:00Z"}}
     assert saved.full_synced_at.tzinfo is not None and utcnow() - saved.full_synced_at < timedelta(minutes=1)
@@ -175,3 +176,19 @@ def test_chunk_streams_read_a_batch_at_a_time(kb):
     assert [r.vector is not None for r in rows] == [True] + [False] * 5
     only_b = [r for p in kb.chunk_points(c.id, "v@1", document_ids={states["b"].id}) for r in p]
     assert [r.text for r in only_b] == ["b0", "b1"]
+
+
+def test_last_synced_at_is_aware_utc_on_both_databases(kb):
+    from datetime import UTC, datetime
+
+    container = kb.add_container("kb1", "folder", "/tmp/x", "hash-256@1")
+    assert kb.get_container("kb1").last_synced_at is None
+    marked = kb.mark_synced(container.id)
+    read = kb.get_container("kb1").last_synced_at
+    assert read.tzinfo is not None and read.utcoffset().total_seconds() == 0
+    assert read == marked  # comparable with an aware datetime, and the same moment
+    assert [c.last_synced_at for c in kb.list_containers()] == [marked]
+
+    earlier = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # an import records when its content was synced
+    assert kb.mark_synced(container.id, at=earlier) == earlier
+    assert kb.get_container(container.id).last_synced_at == earlier

@@ -73,6 +73,7 @@ def restore_knowledge_base(
                 report = restore_backup(store, qdrant, store_objects, verified, force=config.force, log=context.log)
             plan = report.plan
             live = {slug: store.live_generation(store.get_container(slug).id) for slug in report.checks}
+            slugs = [c.slug for c in store.list_containers()]
     context.log.info("restore plan of %s:\n%s", source, plan.describe())
     context.log_event(
         AssetObservation(
@@ -91,10 +92,7 @@ def restore_knowledge_base(
     )
     if report is None:
         return
-    slugs = [slug for slug in report.checks]
-    missing = [s for s in slugs if not context.instance.has_dynamic_partition(containers_partitions.name, s)]
-    if missing:
-        context.instance.add_dynamic_partitions(containers_partitions.name, missing)
+    keep_partitions_in_step(context, slugs)
     for slug, checks in report.checks.items():
         context.log_event(
             AssetMaterialization(
@@ -111,6 +109,17 @@ def restore_knowledge_base(
                 },
             )
         )
+
+
+def keep_partitions_in_step(context: OpExecutionContext, slugs: list[str]) -> None:
+    """The containers partitions are the restored containers: the missing ones added, those of the
+    containers the restore removed deleted (a schedule would sync them in vain)."""
+    known = set(context.instance.get_dynamic_partitions(containers_partitions.name))
+    if missing := sorted(set(slugs) - known):
+        context.instance.add_dynamic_partitions(containers_partitions.name, missing)
+    for slug in sorted(known - set(slugs)):
+        context.instance.delete_dynamic_partition(containers_partitions.name, slug)
+        context.log.info("removed the partition of container %s, which the restore removed", slug)
 
 
 @job(executor_def=in_process_executor, tags={"ops/operation": "restore"}, description=restore_knowledge_base.description)

@@ -30,14 +30,19 @@ knowledge_base = AssetSpec(
     kinds={KB, QDRANT, OBJECTS},
     tags=capability("health"),
     description=(
-        "The knowledge base as a whole: metadata DB, Qdrant, object store, embedders, Dagster instance, "
-        "and how recently each container synced. Its checks run on health_schedule."
+        "The knowledge base as a whole: metadata DB, Qdrant, whether each container is served as recorded, "
+        "object store, embedders, Dagster instance, and how recently each container synced. Its checks run "
+        "on health_schedule."
     ),
 )
 
 DESCRIPTIONS = {
     "metadata_db": "The metadata DB answers a query and its schema version is known.",
-    "qdrant": "Qdrant answers and every container with a live generation is served by its alias.",
+    "qdrant": "Qdrant answers (lists its collections).",
+    "serving": (
+        "Every container's alias is on its recorded live generation, that collection holds one point per "
+        "active chunk, and no writer of it was killed half way; a failure names the container and what to run."
+    ),
     "object_store": "A probe object is written, read back and deleted.",
     "embedders": "Every embedder version in use loads offline and embeds a sentence.",
     "dagster_instance": "The instance's run storage answers (the daemon's heartbeat is reported).",

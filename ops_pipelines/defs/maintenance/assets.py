@@ -66,21 +66,25 @@ def orphan_repair(
     objects: ObjectStoreResource,
     embedders: EmbeddersResource,
 ) -> MaterializeResult:
-    """Points with no active chunk deleted, active chunks with no point written (embedded first if
-    the cache lacks them); collections and blobs nothing refers to removed."""
+    """On a Qdrant server, every alias on its container's live generation and none left for a
+    container that is gone; points with no active chunk deleted, active chunks with no point written
+    (embedded first if the cache lacks them); collections and blobs nothing refers to removed."""
     with operator_errors(), kb.open() as store, knowledge_base_writer(context, store), vectors.open() as qdrant:
+        aliases = maintenance.repair_aliases(store, qdrant, dry_run=config.dry_run, log=context.log)
         points = maintenance.repair_orphans(store, qdrant, embedders.get, dry_run=config.dry_run, log=context.log)
         collections = maintenance.drop_orphan_collections(store, qdrant, dry_run=config.dry_run, log=context.log)
         blobs = maintenance.delete_orphan_blobs(store, objects.open(), dry_run=config.dry_run, log=context.log)
     return MaterializeResult(
         metadata={
             "dry_run": config.dry_run,
+            "aliases_repaired": len(aliases.aliases),
             "points_deleted": points.deleted,
             "points_written": points.written,
             "chunks_embedded": points.embedded,
             "unrepaired": points.unrepaired,
             "collections_dropped": len(collections.collections),
             "blobs_deleted": blobs.deleted,
+            "aliases": table(aliases.table),
             "orphan_points": table(points.table),
             "orphan_collections": table(collections.table),
             "orphan_blobs": table(blobs.table),
