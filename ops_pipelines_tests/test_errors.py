@@ -44,9 +44,10 @@ OPERATOR_ERRORS = {
 }
 
 # Exceptions of ours that never reach an operator as an error: a record skipped and named in the
-# run's counts, and a lookup the vector stores answer for their callers. (A click exception is the
-# CLI's own report, e.g. of a run whose step failed with an operator error.)
-INTERNAL = {"UnreadableDocument", "CollectionNotFound"}
+# run's counts, a lookup the vector stores answer for their callers, and shard files a restore
+# refuses in its own words. (A click exception is the CLI's own report, e.g. of a run whose step
+# failed with an operator error.)
+INTERNAL = {"UnreadableDocument", "CollectionNotFound", "UnusableShard"}
 
 
 def named(path: str) -> type:

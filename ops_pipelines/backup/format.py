@@ -9,8 +9,12 @@ same safe reader as container archives (``archives.reader``):
     database.sqlite                    every knowledge-base table, as a SQLite database (the
                                        SQLite online backup of an embedded KB; a copy of the
                                        rows of one REPEATABLE READ transaction of PostgreSQL)
-    collections/<name>/points.jsonl    one {"id", "payload"} object per point of a live or
-                                       retained collection generation
+    collections/<name>/shard/<path>    a live or retained collection generation of the embedded
+                                       engine: its Qdrant Edge shard's files, index included
+                                       (the collection's ``layout`` is ``shard``)
+    collections/<name>/points.jsonl    or, from a Qdrant server (``layout`` ``points``, and every
+                                       collection of a version 1 backup): one {"id", "payload"}
+                                       object per point
     collections/<name>/vectors.npy     float32 (points x dimension), row i = line i above
     blobs/<sha256>                     optional: the raw bytes the documents were read from
 
@@ -31,10 +35,14 @@ DATABASE = "database.sqlite"
 COLLECTION_PREFIX = "collections/"
 POINTS = "points.jsonl"
 VECTORS = "vectors.npy"
+SHARD = "shard"  # a collection's layout: its Qdrant Edge shard's files, under collections/<name>/shard/
+POINTS_LAYOUT = "points"  # the other layout: points.jsonl and vectors.npy
 PREFIX = "backups/"
 
+_SHARD_PATH = r"(?!\.)[A-Za-z0-9_.-]{1,100}(/(?!\.)[A-Za-z0-9_.-]{1,100}){0,6}"  # no "." or ".." part
 MEMBER_NAME = re.compile(
-    r"^(database\.sqlite|collections/kb_[a-z0-9_-]{1,250}/(points\.jsonl|vectors\.npy)|blobs/[0-9a-f]{64})$"
+    r"^(database\.sqlite|collections/kb_[a-z0-9_-]{1,250}/(points\.jsonl|vectors\.npy|shard/" + _SHARD_PATH + r")"
+    r"|blobs/[0-9a-f]{64})$"
 )
 BACKUP_ARCHIVE = ArchiveSpec(FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"))
 

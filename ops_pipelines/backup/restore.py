@@ -41,8 +41,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from ops_pipelines.archives.format import ArchiveError
 from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
-from ops_pipelines.backup.format import BACKUP_ARCHIVE, DATABASE
+from ops_pipelines.backup.format import (
+    BACKUP_ARCHIVE,
+    COLLECTION_PREFIX,
+    DATABASE,
+    POINTS,
+    POINTS_LAYOUT,
+    SHARD,
+    VECTORS,
+    collection_member,
+)
 from ops_pipelines.backup.points import point_batches
+from ops_pipelines.backup.shards import shard_points
 from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points
 from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
@@ -51,7 +61,7 @@ from ops_pipelines.objects import ObjectStore, blob_key
 from ops_pipelines.refresh.gate import content_scan, retrieval_check
 from ops_pipelines.vectors import VectorStore
 from ops_pipelines.vectors.ids import id_bytes
-from ops_pipelines.vectors.reconcile import CheckResult
+from ops_pipelines.vectors.reconcile import ID_FIELDS, CheckResult
 from ops_pipelines.vectors.serving import publish_all
 
 if TYPE_CHECKING:  # imported by plan_restore: listing backups (ops-pipelines backup list) needs no pandas
@@ -254,6 +264,12 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
     if not isinstance(collections, list):
         raise ArchiveError("the manifest lacks its collections list")
     members = {m["name"] for m in manifest["members"]}
+    # collection name -> the first two levels of its members' paths ("collections/<name>/shard/segments/")
+    prefixes: dict[str, set[str]] = {}
+    for name in members:
+        if name.startswith(COLLECTION_PREFIX):
+            parts = name.split("/")
+            prefixes.setdefault(parts[1], set()).add("/".join(parts[:4]) + "/")
     recorded = {
         (g.container_id, g.number): g for c in backup.list_containers() for g in backup.generations(c.id)
     }
@@ -266,15 +282,21 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
             and 1 <= entry["dimension"] <= 65536
             and isinstance(entry.get("points"), int)
             and entry["points"] >= 0
+            and entry.get("layout", POINTS_LAYOUT) in (POINTS_LAYOUT, SHARD)
         )
         if not ok:
             raise ArchiveError(f"the manifest's collection entry {str(entry)[:200]} is invalid")
         generation = recorded.get((entry.get("container_id"), entry.get("generation")))
         if generation is None or generation.collection != entry["name"]:
             raise ArchiveError(f"collection {entry['name']} is not a generation recorded in {DATABASE}")
-        if not {f"collections/{entry['name']}/points.jsonl", f"collections/{entry['name']}/vectors.npy"} <= members:
+        if entry.get("layout") == SHARD:
+            if collection_member(entry["name"], f"{SHARD}/segments/") not in prefixes.get(entry["name"], ()):
+                raise ArchiveError(f"collection {entry['name']} has no shard segments member")
+        elif not {collection_member(entry["name"], POINTS), collection_member(entry["name"], VECTORS)} <= members:
             raise ArchiveError(f"collection {entry['name']} has no points or vectors member")
     names = {entry["name"] for entry in collections}
+    if set(prefixes) - names:
+        raise ArchiveError(f"members of collection(s) the manifest does not list: {', '.join(sorted(set(prefixes) - names))}")
     for g in recorded.values():
         if g.state == LIVE and g.collection not in names:
             raise ArchiveError(f"live collection {g.collection} is recorded in {DATABASE} but not in the backup")
@@ -351,21 +373,53 @@ def _write_collections(
             expected = expected_points(backup, container)
             scan = content_scan(expected, generation.embedder_version, entry["dimension"])
         written.append(new)
-        store.create_collection(new, entry["dimension"])
-        writer = CollectionWriter(store, new, log)
-        for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
-            if scan is not None:
-                scan.add(id_bytes(ids), payloads, vectors)
-            writer.upsert(ids, vectors, payloads)
+        if entry.get("layout") == SHARD:
+            points = _restore_shard(store, archive.root, old, new, entry["dimension"], scan, log)
+        else:
+            points = _restore_points(store, archive, old, new, entry, scan, log)
+        if points != entry["points"]:
+            raise ArchiveError(f"collection {new} holds {points} points, the backup's manifest says {entry['points']}")
         if scan is not None:
             results = _passed(container, scan.results())
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
-        stored = store.count(new)
-        if stored != writer.written:
-            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {writer.written} (repeated ids?)")
-        writer.finish()
-        log.info("restore: %s: %d points written", new, writer.written)
+        log.info("restore: %s: %d points", new, points)
     return checked
+
+
+def _restore_points(store: VectorStore, archive: VerifiedArchive, old: str, new: str, entry: dict, scan, log) -> int:
+    """A collection backed up as its points, written (and indexed) under its restored name."""
+    store.create_collection(new, entry["dimension"])
+    writer = CollectionWriter(store, new, log)
+    for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
+        if scan is not None:
+            scan.add(id_bytes(ids), payloads, vectors)
+        writer.upsert(ids, vectors, payloads)
+    stored = store.count(new)
+    if stored != writer.written:
+        raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {writer.written} (repeated ids?)")
+    writer.finish()
+    return stored
+
+
+def _restore_shard(store: VectorStore, root: Path, old: str, new: str, dimension: int, scan, log) -> int:
+    """A collection backed up as its shard's files: moved in as it is on the embedded engine (its
+    points scrolled once through the content checks if it is a live generation), or its points
+    read through Qdrant Edge and written on a server."""
+    with shard_points(store, root, old, new, dimension, log) as (source, name):
+        writer = None
+        if source is not store:
+            store.create_collection(new, dimension)
+            writer = CollectionWriter(store, new, log)
+        if scan is not None or writer is not None:
+            payloads = True if writer is not None else ID_FIELDS
+            for page in source.pages(name, with_payload=payloads, with_vectors=True, page=1024):
+                if scan is not None:
+                    scan.add(page.ids, page.payloads, page.vectors)
+                if writer is not None:
+                    writer.upsert(page.id_strings(), page.vectors, page.payloads)
+        if writer is not None:
+            writer.finish()
+    return store.count(new)
 
 
 def _check_retrieval(backup: KnowledgeBase, store: VectorStore, checked: list[_Checked], log) -> dict[str, list]:

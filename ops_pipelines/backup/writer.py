@@ -8,7 +8,6 @@ backup fails rather than store a pair that could not pass its checks after a res
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,8 +20,9 @@ import numpy as np
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
 from ops_pipelines.archives.writer import ArchiveReport, ArchiveSources, blob_members, write_tar
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
-from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION
+from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION, POINTS_LAYOUT, SHARD
 from ops_pipelines.backup.points import dump_collection
+from ops_pipelines.backup.shards import dump_shard, file_facts
 from ops_pipelines.ingest import expected_points
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.kb.generations import LIVE, RETIRED
@@ -60,7 +60,7 @@ def write_backup(
         if include_blobs:
             members.update(blob_members(hashes, objects, "the knowledge base", operation="back up"))
             log.info("backup: %d blobs", len(hashes))
-        members = {DATABASE: _staged_facts(staging / DATABASE), **members}
+        members = {DATABASE: file_facts(staging / DATABASE), **members}
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -101,7 +101,9 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
             if generation.state == RETIRED and store.collection_dimension(generation.collection) is None:
                 log.warning("backup: retired %s has no collection in Qdrant; not backed up", generation.collection)
                 continue
-            dumped = dump_collection(store, generation.collection, staging)
+            # The embedded engine's shards are copied as files; a server's points are scrolled out.
+            dump = dump_shard if store.keeps_files else dump_collection
+            dumped = dump(store, generation.collection, staging)
             if generation.state == LIVE and not np.array_equal(dumped.ids, expected):
                 raise BackupError(
                     f"live collection {generation.collection} of {container.slug!r} holds "
@@ -119,6 +121,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
                     "embedder_version": generation.embedder_version,
                     "dimension": dumped.dimension,
                     "points": dumped.points,
+                    "layout": SHARD if store.keeps_files else POINTS_LAYOUT,
                 }
             )
             log.info("backup: %s (%s): %d points", generation.collection, generation.state, dumped.points)
@@ -133,7 +136,3 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
         )
     return containers, collections
 
-
-def _staged_facts(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        return {"size": path.stat().st_size, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}

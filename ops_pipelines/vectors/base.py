@@ -100,6 +100,9 @@ class VectorStore(ABC):
     # Points after whose writing ``build_index`` has a segment to index (the embedded engine indexes
     # a segment at a time, so writers call it as they go); None: the store indexes by itself.
     index_batch: int | None = None
+    # A collection can be copied as its files and adopted back (``copy_files``, ``adopt_files``:
+    # the embedded engine's shards, index included); a server's collections cannot.
+    keeps_files: bool = False
 
     # ---- collections ------------------------------------------------------------------------
 

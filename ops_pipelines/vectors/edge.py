@@ -65,6 +65,10 @@ OVERSAMPLING = 4.0
 _WRITE_BATCH = 1024
 
 
+class UnusableShard(ValueError):
+    """Shard files that Qdrant Edge does not load (a damaged or foreign copy)."""
+
+
 class LegacyVectorFolder(OperatorError, RuntimeError):
     """The folder holds qdrant-client local-mode files, which this engine does not read."""
 
@@ -261,6 +265,7 @@ def _safe_name(name: str) -> str:
 
 class EdgeVectorStore(VectorStore):
     keeps_aliases = False
+    keeps_files = True
 
     def __init__(self, root: str | os.PathLike, wait_seconds: float = 120.0, allow_local_mode: bool = False):
         self.root = Path(root)
@@ -327,6 +332,41 @@ class EdgeVectorStore(VectorStore):
         os.replace(path, doomed)
         shutil.rmtree(doomed)
         return True
+
+    def copy_files(self, name: str, dest: Path) -> tuple[list[str], np.ndarray]:
+        """The collection's shard, flushed and copied file by file into ``dest`` (index included),
+        and its point ids (a sorted id array); both taken while this process holds the shard, so no
+        other process writes meanwhile. Returns the files' paths relative to ``dest``."""
+        source = self._hold(name)
+        with self._shard(name) as shard:
+            shard.flush()
+            files = []
+            for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name not in (HOLDER, MANIFEST)):
+                relative = path.relative_to(source)
+                (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest / relative)
+                files.append(relative.as_posix())
+            return files, self.id_array(name)
+
+    def adopt_files(self, name: str, source: Path, dimension: int) -> None:
+        """A new collection ``name`` made of the shard files ``copy_files`` copied, moved from the
+        folder ``source``; refused (``UnusableShard``, nothing left behind) if they do not load."""
+        path = self._path(name)
+        if (path / MANIFEST).is_file():
+            raise ValueError(f"collection {name} already exists")
+        if not (source / "segments").is_dir():
+            raise UnusableShard(f"{source} holds no Qdrant Edge shard (no segments)")
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.move(source, path)
+        _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+        try:
+            with self._shard(name) as shard:
+                shard.info()
+        except Exception as exc:  # noqa: BLE001 - whatever Edge makes of the files, they are refused
+            self._held.discard(path)
+            _OPEN.discard(path)
+            shutil.rmtree(path, ignore_errors=True)
+            raise UnusableShard(f"the shard files of {name} do not load in Qdrant Edge: {exc}") from None
 
     def build_index(self, name: str) -> bool:
         with self._shard(name) as shard:

@@ -32,8 +32,8 @@ from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.refresh import build_generation, swap_to
 from ops_pipelines.search import search_container
 from ops_pipelines.sources import open_source
-from ops_pipelines.vectors import open_vector_store
-from ops_pipelines_tests.conftest import serving_of
+from ops_pipelines.vectors import EdgeVectorStore
+from ops_pipelines_tests.conftest import backend_store, serving_of
 
 QUERIES = ("glaciers and ice", "apples in autumn", "bicycle gears")
 
@@ -101,14 +101,15 @@ def _sync(kb, objects, store, slug, source, version="hash-256@1"):
 
 
 @pytest.fixture
-def world(kb_url, tmp_path, corpus, extra_embedders):
-    """Two containers; ``docs`` was refreshed to hash-64@1, so it has a live and a retained generation."""
+def world(request, kb_url, tmp_path, corpus, extra_embedders):
+    """Two containers; ``docs`` was refreshed to hash-64@1, so it has a live and a retained generation.
+    On Qdrant Edge (its backups hold shards' files) unless parametrized ``server`` (points)."""
     kb = KnowledgeBase(kb_url)
     objects = FolderObjectStore(tmp_path / "objects")
     other = tmp_path / "other"
     other.mkdir()
     (other / "zeta.md").write_text("# Zeta\n\nZeta is about zebras\tcrossing the savanna \\ the plains.\r\n")
-    with open_vector_store(path=str(tmp_path / "qdrant")) as store:
+    with backend_store(getattr(request, "param", "edge"), tmp_path / "qdrant") as store:
         docs = _sync(kb, objects, store, "docs", corpus)
         _sync(kb, objects, store, "other", other)
         embed_chunks(kb, docs, load_embedder, "hash-64@1")
@@ -220,8 +221,10 @@ def test_corrupt_truncated_and_hostile_backups_change_nothing(world):
     with pytest.raises(ArchiveError, match="truncated"):
         world.restore(truncated, force=True)
 
+    target = next(n for n in _names(path) if n.startswith("collections/kb_other"))
+
     def slip(name, data):
-        return ("../../etc/evil" if name.endswith("points.jsonl") and "other" in name else name), data
+        return ("../../etc/evil" if name == target else name), data
 
     with pytest.raises(UnsafeMember, match="unsafe path"):
         world.restore(_rewrite(path, world.tmp / "slip.tar", slip), force=True)
@@ -263,19 +266,26 @@ def _names(path: Path) -> list[str]:
         return tar.getnames()
 
 
+@pytest.mark.parametrize("world", ["edge", "server"], indirect=True)
 def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(world):
-    """Checksums match (the manifest was rewritten too), but one point's payload hash lies."""
+    """Checksums match (the manifest was rewritten too), but one point's payload hash lies: in a
+    shard's files (a backup of the embedded engine) or in points.jsonl (a server's)."""
     before, collections = world.state(), world.collections()
     path = world.backup()
     with tarfile.open(path) as src:
         members = {info.name: src.extractfile(info).read() for info in src}
-    target = next(n for n in members if n.startswith("collections/kb_other") and n.endswith("points.jsonl"))
-    point = json.loads(members[target])
-    point["payload"]["chunk_hash"] = "0" * 64
-    members[target] = json.dumps(point).encode() + b"\n"
     manifest = json.loads(members.pop("manifest.json"))
-    for m in manifest["members"]:
-        m["size"], m["sha256"] = len(members[m["name"]]), hashlib.sha256(members[m["name"]]).hexdigest()
+    (other,) = [c["name"] for c in manifest["collections"] if c["name"].startswith("kb_other")]
+    if world.store.keeps_files:
+        _forge_shard(members, other, world.tmp)
+    else:
+        target = f"collections/{other}/points.jsonl"
+        point = json.loads(members[target])
+        point["payload"]["chunk_hash"] = "0" * 64
+        members[target] = json.dumps(point).encode() + b"\n"
+    manifest["members"] = [
+        {"name": n, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for n, data in members.items()
+    ]
     forged = world.tmp / "forged.tar"
     with tarfile.open(forged, "w") as dst:
         for name, data in [("manifest.json", json.dumps(manifest).encode()), *members.items()]:
@@ -285,6 +295,53 @@ def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(
     with pytest.raises(ArchiveError, match="payload_hashes"):
         world.restore(forged, force=True)
     assert world.state() == before and world.collections() == collections
+
+
+def _forge_shard(members: dict[str, bytes], collection: str, tmp: Path) -> None:
+    """Rewrite the shard members of ``collection``: its one point with a lying chunk hash."""
+    prefix = f"collections/{collection}/shard/"
+    shard = tmp / "forge" / "shard"
+    for name in [n for n in members if n.startswith(prefix)]:
+        (shard / name.removeprefix(prefix)).parent.mkdir(parents=True, exist_ok=True)
+        (shard / name.removeprefix(prefix)).write_bytes(members.pop(name))
+    store = EdgeVectorStore(tmp / "forge" / "engine")
+    try:
+        store.adopt_files(collection, shard, 256)
+        (point,) = store.scroll(collection, with_payload=True, with_vectors=True)
+        store.upsert(collection, [point.id], point.vector[None], [{**point.payload, "chunk_hash": "0" * 64}])
+        files, _ = store.copy_files(collection, tmp / "forge" / "out")
+    finally:
+        store.close()
+    for file in files:
+        members[prefix + file] = (tmp / "forge" / "out" / file).read_bytes()
+
+
+@pytest.mark.parametrize("source, target", [("edge", "server"), ("server", "edge")])
+def test_a_backup_restores_onto_the_other_engine(kb_url, tmp_path, corpus, extra_embedders, source, target):
+    """Shards' files restore onto a server (their points read through Qdrant Edge), a server's
+    points onto the embedded engine: the same containers, generations and searches come back."""
+    world_kb = KnowledgeBase(kb_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    try:
+        with backend_store(source, tmp_path / "from") as store:
+            docs = _sync(world_kb, objects, store, "docs", corpus)
+            embed_chunks(world_kb, docs, load_embedder, "hash-64@1")
+            swap_to(world_kb, store, docs, build_generation(world_kb, store, docs, "hash-64@1").generation, retention=None)
+            before = World(world_kb, objects, store, tmp_path).state()
+            path = tmp_path / "kb.tar"
+            write_backup(world_kb, store, objects, path, run_id="run-1")
+            layouts = {c["layout"] for c in read_archive(path, spec=BACKUP_ARCHIVE).manifest["collections"]}
+            assert layouts == {"shard" if source == "edge" else "points"}
+        for container in world_kb.list_containers():
+            world_kb.delete_container(container.id)
+        with backend_store(target, tmp_path / "to") as store:
+            world = World(world_kb, objects, store, tmp_path / "work")
+            world.tmp.mkdir()
+            world.restore(path)
+            assert world.state() == before
+            assert {"kb_docs__hash-256-1__g1", "kb_docs__hash-64-1__g2"} <= world.collections()
+    finally:
+        world_kb.close()
 
 
 def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, monkeypatch):
