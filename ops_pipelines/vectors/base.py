@@ -176,9 +176,12 @@ class VectorStore(ABC):
     def count(self, name: str) -> int: ...
 
     @abstractmethod
-    def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
-        """The ``limit`` nearest points of collection (or, on a server, alias) ``name``; through
-        the index if there is one, by comparing with every point if ``exact``."""
+    def search(
+        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+    ) -> list[Hit]:
+        """The ``limit`` nearest points of collection (or, on a server, alias) ``name``, of the
+        points ``among`` only if given; through the index if there is one, by comparing with every
+        point (of ``among``) if ``exact``."""
 
     # ---- aliases (a server's own; see ``vectors.serving`` for what the embedded engine does) --
 

@@ -432,7 +432,9 @@ class EdgeVectorStore(VectorStore):
         with self._shard(name) as shard:
             return shard.count(edge.CountRequest(exact=True))
 
-    def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
+    def search(
+        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+    ) -> list[Hit]:
         params = (
             edge.SearchParams(exact=True, quantization=edge.QuantizationSearchParams(ignore=True))
             if exact
@@ -446,6 +448,7 @@ class EdgeVectorStore(VectorStore):
             with_payload=True,
             with_vector=False,
             params=params,
+            filter=None if among is None else edge.Filter(must=[edge.HasIdCondition(set(among))]),
         )
         with self._shard(name) as shard:
             found = shard.query(request)

@@ -94,13 +94,16 @@ class QdrantServerStore(VectorStore):
     def count(self, name: str) -> int:
         return self.client.count(name, exact=True).count
 
-    def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
+    def search(
+        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+    ) -> list[Hit]:
         response = self.client.query_points(
             name,
             query=np.asarray(vector, dtype=np.float32).tolist(),
             limit=limit,
             with_payload=True,
             search_params=models.SearchParams(exact=True) if exact else None,
+            query_filter=None if among is None else models.Filter(must=[models.HasIdCondition(has_id=list(among))]),
         )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
 

@@ -303,3 +303,14 @@ def test_edge_reopens_a_shard_after_many_points_so_memory_stays_flat(tmp_path, m
     finally:
         done.set()
         store.close()
+
+
+def test_a_search_among_given_points_sees_only_them(any_store):
+    """``among`` restricts a search (the self-retrieval check's: exact, among its sampled points)."""
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(6)]
+    vectors = np.eye(6, dtype=np.float32)
+    any_store.ensure_collection("g1", 6)
+    any_store.upsert("g1", ids, vectors, [{"n": i} for i in range(6)])
+    assert [h.id for h in any_store.search("g1", vectors[0], 1, exact=True)] == [ids[0]]
+    hits = any_store.search("g1", vectors[0] + 0.5 * vectors[4], 6, exact=True, among=[ids[3], ids[4], ids[5]])
+    assert {h.id for h in hits} == {ids[3], ids[4], ids[5]} and hits[0].id == ids[4]
