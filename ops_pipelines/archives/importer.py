@@ -27,6 +27,7 @@ from ops_pipelines.archives.format import (
     DOCUMENTS,
     VECTORS,
     ArchiveError,
+    check_registered_dimension,
 )
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
@@ -76,8 +77,10 @@ def import_archive(
     slug = slug or manifest["container"].get("slug", "")
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under")
-    source_version = manifest["embedder"].get("version")
+    source_version = manifest["embedder"]["version"]
     target = get_version(embedder_version or source_version)
+    if target.name == source_version:  # the archive's vectors count: its manifest must be true here
+        check_registered_dimension(manifest)
     with_vectors = bool(manifest["options"].get("include_vectors")) and target.name == source_version
     counts = _validate(archive, with_vectors, target.dimension)
     log.info("import: archive valid: %d documents, %d chunks", counts["documents"], counts["chunks"])

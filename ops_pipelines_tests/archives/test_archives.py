@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 import zipfile
@@ -379,3 +380,63 @@ def test_a_failed_write_surfaces_from_the_writers_thread():
     out.write(bytes(3 << 20))
     with pytest.raises(OSError, match="No space left"):
         out.close()
+
+
+# ---- a manifest that lies about the dimension -------------------------------------------
+
+
+def _false_dimension(case: str):
+    """The manifest says 384-d for hash-256@1 (256-d in the registry): over the real 256-d vectors,
+    over 384-d vectors that agree with it, or with no vectors at all."""
+
+    def edit(members, manifest):
+        manifest["embedder"]["dimension"] = 384
+        if case == "384-d vectors":
+            rows = np.random.default_rng(1).normal(size=(5, 384)).astype("<f4")
+            members["vectors.npy"] = _npy(rows / np.linalg.norm(rows, axis=1, keepdims=True))
+        if case == "no vectors":
+            del members["vectors.npy"]
+            manifest["options"]["include_vectors"] = False
+            del manifest["counts"]["vectors"]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("256-d vectors", r"vectors.npy is float32 \(5, 256\), expected float32 \(5, 384\)"),
+        ("384-d vectors", r"says hash-256@1 makes 384-d vectors, this embedder registry says 256-d"),
+        ("no vectors", r"says hash-256@1 makes 384-d vectors, this embedder registry says 256-d"),
+    ],
+)
+def test_a_false_manifest_dimension_is_refused_by_verify_and_import(world, extra_embedders, case, message):
+    from click.testing import CliRunner
+
+    from ops_pipelines.cli import main
+
+    path = _repacked(world, _false_dimension(case))
+    result = CliRunner().invoke(main, ["archive", "verify", str(path)], catch_exceptions=False)
+    assert result.exit_code == 1 and result.output.startswith("Error: INVALID:")
+    assert re.search(message, result.output), result.output
+
+    before = (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*")))
+    for target in (None, "hash-256@1"):
+        with pytest.raises(ArchiveError, match=message):
+            world.load(path, slug="copy", embedder_version=target)
+    assert world.slugs() == ["docs"] and world.kb.get_container("docs").slug == "docs"
+    assert (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*"))) == before
+    if case != "256-d vectors":  # re-embedded under another version, the archive's vectors do not count
+        report = world.load(path, slug="copy", embedder_version="hash-64@1")
+        assert (report.vectors_from_archive, report.embedded) == (False, 5)
+
+
+def test_verify_names_an_embedder_version_this_registry_lacks(world):
+    from click.testing import CliRunner
+
+    from ops_pipelines.cli import main
+
+    path = _repacked(world, lambda members, manifest: manifest["embedder"].update(version="elsewhere@3"))
+    result = CliRunner().invoke(main, ["archive", "verify", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "elsewhere@3, 256-d (not in this embedder registry: import it with --embedder-version)" in result.output
