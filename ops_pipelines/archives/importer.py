@@ -132,7 +132,7 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         )
         hashes = [r["content_hash"] for _, rows in batch for r in rows]
         if vectors is not None:
-            kb.put_embeddings(target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
+            kb.put_archive_vectors(container.id, target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
         row += len(hashes)
     written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
     if written != counts:

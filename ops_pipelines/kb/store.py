@@ -331,8 +331,12 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             with self.engine.begin() as conn:
                 conn.execute(_upsert(conn, schema.embeddings, replace), rows)
 
-    def get_embeddings(self, embedder_version: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        e = schema.embeddings.c
+    def get_embeddings(
+        self, embedder_version: str, hashes: Iterable[str], container_id: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """The shared cache's vectors of ``hashes``; with ``container_id``, where the shared cache
+        lacks one, the vector that container's imported archive brought (``kb.streams.with_vectors``)."""
+        e, a = schema.embeddings.c, schema.archive_vectors.c
         wanted = list(set(hashes))
         found: dict[str, np.ndarray] = {}
         with self.engine.connect() as conn:
@@ -344,7 +348,33 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
                     )
                 )
                 found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
+            lacking = [h for h in wanted if h not in found] if container_id is not None else []
+            for start in range(0, len(lacking), 500):
+                rows = conn.execute(
+                    select(a.chunk_hash, a.vector).where(
+                        a.container_id == container_id,
+                        a.embedder_version == embedder_version,
+                        a.chunk_hash.in_(lacking[start : start + 500]),
+                    )
+                )
+                found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
         return found
+
+    def put_archive_vectors(
+        self, container_id: str, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray
+    ) -> None:
+        """Keep the vectors an archive brought for the container imported from it, and for no
+        other (never in the shared cache: nothing here computed them)."""
+        vectors = np.asarray(vectors, dtype="<f4")
+        now = utcnow()
+        rows = [
+            {"container_id": container_id, "embedder_version": embedder_version, "chunk_hash": h,
+             "vector": v.tobytes(), "created_at": now}
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_upsert(conn, schema.archive_vectors, replace=False), rows)
 
 
 def _upsert(conn, table, replace: bool):

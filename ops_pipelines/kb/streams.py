@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import LargeBinary, and_, func, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ops_pipelines.kb import schema
 
@@ -39,17 +40,16 @@ class ChunkStreams:
         self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
     ) -> Iterator[list]:
         """Rows of the active chunks (of ``document_ids`` only, if given) with what a point needs:
-        document_id, ordinal, content_hash, text, source_key, title, uri and the cached ``vector``
-        bytes of ``embedder_version`` (None where the cache lacks it), ordered by source key and
-        ordinal."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        document_id, ordinal, content_hash, text, source_key, title, uri and the ``vector`` bytes
+        of ``embedder_version`` the container may use (``with_vectors``; None where there is
+        none), ordered by source key and ordinal."""
+        ch, d = schema.chunks.c, schema.documents.c
+        joined, vector, _ = with_vectors(
+            schema.chunks.join(schema.documents, ch.document_id == d.id), container_id, embedder_version
+        )
         query = (
-            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, e.vector)
-            .select_from(
-                schema.chunks.join(schema.documents, ch.document_id == d.id).outerjoin(
-                    schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
-                )
-            )
+            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, vector)
+            .select_from(joined)
             .where(d.container_id == container_id, d.status == "active")
             .order_by(d.source_key, ch.ordinal)
         )
@@ -87,15 +87,13 @@ class ChunkStreams:
         self, container_id: str, embedder_version: str | None = None, batch: int = 1024
     ) -> Iterator[list[tuple[str, str]]]:
         """Distinct (chunk hash, text) of the container's active chunks, a page at a time by
-        hash; with ``embedder_version``, only those the cache has no vector of."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        hash; with ``embedder_version``, only those the container has no vector of (``with_vectors``)."""
+        ch, d = schema.chunks.c, schema.documents.c
         source = schema.chunks.join(schema.documents, ch.document_id == d.id)
         where = [d.container_id == container_id, d.status == "active"]
         if embedder_version is not None:
-            source = source.outerjoin(
-                schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
-            )
-            where.append(e.chunk_hash.is_(None))
+            source, _, lacking = with_vectors(source, container_id, embedder_version)
+            where.append(lacking)
         last = ""
         while True:
             with self.engine.connect() as conn:
@@ -111,6 +109,24 @@ class ChunkStreams:
                 return
             yield [(h, t) for h, t in rows]
             last = rows[-1][0]
+
+
+def with_vectors(
+    chunks: FromClause, container_id: str, embedder_version: str
+) -> tuple[FromClause, ColumnElement, ColumnElement]:
+    """``chunks`` (a join with the chunks table) outer-joined with the vectors of
+    ``embedder_version`` that container ``container_id`` may use: the shared cache's (computed
+    here), else the ones its own imported archive brought (never another container's). Returns the
+    join, its ``vector`` column (NULL where there is neither) and the condition "there is neither"."""
+    ch, e, a = schema.chunks.c, schema.embeddings.c, schema.archive_vectors.c
+    joined = chunks.outerjoin(
+        schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
+    ).outerjoin(
+        schema.archive_vectors,
+        and_(a.container_id == container_id, a.chunk_hash == ch.content_hash, a.embedder_version == embedder_version),
+    )
+    vector = func.coalesce(e.vector, a.vector, type_=LargeBinary).label("vector")
+    return joined, vector, and_(e.chunk_hash.is_(None), a.chunk_hash.is_(None))
 
 
 def _streamed(engine: Engine, query, batch: int) -> Iterator[list]:

@@ -3,6 +3,7 @@ error before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -440,3 +441,64 @@ def test_verify_names_an_embedder_version_this_registry_lacks(world):
     result = CliRunner().invoke(main, ["archive", "verify", str(path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "elsewhere@3, 256-d (not in this embedder registry: import it with --embedder-version)" in result.output
+
+
+# ---- vectors from an archive stay out of the shared embedding cache ----------------------
+
+
+@pytest.fixture
+def elsewhere(kb_url, tmp_path):
+    """Another deployment on the same backend: a fresh metadata DB, object store and Qdrant."""
+    from ops_pipelines_tests.conftest import throwaway_database
+
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}" if kb_url.startswith("sqlite") else stack.enter_context(
+            throwaway_database()
+        )
+        kb = KnowledgeBase(url)
+        stack.callback(kb.close)
+        store = stack.enter_context(open_vector_store(path=str(tmp_path / "elsewhere-qdrant")))
+        work = tmp_path / "elsewhere"
+        work.mkdir()
+        yield World(kb, FolderObjectStore(tmp_path / "elsewhere-objects"), store, work)
+
+
+def test_a_forged_vector_from_an_archive_never_reaches_another_container(world, elsewhere, corpus):
+    """An export with one vector changed and its checksums recomputed imports (its checks search
+    with that same vector), but another container synced from the real corpus computes its own."""
+    forged = np.random.default_rng(7).normal(size=256).astype("<f4")
+    forged /= np.linalg.norm(forged)
+
+    def forge(members, manifest):
+        vectors = np.load(io.BytesIO(members["vectors.npy"]))
+        vectors[2] = forged
+        members["vectors.npy"] = _npy(vectors)
+
+    report = elsewhere.load(_repacked(world, forge), slug="imported")
+    assert report.vectors_from_archive and all(c.passed for c in report.checks)
+    imported = elsewhere.kb.get_container("imported")
+    (row,) = [r for r in elsewhere.kb.active_chunks(imported.id) if r.source_key == sorted_keys(elsewhere, "imported")[2]]
+
+    other = elsewhere.kb.add_container("other", "folder", str(corpus), "hash-256@1")
+    sync_documents(elsewhere.kb, elsewhere.objects, other, open_source("folder", str(corpus)))
+    chunk_documents(elsewhere.kb, other)
+    embedded = embed_chunks(elsewhere.kb, other, load_embedder, "hash-256@1")
+    assert (embedded.computed, embedded.cached) == (5, 0)  # nothing of the archive's is trusted
+    sync_collection(elsewhere.kb, elsewhere.store, other)
+
+    real = load_embedder("hash-256@1").embed([row.text])[0]
+    assert np.allclose(elsewhere.kb.get_embeddings("hash-256@1", [row.content_hash])[row.content_hash], real)
+    assert np.allclose(point_vector(elsewhere, other, row.content_hash), real)
+    assert not np.allclose(point_vector(elsewhere, other, row.content_hash), forged)
+    # The imported container keeps what its archive brought: that is the trust its operator gave it.
+    assert np.allclose(point_vector(elsewhere, imported, row.content_hash), forged)
+
+
+def sorted_keys(w: World, slug: str) -> list[str]:
+    return sorted(r.source_key for r in w.kb.active_chunks(w.kb.get_container(slug).id))
+
+
+def point_vector(w: World, container, chunk_hash: str) -> np.ndarray:
+    collection = serving_of(w.kb, w.store, container.slug)
+    (point,) = [p for p in w.store.scroll(collection, with_payload=True, with_vectors=True) if p.payload["chunk_hash"] == chunk_hash]
+    return point.vector
