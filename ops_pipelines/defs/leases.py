@@ -4,7 +4,7 @@ writers of one container take turns however they were launched (UI, backfill, se
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ops_pipelines.kb import Container, ContainerNotFound, KnowledgeBase, holder_for
+from ops_pipelines.kb import Container, KnowledgeBase, holder_for
 
 # A restore holds the whole-KB lease through a database transaction as long as its collection
 # writes (minutes at a million chunks), during which SQLite lets no renewal through: the ttl
@@ -18,20 +18,6 @@ def container_writer(context, kb: KnowledgeBase, slug_or_id: str) -> Iterator[Co
     container = kb.get_container(slug_or_id)
     with kb.container_lease(container.id, holder_for(context.run_id)):
         yield kb.get_container(container.id)
-
-
-@contextmanager
-def replaced_container_writer(context, kb: KnowledgeBase, slug: object) -> Iterator[None]:
-    """The lease of the container called ``slug`` if there is one (an import may replace it)."""
-    try:
-        container = kb.get_container(slug) if isinstance(slug, str) and slug else None
-    except ContainerNotFound:
-        container = None
-    if container is None:
-        yield
-        return
-    with kb.container_lease(container.id, holder_for(context.run_id)):
-        yield
 
 
 @contextmanager

@@ -196,7 +196,7 @@ def drop_orphan_collections(
     """Drop collections named like a generation that no live, retired or building generation
     record names and no alias points at. Collections named otherwise are never touched."""
     referenced = served_collections(kb, store)
-    for container in kb.list_containers():
+    for container in kb.list_containers(every_state=True):  # an import's container too
         referenced.update(g.collection for g in kb.generations(container.id) if g.state != DROPPED)
     found = []
     for name in store.collection_names():

@@ -502,3 +502,81 @@ def point_vector(w: World, container, chunk_hash: str) -> np.ndarray:
     collection = serving_of(w.kb, w.store, container.slug)
     (point,) = [p for p in w.store.scroll(collection, with_payload=True, with_vectors=True) if p.payload["chunk_hash"] == chunk_hash]
     return point.vector
+
+
+# ---- a forced import on a Qdrant server: the alias moves once, nothing is left behind --------
+
+
+@pytest.fixture
+def served(kb_url, tmp_path, corpus):
+    """docs synced on the server backend (qdrant-client's local mode: the stand-in for a server)."""
+    from ops_pipelines_tests.conftest import backend_store
+
+    kb = KnowledgeBase(kb_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    with backend_store("server", tmp_path / "server") as store:
+        container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
+        sync_documents(kb, objects, container, open_source("folder", str(corpus)))
+        chunk_documents(kb, container)
+        embed_chunks(kb, container, load_embedder, "hash-256@1")
+        sync_collection(kb, store, container)
+        work = tmp_path / "work"
+        work.mkdir()
+        yield World(kb, objects, store, work)
+    kb.close()
+
+
+def test_a_forced_import_on_a_server_moves_the_alias_and_leaves_nothing_behind(served):
+    report = served.load(export(served), force=True)
+    assert report.replaced and report.collection == "kb_docs__hash-256-1__g2"
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g2"}  # no alias of a temporary slug
+    assert served.collections() == {"kb_docs__hash-256-1__g2"}
+    assert [c.slug for c in served.kb.list_containers(every_state=True)] == ["docs"]
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+
+
+def killed_before_the_alias_moved(served: World, monkeypatch) -> tuple[Path, object]:
+    """A forced import killed between the transaction that parks the old container and the alias
+    move: the archive, and the parked container it left."""
+    import ops_pipelines.archives.importer as importer
+
+    def killed(*args):
+        raise KeyboardInterrupt("SIGKILL")
+
+    path = export(served)
+    with monkeypatch.context() as patched:
+        patched.setattr(importer, "publish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            served.load(path, force=True)
+    (parked,) = [c for c in served.kb.list_containers(every_state=True) if c.state == "parked"]
+    assert parked.slug.startswith("docs-replaced-") and parked.import_slug == "docs"
+    return path, parked
+
+
+def test_killed_before_its_alias_moved_a_forced_import_is_finished_by_the_next(served, monkeypatch):
+    path, _ = killed_before_the_alias_moved(served, monkeypatch)
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g1"}  # still the parked one's, kept
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+
+    report = served.load(path, force=True)  # removes the parked one (its alias moved first), replaces docs
+    assert served.store.aliases() == {"kb_docs": report.collection}
+    assert served.collections() == {report.collection}
+    assert [c.slug for c in served.kb.list_containers(every_state=True)] == ["docs"]
+
+
+def test_a_parked_container_still_behind_the_alias_is_removed_once_the_alias_moved(served, monkeypatch):
+    from ops_pipelines.containers import ContainerServing, remove_container
+
+    _, parked = killed_before_the_alias_moved(served, monkeypatch)
+    removal = remove_container(served.kb, served.store, parked.slug, "test")
+    assert removal.dropped == ["kb_docs__hash-256-1__g1"] and not removal.kept
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g2"}
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+    with pytest.raises(ContainerServing, match=r"'docs' serves searches \(kb_docs -> kb_docs__hash-256-1__g2\)"):
+        remove_container(served.kb, served.store, "docs", "test")
+
+
+def test_an_import_under_the_slug_of_a_parked_container_is_refused(served, monkeypatch):
+    path, parked = killed_before_the_alias_moved(served, monkeypatch)
+    with pytest.raises(ImportRefused, match=f"'{parked.slug}' is the slug of a container in state parked"):
+        served.load(path, slug=parked.slug, force=True)
