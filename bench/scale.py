@@ -247,13 +247,11 @@ def child_recall(p: dict) -> dict:
     queries, and self-recall@1 (stored points queried with their own vectors, as the
     ``self_retrieval`` check does) on the 200 smallest ids."""
     import numpy as np
-    import qdrant_edge as edge
 
     from ops_pipelines import settings
     from ops_pipelines.embedders import load_embedder
     from ops_pipelines.kb import KnowledgeBase
     from ops_pipelines.vectors import EdgeVectorStore
-    from ops_pipelines.vectors.edge import VECTOR
 
     kb = KnowledgeBase(settings.kb_url())
     try:
@@ -263,9 +261,7 @@ def child_recall(p: dict) -> dict:
     store = EdgeVectorStore(settings.qdrant_path())
     try:
         def exact(vector: np.ndarray) -> set[str]:
-            request = edge.QueryRequest(query=edge.Query.Nearest(vector.tolist(), using=VECTOR), limit=5,
-                                        with_payload=False, with_vector=False, params=edge.SearchParams(exact=True))
-            return {str(h.id) for h in store._shard(collection).query(request)}  # the store has no exact search
+            return {h.id for h in store.search(collection, vector, 5, exact=True)}
 
         vectors = load_embedder(EMBEDDER).embed(queries(Words(p["seed"]), p["seed"]))
         recall = [len({h.id for h in store.search(collection, v, 5)} & exact(v)) / 5 for v in vectors]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ops_pipelines.embedders import load_embedder
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.vectors import CollectionNotFound, Hit, VectorStore, alias_name
 
 
-class NotSynced(RuntimeError):
+class NotSynced(OperatorError, RuntimeError):
     pass
 
 
@@ -27,7 +28,8 @@ def _search(kb: KnowledgeBase, store: VectorStore, container: Container, query: 
     target = alias if store.keeps_aliases else live.collection if live else None
     served = store.resolve_alias(alias) if store.keeps_aliases else target and store.collection_dimension(target)
     if live is None or not served:
-        raise NotSynced(f"container {container.slug!r} has no live collection yet: run sync_job for it first")
+        raise NotSynced(f"container {container.slug!r} has no live collection yet: run sync_job for it first "
+                        f"(ops-pipelines sync {container.slug})")
     vector = load_embedder(live.embedder_version).embed([query])[0]
     return ranked(store.search(target, vector, limit))
 

@@ -98,6 +98,16 @@ def source_int(name: str, default: int, minimum: int = 1) -> int:
     return int(raw)
 
 
+DEFAULT_MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+
+
+def source_max_document_bytes() -> int:
+    """``OPS_SOURCE_MAX_DOCUMENT_BYTES``: a source record (a file, a JSONL line, a Redmine issue, a
+    page) larger than this is skipped and named, not read (default 5 MiB: one 50 MB text file
+    would be ~90,000 chunks and a gigabyte of memory)."""
+    return source_int("OPS_SOURCE_MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES)
+
+
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 

@@ -2,8 +2,9 @@
 
 ``FakeRedmine`` answers the subset of the Redmine REST API the connector uses, in its JSON shapes
 (issues with pagination and the ``updated_on`` filter, one issue with journals, projects, the
-wiki index and pages), checks ``X-Redmine-API-Key`` (401 otherwise), and keeps a log of every
-request. ``FakeSite`` serves pages with ETag/Last-Modified and a sitemap, answering conditional
+wiki index and pages, ``enabled_modules``), checks ``X-Redmine-API-Key`` (401 otherwise), answers
+a bare 403 to everything while its REST API is "disabled" (as Redmine 5.0 does), and keeps a log
+of every request. ``FakeSite`` serves pages with ETag/Last-Modified and a sitemap, answering conditional
 GETs with 304. Both take injected faults for the next matching requests: an HTTP status (500,
 429 with Retry-After), a response slower than the client's timeout, a dropped connection.
 """
@@ -164,6 +165,11 @@ class FakeRedmine(FakeServer):
         self.issues: dict[int, dict] = {}
         self.private: set[int] = set()
         self.wiki: dict[str, dict[str, dict]] = {}
+        self.modules: dict[str, tuple[str, ...]] = {}
+        self.hidden_projects: set[str] = set()  # 403: the key's user is no member
+        self.rest_api = True  # False: Redmine 5.0's answer to every API request is a bare 403
+        self.admin = False  # the key's user is an administrator
+        self.lists_modules = True  # False: a Redmine that ignores include=enabled_modules
         self._clock = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
         super().__init__()
 
@@ -173,11 +179,13 @@ class FakeRedmine(FakeServer):
 
     # ---- what the tests change ----------------------------------------------------------------
 
-    def add_project(self, identifier: str, name: str | None = None) -> None:
+    def add_project(self, identifier: str, name: str | None = None,
+                    modules: tuple[str, ...] = ("issue_tracking", "wiki")) -> None:
         with self._lock:
             self.projects[identifier] = {"id": len(self.projects) + 1, "identifier": identifier,
                                          "name": name or identifier.title()}
             self.wiki[identifier] = {}
+            self.modules[identifier] = modules
 
     def add_issue(self, project: str, subject: str, description: str = "", notes: tuple[str, ...] = ()) -> int:
         with self._lock:
@@ -229,20 +237,23 @@ class FakeRedmine(FakeServer):
     # ---- the API ------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Response:
+        if not self.rest_api:
+            return Response(403)
         if request.headers.get("x-redmine-api-key") != self.api_key:
             return _json(401, {"errors": ["unauthorized"]})
         path = request.path
         if path == "/users/current.json":
-            return _json(200, {"user": {"id": 1, "login": "sync-bot"}})
+            return _json(200, {"user": {"id": 1, "login": "sync-bot", "admin": self.admin}})
         if path == "/issues.json":
             return self._issues(request.query)
         parts = path.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "issues" and parts[1].endswith(".json"):
             return self._issue(int(parts[1][:-5]), request.query)
         if len(parts) == 2 and parts[0] == "projects" and parts[1].endswith(".json"):
-            project = self.projects.get(parts[1][:-5])
-            return _json(200, {"project": project}) if project else _json(404, {})
+            return self._project(parts[1][:-5], request.query)
         if len(parts) == 4 and parts[0] == "projects" and parts[2] == "wiki" and parts[1] in self.projects:
+            if "wiki" not in self.modules[parts[1]]:
+                return _json(403, {})
             pages = self.wiki[parts[1]]
             if parts[3] == "index.json":
                 index = [{k: p[k] for k in ("title", "version", "updated_on")} for p in pages.values()]
@@ -250,6 +261,16 @@ class FakeRedmine(FakeServer):
             page = pages.get(parts[3].removesuffix(".json"))
             return _json(200, {"wiki_page": page}) if page else _json(404, {})
         return _json(404, {})
+
+    def _project(self, identifier: str, query: dict[str, str]) -> Response:
+        if identifier not in self.projects:
+            return _json(404, {})
+        if identifier in self.hidden_projects:
+            return _json(403, {})
+        project = dict(self.projects[identifier])
+        if self.lists_modules and "enabled_modules" in query.get("include", "").split(","):
+            project["enabled_modules"] = [{"id": n, "name": m} for n, m in enumerate(self.modules[identifier], 1)]
+        return _json(200, {"project": project})
 
     def _visible(self, project: str) -> list[dict]:
         return [i for i in self.issues.values() if i["project_identifier"] == project and i["id"] not in self.private]

@@ -51,7 +51,7 @@ DOCUMENT_FIELDS = {
 CHUNK_FIELDS = {"document_id": str, "source_key": str, "ordinal": int, "content_hash": str, "text": str}
 
 
-class ArchiveError(ValueError):
+class ArchiveError(OperatorError, ValueError):
     """The archive cannot be used; the message says why. Nothing has been written."""
 
 
@@ -67,7 +67,7 @@ class UnsafeMember(ArchiveError):
     pass
 
 
-class ManifestMismatch(ArchiveError, OperatorError):
+class ManifestMismatch(ArchiveError):
     """The manifest describes other vectors than the archive holds, or than this registry's
     embedder version makes."""
 

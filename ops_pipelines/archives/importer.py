@@ -42,8 +42,7 @@ from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.containers import drop_container, settle_replacement
 from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.errors import OperatorError
-from ops_pipelines.ingest import build_index, embed_chunks, fill_collection
+from ops_pipelines.ingest import embed_chunks, fill_collection
 from ops_pipelines.kb import (
     IMPORTING,
     READY,
@@ -65,7 +64,7 @@ _log = logging.getLogger(__name__)
 _BATCH = 500
 
 
-class ImportRefused(ArchiveError, OperatorError):
+class ImportRefused(ArchiveError):
     pass
 
 
@@ -99,7 +98,7 @@ def import_archive(
     manifest = archive.manifest
     slug = slug or manifest["container"].get("slug", "")
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
-        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under")
+        raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under (--slug / slug)")
     source_version = manifest["embedder"]["version"]
     target = get_version(embedder_version or source_version)
     if target.name == source_version:  # the archive's vectors count: its manifest must be true here
@@ -114,7 +113,8 @@ def import_archive(
         if existing is not None:
             if not force:
                 raise ImportRefused(
-                    f"container {slug!r} already exists: import under another slug, or with force to replace it"
+                    f"container {slug!r} already exists: import under another slug (--slug / slug), or with "
+                    "--force / force: true to replace it"
                 )
             leases.enter_context(kb.container_lease(existing.id, holder))
             if getattr(_ready_at(kb, slug), "id", None) != existing.id:
@@ -223,7 +223,6 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     )
     store.ensure_collection(generation.collection, target.dimension)
     fill_collection(kb, store, container, generation.collection, target.name, log=log)
-    build_index(store, generation.collection, log)
     checks = reconcile_generation(kb, store, container, generation)
     failed = [c for c in checks if not c.passed]
     if failed:

@@ -232,7 +232,8 @@ class _VectorsWriter:
             missing = rows[vectors.index(None)]
             raise ArchiveError(
                 f"chunk {missing[_CONTENT_HASH]} of {slug!r} has no {version} vector in the embedding cache: "
-                "run sync_job for the container first, or export with include_vectors false"
+                f"run sync_job for the container first (ops-pipelines sync {slug}), or export with "
+                "--no-vectors / include_vectors: false"
             )
         if set(map(len, vectors)) != {self.row_bytes}:
             wrong = next(row for row, vector in zip(rows, vectors) if len(vector) != self.row_bytes)
@@ -269,7 +270,7 @@ def blob_members(hashes, objects: ObjectStore, owner: str, operation: str = "exp
         except ObjectNotFound:
             raise ArchiveError(
                 f"blob {sha} of a document of {owner} is missing from the object store: put it back "
-                f"at {blob_key(sha)} (from a backup or another copy), or {operation} with include_blobs false"
+                f"at {blob_key(sha)} (from a backup or another copy), or {operation} with --no-blobs / include_blobs: false"
             ) from None
     return members
 

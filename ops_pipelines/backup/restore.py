@@ -43,7 +43,7 @@ from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
 from ops_pipelines.backup.format import BACKUP_ARCHIVE, DATABASE
 from ops_pipelines.backup.points import point_batches
-from ops_pipelines.ingest import ExpectedPoints, build_index, expected_points
+from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points
 from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
@@ -122,7 +122,7 @@ def restore_backup(
         if plan.current_containers and not force:
             raise RestoreRefused(
                 f"the knowledge base holds {plan.current_containers} container(s): restoring would replace them. "
-                "Check the plan with --dry-run, then restore with force"
+                "Check the plan with --dry-run / dry_run: true, then restore with --force / force: true"
             )
         log.info("restore: plan\n%s", plan.describe())
         blobs = _put_blobs(objects, archive)
@@ -352,20 +352,19 @@ def _write_collections(
             scan = content_scan(expected, generation.embedder_version, entry["dimension"])
         written.append(new)
         store.create_collection(new, entry["dimension"])
-        points = 0
+        writer = CollectionWriter(store, new, log)
         for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
             if scan is not None:
                 scan.add(id_bytes(ids), payloads, vectors)
-            store.upsert(new, ids, vectors, payloads)
-            points += len(ids)
+            writer.upsert(ids, vectors, payloads)
         if scan is not None:
             results = _passed(container, scan.results())
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
         stored = store.count(new)
-        if stored != points:
-            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {points} (repeated ids?)")
-        build_index(store, new, log)
-        log.info("restore: %s: %d points written", new, points)
+        if stored != writer.written:
+            raise ArchiveError(f"collection {new} holds {stored} points after the restore wrote {writer.written} (repeated ids?)")
+        writer.finish()
+        log.info("restore: %s: %d points written", new, writer.written)
     return checked
 
 

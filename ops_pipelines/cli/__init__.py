@@ -13,6 +13,8 @@ Dagster, pandas or the models, and a job-backed command loads only its capabilit
 
 from __future__ import annotations
 
+import traceback
+
 import click
 
 from ops_pipelines.cli import (
@@ -41,7 +43,9 @@ class _Commands(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except OperatorError as exc:  # one message and what to do, no traceback
+        except OperatorError as exc:  # one message and what to do, the traceback only with --debug
+            if ctx.params.get("debug"):
+                click.echo(traceback.format_exc(), err=True, nl=False)
             raise click.ClickException(str(exc)) from exc
 
 
@@ -68,7 +72,13 @@ class _Commands(click.Group):
         demo.demo,
     ]
 )
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Print everything: Dagster's debug-level logs, and the traceback of a failure (by default a "
+    "failure is one Error line saying what happened and what to do).",
+)
+def main(debug: bool) -> None:
     """Day-2 operations of RAG knowledge bases, on Dagster."""
 
 

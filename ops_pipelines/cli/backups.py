@@ -33,12 +33,9 @@ def backup_create(no_blobs: bool) -> None:
 def backup_list() -> None:
     """Backups in the object store, newest first."""
     from ops_pipelines.backup import backup_inventory
-    from ops_pipelines.objects import ObjectStoreUnavailable, open_object_store
+    from ops_pipelines.objects import open_object_store
 
-    try:
-        rows = backup_inventory(open_object_store())
-    except ObjectStoreUnavailable as exc:
-        raise click.ClickException(str(exc)) from exc
+    rows = backup_inventory(open_object_store())
     click.echo(text_table(rows, ["key", "created_at", "run_id", "mb"]) if rows else
                "no backups; make one with: ops-pipelines backup create")
 

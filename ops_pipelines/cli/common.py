@@ -11,6 +11,12 @@ import click
 from ops_pipelines import settings
 
 
+def debugging() -> bool:
+    """Whether the command runs under ``ops-pipelines --debug`` (full logs and tracebacks)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("debug"))
+
+
 def instance():
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home())
     from dagster import DagsterInstance
@@ -32,9 +38,6 @@ def open_vectors():
 
 
 def registry():
-    from ops_pipelines.embedders import InvalidRegistry, versions
+    from ops_pipelines.embedders import versions
 
-    try:
-        return versions()
-    except InvalidRegistry as exc:
-        raise click.ClickException(str(exc)) from exc
+    return versions()

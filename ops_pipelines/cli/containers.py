@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ops_pipelines.cli import common
+from ops_pipelines.errors import OperatorError
 
 
 @click.group()
@@ -31,25 +32,30 @@ def container_add(slug: str, source_spec: str, embedder: str | None) -> None:
 
 def add_container(slug: str, source_spec: str, embedder: str | None):
     from ops_pipelines.defs.partitions import containers_partitions
-    from ops_pipelines.embedders import DEFAULT_VERSION, UnknownEmbedderVersion, get_version
-    from ops_pipelines.kb import ContainerExists
-    from ops_pipelines.sources import SourceUnavailable, open_source, parse_source_spec
+    from ops_pipelines.embedders import DEFAULT_VERSION, get_version
+    from ops_pipelines.sources import open_source, parse_source_spec
+    from ops_pipelines.sources.redmine import ADMIN_KEY_WARNING
 
     try:
         kind, location = parse_source_spec(source_spec)
         source = open_source(kind, location)
         try:
-            source.check()
+            source.check()  # a Redmine's key, projects, and wiki modules with wiki=1
         finally:
             source.close()
+        if getattr(source, "admin_key", False):
+            click.echo(f"WARNING: {ADMIN_KEY_WARNING.format(env=source.key_env)}", err=True)
         version = get_version(embedder or DEFAULT_VERSION)
         kb = common.open_kb()
         try:
             created = kb.add_container(slug, kind, location, version.name)
         finally:
             kb.close()
-    # ValueError covers bad specs and slugs, and a broken registry file (InvalidRegistry).
-    except (ValueError, SourceUnavailable, UnknownEmbedderVersion, ContainerExists) as exc:
+    # A bad source spec or slug is a plain ValueError of its parser; the operator errors (a source
+    # that cannot be read, an unknown embedder version, a slug taken) are the command group's.
+    except ValueError as exc:
+        if isinstance(exc, OperatorError):
+            raise
         raise click.ClickException(str(exc)) from exc
     common.instance().add_dynamic_partitions(containers_partitions.name, [created.slug])
     return created
@@ -97,14 +103,12 @@ def container_remove(slug: str, force: bool) -> None:
     archive's vectors) and its Dagster partition. Refuses one that serves searches unless --force;
     never drops a collection another container's records name."""
     from ops_pipelines.containers import remove_container
-    from ops_pipelines.kb import ContainerNotFound, holder_for
+    from ops_pipelines.kb import holder_for
 
     kb = common.open_kb()
-    try:
+    try:  # a refusal (serving, not found, its lease held) is an operator error: the group prints it
         with common.open_vectors() as store:
             removal = remove_container(kb, store, slug, holder_for(None), force=force)
-    except ContainerNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
     from ops_pipelines.defs.partitions import containers_partitions

@@ -21,15 +21,12 @@ def search(slug: str, query: str, limit: int) -> None:
 
 
 def run_search(slug: str, query: str, limit: int):
-    from ops_pipelines.kb import ContainerNotFound
-    from ops_pipelines.search import NotSynced, search_container
+    from ops_pipelines.search import search_container
 
     kb = common.open_kb()
     try:
         with common.open_vectors() as store:
             return search_container(kb, store, slug, query, limit)
-    except (ContainerNotFound, NotSynced) as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
 
@@ -47,7 +44,6 @@ def format_hits(hits) -> list[str]:
 @click.argument("slug")
 def generations(slug: str) -> None:
     """A container's collection generations: state, embedder version, points, which one is live."""
-    from ops_pipelines.kb import ContainerNotFound
     from ops_pipelines.vectors import alias_name
     from ops_pipelines.vectors.serving import serving_collection
 
@@ -61,8 +57,6 @@ def generations(slug: str) -> None:
         with common.open_vectors() as store:
             serving = serving_collection(kb, store, container)
             points = {g.number: store.count(g.collection) if store.collection_dimension(g.collection) else None for g in rows}
-    except ContainerNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
     for g in rows:

@@ -1,10 +1,16 @@
 """The one way a command runs a job of the code location: in this process, on the instance in
 ``DAGSTER_HOME`` (so the UI shows the run), with only the Definitions of the capability the job
 belongs to (a sync imports the sync assets, not those of backup or maintenance), a failure
-reported in the operator's words."""
+reported in the operator's words.
+
+The run prints its progress (Dagster's INFO lines) as it goes; a failure is said once, by the
+command's ``Error:`` line, without Dagster's failure events and their stack traces. With
+``ops-pipelines --debug`` the run prints everything, DEBUG events and stack traces included.
+"""
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 
 import click
@@ -23,22 +29,51 @@ CAPABILITIES = {
 }
 
 
-def job_definition(job_name: str):
+class RunFailed(click.ClickException):
+    """A job-backed command's run failed: what the command did, the run id, and the failed step's
+    message (an operator error's own words)."""
+
+
+def job_definition(job_name: str, loggers: dict | None = None):
+    from dagster import Definitions
+
     from ops_pipelines.defs.location import location
 
+    capability = import_module(f"ops_pipelines.defs.{CAPABILITIES[job_name]}").defs
+    extra = [Definitions(loggers=loggers)] if loggers else []
     # Built now, not at import: resources follow this process's current settings.
-    return location(import_module(f"ops_pipelines.defs.{CAPABILITIES[job_name]}").defs).resolve_job_def(job_name)
+    return location(capability, *extra).resolve_job_def(job_name)
 
 
 def run_job(job_name: str, run_config: dict, *, partition=None, container: str = "", instance=None) -> JobRun:
-    result = job_definition(job_name).execute_in_process(
+    debug = common.debugging()
+    result = job_definition(job_name, {"console": console_logger(debug)}).execute_in_process(
         instance=instance or common.instance(),
         partition_key=partition,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}, **run_config},
+        run_config={"loggers": {"console": {"config": {"log_level": "DEBUG" if debug else "INFO"}}}, **run_config},
         tags={"ops/container": container},
         raise_on_error=False,
     )
     return JobRun(result)
+
+
+def console_logger(debug: bool):
+    """Dagster's colored console logger, under its name, config and description (the job stays the
+    code location's, and a run made here can be re-executed from the UI with its run config).
+    Unless debugging, it prints nothing at ERROR or above: the step and run failures with their
+    stack traces, and the steps not executed after them; the command's Error line says it once."""
+    from dagster import LoggerDefinition, colored_console_logger
+
+    def console(init_context) -> logging.Logger:
+        log = colored_console_logger.logger_fn(init_context)
+        if not debug:
+            for handler in log.handlers:
+                handler.addFilter(lambda record: record.levelno < logging.ERROR)
+        return log
+
+    return LoggerDefinition(
+        console, config_schema=colored_console_logger.config_schema, description=colored_console_logger.description
+    )
 
 
 class JobRun:
@@ -51,7 +86,7 @@ class JobRun:
 
     def raise_on_failure(self, what: str) -> None:
         if not self.success:
-            raise click.ClickException(f"{what} failed (run {self.run_id}): {failure_reason(self.result)}")
+            raise RunFailed(f"{what} failed (run {self.run_id}): {failure_reason(self.result)}")
 
     def materialization(self, node: str) -> tuple[str | None, dict]:
         """The partition and metadata values of the last materialization ``node`` reported."""
@@ -78,14 +113,21 @@ class JobRun:
 
 
 def failure_reason(result) -> str:
-    """The first failed step's message: an operator error's own words, without Dagster's wrapping."""
+    """The first failed step's message: an operator error's own words, without Dagster's wrapping;
+    any other error's type and message, and where its traceback is."""
+    from ops_pipelines.defs.errors import step_error
+
     failure = next((e for e in result.all_events if e.is_step_failure), None)
     if failure is None:
-        return "see the run in the UI"
+        return f"no step failed\n{DEBUG_HINT}"
     data = failure.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:
         return data.user_failure_data.description
-    return data.error.message.strip()
+    return f"{step_error(failure).strip()}\n{DEBUG_HINT}"
+
+
+# After an error that is no operator error (a bug, an engine failing): where its traceback is.
+DEBUG_HINT = "(not an operator error: ops-pipelines --debug <command> prints its traceback, as does the run in the UI)"
 
 
 def require_partition(instance, slug: str, hint: str) -> None:
@@ -93,4 +135,6 @@ def require_partition(instance, slug: str, hint: str) -> None:
     from ops_pipelines.defs.partitions import containers_partitions
 
     if not instance.has_dynamic_partition(containers_partitions.name, slug):
-        raise click.ClickException(f"container {slug!r} is not registered: {hint}")
+        from ops_pipelines.kb import ContainerNotFound
+
+        raise ContainerNotFound(f"container {slug!r} is not registered: {hint}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ops_pipelines.cli import common
-from ops_pipelines.cli.jobs import failure_reason, run_job
+from ops_pipelines.cli.jobs import run_job
 
 
 @click.command()
@@ -23,18 +23,14 @@ def run_refresh(
     slug: str, embedder_version: str | None = None, mode: str = "shadow", retention: int = 2, recompute: bool = False
 ) -> dict:
     from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
-    from ops_pipelines.kb import ContainerNotFound
+    from ops_pipelines.embedders import get_version
 
     kb = common.open_kb()
     try:
         container = kb.get_container(slug)
-    except ContainerNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
-    version = embedder_version or container.embedder_version
-    if version not in common.registry():
-        raise click.ClickException(f"unknown embedder version {version!r}; known: {', '.join(sorted(common.registry()))}")
+    version = get_version(embedder_version or container.embedder_version).name
     instance = common.instance()
     for partitions, key in ((containers_partitions, container.slug), (embedder_versions_partitions, version)):
         if not instance.has_dynamic_partition(partitions.name, key):
@@ -53,8 +49,8 @@ def run_refresh(
     summary = {"run_id": run.run_id, "success": run.success, "checks": run.checks()}
     summary |= run.materializations(("version_embeddings", "shadow_collection", "live_alias"))
     if not run.success:
-        lines = format_refresh(summary)
-        raise click.ClickException("\n".join([*lines, f"refresh of {slug} failed: {failure_reason(run.result)}"]))
+        click.echo("\n".join(format_refresh(summary)))  # what the run did before it failed
+        run.raise_on_failure(f"refresh of {slug}")
     return summary
 
 

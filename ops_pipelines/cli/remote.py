@@ -12,12 +12,9 @@ from ops_pipelines import settings
 
 
 def _remote():
-    from ops_pipelines.remote import DagsterRemote, RemoteError
+    from ops_pipelines.remote import DagsterRemote
 
-    try:
-        return DagsterRemote(settings.dagster_url())
-    except RemoteError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return DagsterRemote(settings.dagster_url())
 
 
 def _run_config(config_json: tuple[str, ...]) -> dict:
@@ -62,19 +59,16 @@ def trigger(
     timeout: float | None,
 ) -> None:
     """Launch JOB on the Dagster webserver at DAGSTER_URL (GraphQL); print the run id."""
-    from ops_pipelines.remote import RemoteError, follow_run, launch_run
+    from ops_pipelines.remote import follow_run, launch_run
 
     run_config = _run_config(config_json)
     remote = _remote()
-    try:
-        launched = launch_run(remote, job, container, embedder_version, run_config)
-        click.echo(f"run {launched.run_id}  {job}" + (f"  partition {launched.partition}" if launched.partition else ""))
-        click.echo(f"  {remote.run_url(launched.run_id)}")
-        if not wait:
-            return
-        outcome = follow_run(remote, launched.run_id, _stamp, timeout=timeout)
-    except RemoteError as exc:
-        raise click.ClickException(str(exc)) from exc
+    launched = launch_run(remote, job, container, embedder_version, run_config)
+    click.echo(f"run {launched.run_id}  {job}" + (f"  partition {launched.partition}" if launched.partition else ""))
+    click.echo(f"  {remote.run_url(launched.run_id)}")
+    if not wait:
+        return
+    outcome = follow_run(remote, launched.run_id, _stamp, timeout=timeout)
     if not outcome.success:
         failures = "\n".join(f"  {f}" for f in outcome.failures)
         raise click.ClickException(f"run {outcome.run_id} of {job} ended {outcome.status}\n{failures}")
@@ -99,22 +93,19 @@ def backfill(
 ) -> None:
     """Backfill a job (refresh_job, sync_job, ...) or assets (a,b,c) over partitions through the
     webserver at DAGSTER_URL (launchPartitionBackfill); print the backfill id."""
-    from ops_pipelines.remote import RemoteError, follow_backfill, launch_backfill, partition_keys, resolve_target
+    from ops_pipelines.remote import follow_backfill, launch_backfill, partition_keys, resolve_target
 
     run_config = _run_config(config_json)
     keys_given = [k.strip() for item in partitions for k in item.split(",") if k.strip()]
     remote = _remote()
-    try:
-        resolved = resolve_target(remote, target)
-        keys = partition_keys(resolved, keys_given, all_containers, embedder_version)
-        backfill_id = launch_backfill(remote, resolved, keys, run_config, title)
-        click.echo(f"backfill {backfill_id}  {resolved.label}  {len(keys)} partitions: {', '.join(keys)}")
-        click.echo(f"  {remote.backfill_url(backfill_id)}")
-        if not wait:
-            return
-        outcome = follow_backfill(remote, backfill_id, _backfill_change, timeout=timeout)
-    except RemoteError as exc:
-        raise click.ClickException(str(exc)) from exc
+    resolved = resolve_target(remote, target)
+    keys = partition_keys(resolved, keys_given, all_containers, embedder_version)
+    backfill_id = launch_backfill(remote, resolved, keys, run_config, title)
+    click.echo(f"backfill {backfill_id}  {resolved.label}  {len(keys)} partitions: {', '.join(keys)}")
+    click.echo(f"  {remote.backfill_url(backfill_id)}")
+    if not wait:
+        return
+    outcome = follow_backfill(remote, backfill_id, _backfill_change, timeout=timeout)
     if not outcome.success:
         lines = [f"backfill {backfill_id} of {resolved.label} ended {outcome.status}"]
         if outcome.error:

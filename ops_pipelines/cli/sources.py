@@ -19,7 +19,6 @@ def source() -> None:
 def source_status(slug: str | None) -> None:
     """Each container's breaker state, consecutive failures, last full pass and cursor."""
     from ops_pipelines.ingest import BreakerPolicy, breaker_status
-    from ops_pipelines.kb import ContainerNotFound
     from ops_pipelines.kb.clock import utcnow
 
     policy = BreakerPolicy.from_env()
@@ -27,8 +26,6 @@ def source_status(slug: str | None) -> None:
     try:
         containers = [kb.get_container(slug)] if slug else kb.list_containers()
         rows = [(c, kb.source_state(c.id)) for c in containers]
-    except ContainerNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
     for c, state in rows:
@@ -49,14 +46,10 @@ def source_status(slug: str | None) -> None:
 @click.argument("slug")
 def source_reset(slug: str) -> None:
     """Close a container's circuit breaker now (after fixing its source)."""
-    from ops_pipelines.kb import ContainerNotFound
-
     kb = common.open_kb()
     try:
         container = kb.get_container(slug)
         kb.record_source_success(container.id)
-    except ContainerNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         kb.close()
     click.echo(f"{slug}: circuit breaker closed; the next sync reads the source (ops-pipelines sync {slug})")

@@ -15,6 +15,12 @@ SYNC_ASSETS = ("source_documents", "chunks", "embeddings", "live_collection")
 @click.option("--allow-empty-source", is_flag=True, help="Archive everything if the source is empty.")
 @click.option("--max-archive-fraction", type=float, default=0.5, show_default=True)
 @click.option(
+    "--max-document-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Skip records larger than this (default: OPS_SOURCE_MAX_DOCUMENT_BYTES, 5 MiB).",
+)
+@click.option(
     "--mode",
     type=click.Choice(["auto", "incremental", "full"]),
     default="auto",
@@ -22,16 +28,19 @@ SYNC_ASSETS = ("source_documents", "chunks", "embeddings", "live_collection")
     help="Remote sources: incremental (changes only, archives nothing), full (reconcile, archive what "
     "vanished), auto (full when due).",
 )
-def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float, mode: str) -> None:
+def sync(slug: str, allow_empty_source: bool, max_archive_fraction: float, max_document_bytes: int | None,
+         mode: str) -> None:
     """Run sync_job for one container now (in this process) and print what it did."""
-    summary = run_sync(slug, allow_empty_source, max_archive_fraction, mode)
+    summary = run_sync(slug, allow_empty_source, max_archive_fraction, mode, max_document_bytes)
     click.echo(format_summary(summary))
 
 
-def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5, mode: str = "auto") -> dict:
+def run_sync(slug: str, allow_empty_source: bool = False, max_archive_fraction: float = 0.5, mode: str = "auto",
+             max_document_bytes: int | None = None) -> dict:
     instance = common.instance()
     require_partition(instance, slug, f"add it with ops-pipelines container add --slug {slug} --source ...")
-    config = {"allow_empty_source": allow_empty_source, "max_archive_fraction": max_archive_fraction, "mode": mode}
+    config = {"allow_empty_source": allow_empty_source, "max_archive_fraction": max_archive_fraction, "mode": mode,
+              "max_document_bytes": max_document_bytes}
     run = run_job(
         "sync_job", {"ops": {"source_documents": {"config": config}}}, partition=slug, container=slug, instance=instance
     )
@@ -53,6 +62,24 @@ def format_summary(summary: dict) -> str:
             f"{live['deleted']} deleted, {live['points']} points"
         ),
     ]
+    lines[2:2] = _not_read(docs, summary["run_id"])
     if "archive_withheld" in docs:
         lines.append(f"  WARNING     {docs['archive_withheld']}")
     return "\n".join(lines)
+
+
+SHOWN_FAILURES = 10
+
+
+def _not_read(docs: dict, run_id: str) -> list[str]:
+    """One line per record the sync skipped (a link, a FIFO, a file too large, invalid UTF-8...)."""
+    if "failures" not in docs:
+        return []
+    rows = [r.data for r in docs["failures"].records]
+    lines = [f"  not read    {row['source_key']}: {row['reason']}" for row in rows[:SHOWN_FAILURES]]
+    if docs["failed"] > SHOWN_FAILURES:
+        lines.append(
+            f"  not read    ... and {docs['failed'] - SHOWN_FAILURES} more: see the failures table of "
+            f"source_documents (up to 100) and the log of run {run_id}"
+        )
+    return lines

@@ -20,13 +20,10 @@ def migrate(path: str | None, remove_old: bool) -> None:
     """Copy a folder written by qdrant-client's local mode (ops-pipelines before Qdrant Edge) into
     Qdrant Edge shards in the same folder, every point compared by id and a sample by vector and
     payload; the old files stay until --remove-old."""
-    from ops_pipelines.vectors.migrate import MigrationFailed, migrate_local_mode
+    from ops_pipelines.vectors.migrate import migrate_local_mode
 
     root = path or settings.qdrant_path()
-    try:
-        report = migrate_local_mode(root, remove_old=remove_old)
-    except MigrationFailed as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = migrate_local_mode(root, remove_old=remove_old)
     for c in report.collections:
         click.echo(f"  {c.name:<50} {c.points:>9} points  {c.dimension:>5}-d  {c.sampled} compared")
     if report.collections or not report.removed_old:

@@ -14,17 +14,18 @@ from pathlib import Path
 
 from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.embedders.base import Embedder
+from ops_pipelines.errors import OperatorError
 
 BUILTIN_FILE = Path(__file__).with_name("versions.toml")
 PROVIDERS = ("sentence-transformers", "hashing")
 DEFAULT_VERSION = "minilm-l6-v2@1"
 
 
-class UnknownEmbedderVersion(LookupError):
+class UnknownEmbedderVersion(OperatorError, LookupError):
     pass
 
 
-class InvalidRegistry(ValueError):
+class InvalidRegistry(OperatorError, ValueError):
     pass
 
 

@@ -13,6 +13,7 @@ from ops_pipelines.ingest.breaker import (
 from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents
 from ops_pipelines.ingest.collection import (
     CollectionReport,
+    CollectionWriter,
     MissingEmbeddings,
     build_index,
     fill_collection,
@@ -32,6 +33,7 @@ __all__ = [
     "BreakerPolicy",
     "ChunkReport",
     "CollectionReport",
+    "CollectionWriter",
     "DocumentSyncReport",
     "EmbedReport",
     "ExpectedPoints",

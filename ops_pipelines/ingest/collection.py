@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops_pipelines.embedders import get_version
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
@@ -29,8 +30,12 @@ from ops_pipelines.vectors.serving import publish
 _log = logging.getLogger(__name__)
 
 
-class MissingEmbeddings(RuntimeError):
-    pass
+class MissingEmbeddings(OperatorError, RuntimeError):
+    """``missing`` active chunks have no vector of the version being written."""
+
+    def __init__(self, message: str, missing: int = 0):
+        super().__init__(message)
+        self.missing = missing
 
 
 @dataclass
@@ -73,18 +78,25 @@ def sync_collection(
     version = get_version(live.embedder_version)
     created = store.ensure_collection(live.collection, version.dimension)
     publish(store, container, live.collection)
-    upserted, deleted = fill_collection(kb, store, container, live.collection, version.name, log=log)
+    filled = fill_collection(kb, store, container, live.collection, version.name, log=log)
     return CollectionReport(
         collection=live.collection,
         alias=alias_name(container.slug),
         generation=live.number,
         embedder_version=version.name,
         created=created,
-        upserted=upserted,
-        deleted=deleted,
+        upserted=filled.upserted,
+        deleted=filled.deleted,
         points=store.count(live.collection),
-        index_seconds=build_index(store, live.collection, log),
+        index_seconds=filled.index_seconds,
     )
+
+
+@dataclass(frozen=True)
+class Filled:
+    upserted: int
+    deleted: int
+    index_seconds: float | None  # the HNSW builds, None when nothing needed indexing
 
 
 def fill_collection(
@@ -96,12 +108,13 @@ def fill_collection(
     overwrite: bool = False,
     verify: bool = False,
     log: logging.Logger = _log,
-) -> tuple[int, int]:
-    """Make ``collection`` hold exactly the container's active chunks, vectors from the cache.
+) -> Filled:
+    """Make ``collection`` hold exactly the container's active chunks, vectors from the cache, and
+    index it where that pays.
 
     Upserts the points it lacks (every point with ``overwrite``; with ``verify``, also those whose
     payload or vector differs from the chunk and the cache) and deletes the ones no active chunk
-    has; returns (upserted, deleted).
+    has.
     """
     present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else store.id_array(collection)
     wanted_parts, lacking_documents = [], set()
@@ -113,14 +126,15 @@ def fill_collection(
     stale = np.setdiff1d(present, id_set(wanted_parts), assume_unique=True)
     del wanted_parts
     everything = overwrite or not len(present)
-    upserted = _write_points(
-        kb, store, container, collection, embedder_version,
-        documents=None if everything else lacking_documents, skip=EMPTY if overwrite else present, log=log,
+    writer = CollectionWriter(store, collection, log)
+    _write_points(
+        kb, writer, container, embedder_version,
+        documents=None if everything else lacking_documents, skip=EMPTY if overwrite else present,
     )
     if len(stale):
         store.delete(collection, id_strings(stale))
         log.info("%s: %d stale points deleted", collection, len(stale))
-    return upserted, len(stale)
+    return Filled(writer.written, len(stale), writer.finish())
 
 
 def build_index(store: VectorStore, collection: str, log: logging.Logger = _log) -> float | None:
@@ -134,21 +148,48 @@ def build_index(store: VectorStore, collection: str, log: logging.Logger = _log)
     return seconds
 
 
+class CollectionWriter:
+    """Upserts into one collection batch by batch, with progress lines, and indexes each
+    segment's worth of points as it is written (``VectorStore.index_batch``), so no index build
+    spans more than a segment, at any size; ``finish`` indexes the rest where that pays."""
+
+    def __init__(self, store: VectorStore, collection: str, log: logging.Logger = _log):
+        self.store, self.collection, self.log = store, collection, log
+        self.written, self._unindexed, self._progress = 0, 0, Progress(log)
+        self.index_seconds: float | None = None
+
+    def upsert(self, ids, vectors: np.ndarray, payloads) -> None:
+        self.store.upsert(self.collection, ids, vectors, payloads)
+        self.written += len(ids)
+        self._unindexed += len(ids)
+        self._progress("%s: %d points written so far", self.collection, self.written)
+        if self.store.index_batch and self._unindexed >= self.store.index_batch:
+            self._index()
+
+    def finish(self) -> float | None:
+        """Index what is left where that pays; the seconds of every index build, None if none."""
+        self._index()
+        return self.index_seconds
+
+    def _index(self) -> None:
+        seconds = build_index(self.store, self.collection, self.log)
+        self._unindexed = 0
+        if seconds is not None:
+            self.index_seconds = round((self.index_seconds or 0) + seconds, 3)
+
+
 def _write_points(
     kb: KnowledgeBase,
-    store: VectorStore,
+    writer: CollectionWriter,
     container: Container,
-    collection: str,
     embedder_version: str,
     documents: set[str] | None,
     skip: np.ndarray,
-    log: logging.Logger,
-) -> int:
+) -> None:
     """Upsert the points of the active chunks (of ``documents`` only, if given) whose id is not in
-    ``skip``, batch by batch; returns how many."""
-    written, progress = 0, Progress(log)
+    ``skip``, batch by batch."""
     if documents is not None and not documents:
-        return 0
+        return
     for batch in kb.chunk_points(container.id, embedder_version, documents):
         rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
         if not rows:
@@ -158,19 +199,17 @@ def _write_points(
         chunks = [ChunkRow(*row[:7]) for row in rows]
         vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
         ids = id_strings(point_id_array(container.id, rows))
-        store.upsert(collection, ids, vectors, [chunk_payload(container, c) for c in chunks])
-        written += len(rows)
-        progress("%s: %d points written so far", collection, written)
-    if written:
-        log.info("%s: %d points written", collection, written)
-    return written
+        writer.upsert(ids, vectors, [chunk_payload(container, c) for c in chunks])
+    if writer.written:
+        writer.log.info("%s: %d points written", writer.collection, writer.written)
 
 
 def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str) -> MissingEmbeddings:
     lacking = sum(len(page) for page in kb.chunk_texts(container.id, embedder_version))
     return MissingEmbeddings(
         f"{lacking} chunk(s) of {container.slug!r} have no {embedder_version} embedding in the cache; run the "
-        "embeddings step for this container and version first"
+        "embeddings step for this container and version first",
+        missing=lacking,
     )
 
 

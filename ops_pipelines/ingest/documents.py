@@ -3,7 +3,8 @@
 Content-hash dedupe with the runbook's counts: a record whose bytes did not change is
 ``skipped`` without being parsed; new ones are ``inserted``, changed ones ``updated``; documents
 gone from the source are ``archived``, and ones that come back ``unarchived``. Unreadable records
-are skipped and named, and are never archived for being unreadable.
+are skipped and named, and are never archived for being unreadable; so are records larger than
+the source's ``max_document_bytes``.
 
 Remote sources (``IncrementalSource``) read either incrementally (only what changed since the
 state saved by the last sync; nothing is archived) or fully (every record, so that vanished ones
@@ -14,10 +15,13 @@ new state is saved only after its documents are committed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase, SourceState
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.objects import ObjectStore
@@ -31,6 +35,7 @@ from ops_pipelines.sources import (
     UnreadableDocument,
     content_hash,
     sha256_hex,
+    too_large,
 )
 
 MODES = ("auto", "incremental", "full")
@@ -39,7 +44,7 @@ FULL_EVERY = timedelta(hours=24)
 _log = logging.getLogger(__name__)
 
 
-class ArchiveRefused(RuntimeError):
+class ArchiveRefused(OperatorError, RuntimeError):
     """The source looks like it vanished, wholly or in part: nothing is archived."""
 
 
@@ -100,15 +105,14 @@ def sync_documents(
     mode = choose_mode(source, mode, saved, utcnow(), full_every)
     source.check()
     report = DocumentSyncReport(mode=mode)
-    existing = kb.document_states(container.id)
-    active_before = sum(1 for s in existing.values() if s.status == "active")
-    seen: set[str] = set()
+    active_before = kb.count_documents(container.id)["active"]
+    seen = _SeenKeys()
     unidentified = 0
     pending: list[DocumentWrite] = []
     reactivate: list[str] = []
     progress = Progress(log)
 
-    def flush() -> None:
+    def flush(existing: dict[str, DocumentState]) -> None:
         if pending:
             kb.write_documents(container.id, pending, existing)
             pending.clear()
@@ -117,78 +121,29 @@ def sync_documents(
             reactivate.clear()
 
     if isinstance(source, IncrementalSource):
-        known = {key: state.source_updated_at for key, state in existing.items()}
-        records = source.read_changes(saved.state, known, full=mode == "full")
+        records = source.read_changes(saved.state, kb.document_updated_at(container.id), full=mode == "full")
     else:
         records = source.read()
-    for record in records:
-        if isinstance(record, SourceUnchanged):
-            seen.add(record.key)
-            state = existing.get(record.key)
-            if state is not None and state.status == "archived":
-                reactivate.append(state.id)
-                report.unarchived += 1
-            else:
-                report.skipped += 1
-            continue
-        if isinstance(record, SourceSkip):
-            report.failed += 1
-            report.failures.append((record.key or "(unidentified record)", record.reason))
-            if record.key is None:
-                unidentified += 1
-            else:
-                seen.add(record.key)
-            log.warning("skipped %s: %s", record.key or "a record", record.reason)
-            continue
-        seen.add(record.key)
-        state = existing.get(record.key)
-        raw_sha = sha256_hex(record.raw)
-        new_source_hash = source_hash(record.uri, raw_sha)
-        if state is not None and state.source_hash == new_source_hash:
-            if state.status == "archived":
-                reactivate.append(state.id)
-                report.unarchived += 1
-            else:
-                report.skipped += 1
-            continue
-        try:
-            extracted = record.extract()
-        except UnreadableDocument as exc:
-            report.failed += 1
-            report.failures.append((record.key, str(exc)))
-            log.warning("skipped %s: %s", record.key, exc)
-            continue
-        new_content_hash = content_hash(extracted.title, record.uri, extracted.text)
-        objects.put_blob(raw_sha, record.raw)
-        pending.append(
-            DocumentWrite(
-                source_key=record.key,
-                title=extracted.title,
-                uri=record.uri,
-                raw_sha256=raw_sha,
-                source_hash=new_source_hash,
-                content_hash=new_content_hash,
-                text=extracted.text,
-                source_updated_at=record.updated_at,
-            )
-        )
-        _count_write(report, state, new_content_hash)
-        if len(pending) + len(reactivate) >= batch_size:
-            flush()
-            progress("documents: %d read so far", len(seen))
-    flush()
+    for group in _groups(records, batch_size):
+        # The states of this group's documents only: memory stays flat however many the source has.
+        existing = kb.document_states(container.id, keys={r.key for r in group if r.key is not None})
+        for record in group:
+            _sync_record(record, existing, source, objects, report, seen, pending, reactivate, log)
+            unidentified += isinstance(record, SourceSkip) and record.key is None
+        flush(existing)
+        progress("documents: %d read so far", len(seen))
     if isinstance(source, IncrementalSource):  # the documents it describes are committed
         report.state = source.next_state or {}
         kb.save_source_state(container.id, report.state, full=mode == "full")
     if mode == "incremental":
         return report
 
-    gone = [s.id for key, s in existing.items() if s.status == "active" and key not in seen]
+    gone = [doc_id for page in kb.active_document_keys(container.id) for doc_id, key in page if key not in seen]
     if not seen and active_before and not allow_empty_source:
         raise ArchiveRefused(
             f"source {source.spec} returned no documents, but container {container.slug!r} has "
             f"{active_before} active: refusing to archive them all. If the source really is "
-            "empty now, run again with allow_empty_source: true"
+            "empty now, run again with --allow-empty-source / allow_empty_source: true"
         )
     if gone and unidentified:
         report.archive_withheld = (
@@ -203,11 +158,108 @@ def sync_documents(
             f"of container {container.slug!r}, more than max_archive_fraction="
             f"{max_archive_fraction:g}: refusing to archive them (part of the source unmounted?). "
             "Other changes were applied. If the removal is real, run again with a higher "
-            "max_archive_fraction"
+            "--max-archive-fraction / max_archive_fraction (1 allows any share)"
         )
     kb.set_document_status(gone, "archived")
     report.archived = len(gone)
     return report
+
+
+def _sync_record(record, existing, source, objects, report, seen, pending, reactivate, log) -> None:
+    """One source record against its document's state: skipped, reactivated, or a write queued."""
+    if isinstance(record, SourceUnchanged):
+        seen.add(record.key)
+        state = existing.get(record.key)
+        if state is not None and state.status == "archived":
+            reactivate.append(state.id)
+            report.unarchived += 1
+        else:
+            report.skipped += 1
+        return
+    if isinstance(record, SourceSkip):
+        _fail(report, record.key, record.reason, log)
+        if record.key is not None:
+            seen.add(record.key)
+        return
+    seen.add(record.key)
+    if len(record.raw) > source.max_document_bytes:  # every source stops reading there; this holds for all
+        _fail(report, record.key, too_large(source.max_document_bytes, len(record.raw)), log)
+        return
+    state = existing.get(record.key)
+    raw_sha = sha256_hex(record.raw)
+    new_source_hash = source_hash(record.uri, raw_sha)
+    if state is not None and state.source_hash == new_source_hash:
+        if state.status == "archived":
+            reactivate.append(state.id)
+            report.unarchived += 1
+        else:
+            report.skipped += 1
+        return
+    try:
+        extracted = record.extract()
+    except UnreadableDocument as exc:
+        _fail(report, record.key, str(exc), log)
+        return
+    new_content_hash = content_hash(extracted.title, record.uri, extracted.text)
+    objects.put_blob(raw_sha, record.raw)
+    pending.append(
+        DocumentWrite(
+            source_key=record.key,
+            title=extracted.title,
+            uri=record.uri,
+            raw_sha256=raw_sha,
+            source_hash=new_source_hash,
+            content_hash=new_content_hash,
+            text=extracted.text,
+            source_updated_at=record.updated_at,
+        )
+    )
+    _count_write(report, state, new_content_hash)
+
+
+_GROUP_BYTES = 16 * 1024 * 1024
+
+
+def _groups(records: Iterable, size: int) -> Iterator[list]:
+    """Records ``size`` at a time, a group closed early past ``_GROUP_BYTES`` of raw bytes."""
+    group, held = [], 0
+    for record in records:
+        group.append(record)
+        held += len(getattr(record, "raw", b""))
+        if len(group) >= size or held >= _GROUP_BYTES:
+            yield group
+            group, held = [], 0
+    if group:
+        yield group
+
+
+class _SeenKeys:
+    """The source keys a pass saw, as 8-byte digests: a set of a million keys costs about 60 MB
+    as strings, 20 as digests (a collision would keep a vanished document active, never archive
+    one that exists)."""
+
+    def __init__(self):
+        self._digests: set[int] = set()
+
+    @staticmethod
+    def _digest(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+    def add(self, key: str) -> None:
+        self._digests.add(self._digest(key))
+
+    def __contains__(self, key: str) -> bool:
+        return self._digest(key) in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+
+def _fail(report: DocumentSyncReport, key: str | None, reason: str, log: logging.Logger) -> None:
+    """A record that was not read: counted as failed and named; its document keeps its state."""
+    report.failed += 1
+    report.failures.append((key or "(unidentified record)", reason))
+    log.warning("skipped %s: %s", key or "a record", reason)
 
 
 def _count_write(report: DocumentSyncReport, state: DocumentState | None, new_content_hash: str) -> None:

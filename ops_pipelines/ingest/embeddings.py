@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ops_pipelines.embedders import Embedder
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.progress import Progress
 
 _log = logging.getLogger(__name__)
 
 
-class BadVectors(ValueError):
+class BadVectors(OperatorError, ValueError):
     pass
 
 
@@ -51,12 +52,14 @@ def embed_chunks(
             embedder = load_embedder(embedder_version)
             log.info("embeddings: %s ready in %.1fs", embedder_version, time.perf_counter() - loading)
             started = time.perf_counter()
+        vectors = []
         for start in range(0, len(page), batch_size):
             batch = page[start : start + batch_size]
-            vectors = embedder.embed([text for _, text in batch])
-            _validate(vectors, len(batch), embedder.dimension, embedder_version)
-            kb.put_embeddings(embedder_version, [h for h, _ in batch], vectors, replace=recompute)
-            computed += len(batch)
+            vectors.append(embedder.embed([text for _, text in batch]))
+            _validate(vectors[-1], len(batch), embedder.dimension, embedder_version)
+        # One write a page: a commit per model batch cost more than the hashing embedder's work.
+        kb.put_embeddings(embedder_version, [h for h, _ in page], np.concatenate(vectors), replace=recompute)
+        computed += len(page)
         progress("embeddings: %d computed so far (%.1f chunks/s)", computed, computed / max(time.perf_counter() - started, 1e-9))
     seconds = time.perf_counter() - started
     if computed:

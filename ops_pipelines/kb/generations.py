@@ -16,13 +16,14 @@ from datetime import datetime
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 
 BUILDING, LIVE, RETIRED, DROPPED = "building", "live", "retired", "dropped"
 
 
-class GenerationNotFound(LookupError):
+class GenerationNotFound(OperatorError, LookupError):
     pass
 
 

@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, insert, inspect, select
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import schema
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(OperatorError, RuntimeError):
     pass
 
 

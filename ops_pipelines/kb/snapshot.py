@@ -57,7 +57,7 @@ class ContainerSnapshot:
         columns = [ch.document_id, d.source_key, ch.ordinal, ch.content_hash, ch.text]
         joined = schema.chunks.join(schema.documents, ch.document_id == d.id)
         if embedder_version is not None:
-            joined, vector, _ = with_vectors(joined, self.container_id, embedder_version)
+            joined, vector = with_vectors(joined, self.container_id, embedder_version)
             columns.append(vector)
         return self._batches(
             select(*columns)

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
@@ -34,11 +35,11 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 READY, IMPORTING, PARKED = "ready", "importing", "parked"
 
 
-class ContainerNotFound(LookupError):
+class ContainerNotFound(OperatorError, LookupError):
     pass
 
 
-class ContainerExists(ValueError):
+class ContainerExists(OperatorError, ValueError):
     pass
 
 
@@ -223,20 +224,30 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
 
     # ---- documents --------------------------------------------------------------------------
 
-    def document_states(self, container_id: str) -> dict[str, DocumentState]:
+    def document_states(self, container_id: str, keys: Iterable[str] | None = None) -> dict[str, DocumentState]:
+        """Source key -> state of the container's documents (of ``keys`` only, if given)."""
+        d = schema.documents.c
+        query = select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
+            d.container_id == container_id
+        )
+        wanted = None if keys is None else sorted(keys)
+        with self.engine.connect() as conn:
+            if wanted is None:
+                rows = conn.execute(query).all()
+            else:
+                rows = [r for start in range(0, len(wanted), 500)
+                        for r in conn.execute(query.where(d.source_key.in_(wanted[start : start + 500])))]
+        return {
+            r.source_key: DocumentState(r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at))
+            for r in rows
+        }
+
+    def document_updated_at(self, container_id: str) -> dict[str, datetime | None]:
+        """Source key -> the source's last update time, of every document of the container."""
         d = schema.documents.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
-                    d.container_id == container_id
-                )
-            )
-            return {
-                r.source_key: DocumentState(
-                    r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at)
-                )
-                for r in rows
-            }
+            rows = conn.execute(select(d.source_key, d.source_updated_at).where(d.container_id == container_id))
+            return {key: as_utc(updated) for key, updated in rows}
 
     def write_documents(
         self,
@@ -321,8 +332,10 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             ]
             if rows:
                 conn.execute(insert(ch), rows)
-            for doc_id, content_hash, _ in batch:
-                conn.execute(update(d).where(d.c.id == doc_id).values(chunked_hash=content_hash))
+            conn.execute(
+                update(d).where(d.c.id == bindparam("doc_id")).values(chunked_hash=bindparam("chunked")),
+                [{"doc_id": doc_id, "chunked": content_hash} for doc_id, content_hash, _ in batch],
+            )
 
     def active_chunks(self, container_id: str) -> list[ChunkRow]:
         ch, d = schema.chunks.c, schema.documents.c

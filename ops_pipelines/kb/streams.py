@@ -36,6 +36,12 @@ class ChunkStreams:
         )
         yield from _streamed(self.engine, query, batch)
 
+    def active_document_keys(self, container_id: str, batch: int = BATCH) -> Iterator[list[tuple[str, str]]]:
+        """(id, source key) of the container's active documents."""
+        d = schema.documents.c
+        query = select(d.id, d.source_key).where(d.container_id == container_id, d.status == "active")
+        yield from _streamed(self.engine, query, batch)
+
     def chunk_points(
         self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
     ) -> Iterator[list]:
@@ -44,7 +50,7 @@ class ChunkStreams:
         of ``embedder_version`` the container may use (``with_vectors``; None where there is
         none), ordered by source key and ordinal."""
         ch, d = schema.chunks.c, schema.documents.c
-        joined, vector, _ = with_vectors(
+        joined, vector = with_vectors(
             schema.chunks.join(schema.documents, ch.document_id == d.id), container_id, embedder_version
         )
         query = (
@@ -62,62 +68,81 @@ class ChunkStreams:
 
     def documents_to_chunk(self, container_id: str, batch: int = 200) -> Iterator[list[tuple[str, str, str]]]:
         """(id, content_hash, text) of active documents whose chunks are missing or stale, a page
-        at a time (chunking a page takes it out of the next query)."""
+        at a time, in source key order: each page walks the (container, source key) index from
+        where the last one ended, so a pass costs one walk of the container whatever its size."""
         d = schema.documents.c
         last = ""
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(d.id, d.content_hash, d.text)
+                    select(d.id, d.content_hash, d.text, d.source_key)
                     .where(
                         d.container_id == container_id,
+                        d.source_key > last,
                         d.status == "active",
                         or_(d.chunked_hash.is_(None), d.chunked_hash != d.content_hash),
-                        d.id > last,
                     )
-                    .order_by(d.id)
+                    .order_by(d.source_key)
                     .limit(batch)
                 ).all()
             if not rows:
                 return
             yield [(r.id, r.content_hash, r.text) for r in rows]
-            last = rows[-1].id
+            last = rows[-1].source_key
 
     def chunk_texts(
         self, container_id: str, embedder_version: str | None = None, batch: int = 1024
     ) -> Iterator[list[tuple[str, str]]]:
         """Distinct (chunk hash, text) of the container's active chunks, a page at a time by
-        hash; with ``embedder_version``, only those the container has no vector of (``with_vectors``)."""
-        ch, d = schema.chunks.c, schema.documents.c
-        source = schema.chunks.join(schema.documents, ch.document_id == d.id)
-        where = [d.container_id == container_id, d.status == "active"]
+        hash; with ``embedder_version``, only those the container has no vector of (neither the
+        shared cache nor its own archive: ``with_vectors``).
+
+        Each page walks the chunk-hash index from where the last one ended, looking each chunk's
+        document (and cached vector) up by key, and stops at ``batch`` rows: a pass costs one walk
+        of the index (a join of the container's documents would cost one per page)."""
+        ch, d, e, a = schema.chunks.c, schema.documents.c, schema.embeddings.c, schema.archive_vectors.c
+        wanted = [
+            select(d.id)
+            .where(d.id == ch.document_id, d.container_id == container_id, d.status == "active")
+            .exists()
+        ]
         if embedder_version is not None:
-            source, _, lacking = with_vectors(source, container_id, embedder_version)
-            where.append(lacking)
+            wanted.append(
+                ~select(e.chunk_hash)
+                .where(e.embedder_version == embedder_version, e.chunk_hash == ch.content_hash)
+                .exists()
+            )
+            wanted.append(
+                ~select(a.chunk_hash)
+                .where(
+                    a.container_id == container_id, a.embedder_version == embedder_version,
+                    a.chunk_hash == ch.content_hash,
+                )
+                .exists()
+            )
         last = ""
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(ch.content_hash, func.min(ch.text))
-                    .select_from(source)
-                    .where(*where, ch.content_hash > last)
-                    .group_by(ch.content_hash)
+                    select(ch.content_hash, ch.text)
+                    .where(ch.content_hash > last, *wanted)
                     .order_by(ch.content_hash)
                     .limit(batch)
                 ).all()
             if not rows:
                 return
-            yield [(h, t) for h, t in rows]
+            # A hash's rows are adjacent and all carry its text; the next page starts after it.
+            yield list(dict(rows).items())
             last = rows[-1][0]
 
 
 def with_vectors(
     chunks: FromClause, container_id: str, embedder_version: str
-) -> tuple[FromClause, ColumnElement, ColumnElement]:
+) -> tuple[FromClause, ColumnElement]:
     """``chunks`` (a join with the chunks table) outer-joined with the vectors of
     ``embedder_version`` that container ``container_id`` may use: the shared cache's (computed
     here), else the ones its own imported archive brought (never another container's). Returns the
-    join, its ``vector`` column (NULL where there is neither) and the condition "there is neither"."""
+    join and its ``vector`` column (NULL where there is neither)."""
     ch, e, a = schema.chunks.c, schema.embeddings.c, schema.archive_vectors.c
     joined = chunks.outerjoin(
         schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
@@ -126,7 +151,7 @@ def with_vectors(
         and_(a.container_id == container_id, a.chunk_hash == ch.content_hash, a.embedder_version == embedder_version),
     )
     vector = func.coalesce(e.vector, a.vector, type_=LargeBinary).label("vector")
-    return joined, vector, and_(e.chunk_hash.is_(None), a.chunk_hash.is_(None))
+    return joined, vector
 
 
 def _streamed(engine: Engine, query, batch: int) -> Iterator[list]:

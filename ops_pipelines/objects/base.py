@@ -14,12 +14,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
+from ops_pipelines.errors import OperatorError
 
-class ObjectNotFound(LookupError):
+
+class ObjectNotFound(OperatorError, LookupError):
     pass
 
 
-class ObjectStoreUnavailable(RuntimeError):
+class ObjectStoreUnavailable(OperatorError, RuntimeError):
     """The object store cannot be reached or refuses the request (network, credentials, 5xx)."""
 
 

@@ -8,9 +8,10 @@ from ops_pipelines.refresh.build import (
     NoChunks,
     RefreshRefused,
     build_generation,
+    check_in_place,
     require_chunks,
 )
-from ops_pipelines.refresh.gate import CHECKS, reconcile_generation
+from ops_pipelines.refresh.gate import CHECKS, reconcile_generation, refuse_failed_checks
 from ops_pipelines.refresh.swap import NothingToRollBack, SwapReport, prune_generations, rollback, swap_to
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "RefreshRefused",
     "SwapReport",
     "build_generation",
+    "check_in_place",
     "prune_generations",
     "reconcile_generation",
+    "refuse_failed_checks",
     "require_chunks",
     "rollback",
     "swap_to",

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import build_index, fill_collection
+from ops_pipelines.errors import OperatorError
+from ops_pipelines.ingest import MissingEmbeddings, fill_collection
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
 from ops_pipelines.vectors import VectorStore, generation_name
 
@@ -22,11 +23,11 @@ _log = logging.getLogger(__name__)
 SHADOW, IN_PLACE = "shadow", "in_place"
 
 
-class NoChunks(RuntimeError):
+class NoChunks(OperatorError, RuntimeError):
     pass
 
 
-class RefreshRefused(ValueError):
+class RefreshRefused(OperatorError, ValueError):
     pass
 
 
@@ -46,7 +47,7 @@ def require_chunks(kb: KnowledgeBase, container: Container) -> int:
     if not active:
         raise NoChunks(
             f"container {container.slug!r} has no active chunks, so there is nothing to build: run "
-            "sync_job for it first (or check that its source has documents)"
+            f"sync_job for it first (ops-pipelines sync {container.slug}), or check that its source has documents"
         )
     return active
 
@@ -58,7 +59,11 @@ def build_generation(
     embedder_version: str,
     mode: str = SHADOW,
     log: logging.Logger = _log,
+    embedded_just_before: bool = False,
 ) -> BuildReport:
+    """Fill a generation from the embedding cache. ``embedded_just_before``: the caller embedded
+    every active chunk under this version first (refresh_job's embeddings step, in the same run),
+    so a chunk that has no vector now was changed since by a sync, and the error says so."""
     version = get_version(embedder_version)
     require_chunks(kb, container)
     if mode == SHADOW:
@@ -77,12 +82,39 @@ def build_generation(
     else:
         raise RefreshRefused(f"unknown refresh mode {mode!r}: use {SHADOW!r} or {IN_PLACE!r}")
     # A resumed shadow may hold what a failed run left: its points are verified, not trusted.
-    upserted, deleted = fill_collection(
-        kb, store, container, generation.collection, version.name,
-        overwrite=mode == IN_PLACE, verify=resumed, log=log,
+    try:
+        filled = fill_collection(
+            kb, store, container, generation.collection, version.name,
+            overwrite=mode == IN_PLACE, verify=resumed, log=log,
+        )
+    except MissingEmbeddings as exc:
+        raise _unembedded(container, version.name, mode, generation, exc.missing, embedded_just_before) from exc
+    return BuildReport(
+        mode, generation, resumed, filled.upserted, filled.deleted, store.count(generation.collection),
+        filled.index_seconds,
     )
-    index_seconds = build_index(store, generation.collection, log)
-    return BuildReport(mode, generation, resumed, upserted, deleted, store.count(generation.collection), index_seconds)
+
+
+def _unembedded(
+    container: Container, version: str, mode: str, generation: Generation, missing: int, embedded_just_before: bool
+) -> MissingEmbeddings:
+    again = f"ops-pipelines refresh {container.slug} --embedder-version {version}" + (
+        f" --mode {IN_PLACE}" if mode == IN_PLACE else ""
+    )
+    if not embedded_just_before:
+        return MissingEmbeddings(
+            f"{missing} chunk(s) of {container.slug!r} have no {version} vector in the embedding cache: run the "
+            f"whole refresh ({again}), whose embeddings step embeds them first",
+            missing,
+        )
+    state = "nothing was swapped" if mode == SHADOW else f"live generation {generation.number} is partly rewritten"
+    return MissingEmbeddings(
+        f"a sync changed {missing} chunk(s) of {container.slug!r} while this refresh ran, after it had "
+        f"embedded the chunks under {version}, so generation {generation.number} cannot be completed and "
+        f"{state}. Run the refresh again ({again}): it embeds only the changed chunks and finishes "
+        f"generation {generation.number}",
+        missing,
+    )
 
 
 def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:
@@ -98,20 +130,30 @@ def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimens
     store.ensure_collection(generation.collection, dimension)
 
 
-def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
+def check_in_place(kb: KnowledgeBase, store: VectorStore, container: Container, embedder_version: str) -> Generation:
+    """The live generation an in_place refresh under ``embedder_version`` would rewrite, or
+    ``RefreshRefused`` when there is none or its collection holds vectors of another dimension.
+    It costs no model time: a refresh runs it before its embeddings step, and again before writing."""
+    version = get_version(embedder_version)
     live = kb.live_generation(container.id)
     if live is None:
         raise RefreshRefused(
             f"container {container.slug!r} has no live collection to refresh in place: run sync_job "
-            "for it first, or use mode shadow"
+            f"for it first (ops-pipelines sync {container.slug}), or use --mode shadow / mode: shadow"
         )
     existing = store.collection_dimension(live.collection)
-    if existing is not None and existing != dimension:
+    if existing is not None and existing != version.dimension:
         raise RefreshRefused(
-            f"an in_place refresh of {container.slug!r} cannot write {version}'s {dimension}-d vectors "
-            f"into its {existing}-d live collection {live.collection}: use mode shadow, which builds "
-            "a new generation beside it and swaps the alias only after the checks pass"
+            f"an in_place refresh of {container.slug!r} cannot write {version.name}'s {version.dimension}-d "
+            f"vectors into its {existing}-d live collection {live.collection}: use --mode shadow / mode: shadow, "
+            "which builds a new generation beside it and swaps the alias only after the checks pass. Nothing "
+            "was embedded or written"
         )
+    return live
+
+
+def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
+    live = check_in_place(kb, store, container, version)
     store.ensure_collection(live.collection, dimension)
     if live.embedder_version != version:
         # From the first rewritten point on, the live collection holds this version's vectors.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import ExpectedPoints, expected_points
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
-from ops_pipelines.vectors import VectorStore, reconcile
+from ops_pipelines.refresh.build import RefreshRefused
+from ops_pipelines.vectors import VectorStore, alias_name, reconcile
 from ops_pipelines.vectors.reconcile import ID_FIELDS, CheckResult, ContentScan
 
 CHECKS = {
@@ -29,6 +30,19 @@ def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Conta
     scan = content_scan(expected, generation.embedder_version, dimension)
     scan.add_pages(store.pages(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
     return scan.results() + [retrieval_check(kb, store, generation, expected)]
+
+
+def refuse_failed_checks(container: Container, generation: Generation, results: list[CheckResult]) -> None:
+    """Refuse the swap if a check failed, naming each failure and what to do."""
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise RefreshRefused(
+            f"not swapping {alias_name(container.slug)} to {generation.collection}: "
+            + "; ".join(f"{r.name}: {r.summary}" for r in failed)
+            + ". The live alias is untouched. Fix the cause, then run the refresh again (ops-pipelines refresh "
+            f"{container.slug} --embedder-version {generation.embedder_version}): it resumes generation "
+            f"{generation.number}, rewrites what is wrong and checks it again"
+        )
 
 
 def content_scan(expected: ExpectedPoints, embedder_version: str, collection_dimension: int | None) -> ContentScan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.kb.generations import BUILDING, DROPPED, LIVE, RETIRED
 from ops_pipelines.vectors import VectorStore, alias_name
@@ -19,7 +20,7 @@ from ops_pipelines.vectors.serving import publish, serving_collection
 _log = logging.getLogger(__name__)
 
 
-class NothingToRollBack(LookupError):
+class NothingToRollBack(OperatorError, LookupError):
     pass
 
 
@@ -71,7 +72,8 @@ def rollback(
         if not retired:
             raise NothingToRollBack(
                 f"container {container.slug!r} has no retired generation to roll back to "
-                f"(generations: {_describe(generations) or 'none'})"
+                f"(generations: {_describe(generations) or 'none'}): only one that a refresh replaced and "
+                f"its --retention / retention kept can be put back (ops-pipelines generations {container.slug})"
             )
         target = max(retired, key=_last_served)
     else:
@@ -79,7 +81,7 @@ def rollback(
         if target is None or target.state in (DROPPED, BUILDING):
             raise NothingToRollBack(
                 f"container {container.slug!r} cannot roll back to generation {to_generation}: "
-                f"generations are {_describe(generations) or 'none'}"
+                f"generations are {_describe(generations) or 'none'}; name a retired one with --to / to_generation"
             )
     return swap_to(kb, store, container, target, retention=None, log=log)
 

@@ -11,13 +11,14 @@ from urllib.parse import urlsplit
 import requests
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.remote import queries
 
 # Dagster's implicit job of every repository: not something an operator launches by name.
 _HIDDEN_JOB_PREFIX = "__ASSET_JOB"
 
 
-class RemoteError(RuntimeError):
+class RemoteError(OperatorError, RuntimeError):
     """What went wrong talking to the webserver, said so that an operator can act on it."""
 
 

@@ -21,6 +21,7 @@ from ops_pipelines.sources.base import (
     UnreadableDocument,
     content_hash,
     sha256_hex,
+    too_large,
 )
 from ops_pipelines.sources.folder import FolderSource
 from ops_pipelines.sources.http import HttpPolicy, SourceNotAllowed
@@ -42,12 +43,16 @@ def parse_source_spec(spec: str) -> tuple[str, str]:
     return kind, SOURCE_KINDS[kind].normalize_location(location)
 
 
-def open_source(kind: str, location: str, log: logging.Logger | None = None) -> Source:
+def open_source(
+    kind: str, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None
+) -> Source:
+    """The source of ``kind`` at ``location``; records over ``max_document_bytes`` (default
+    ``OPS_SOURCE_MAX_DOCUMENT_BYTES``) are skipped and named."""
     try:
         cls = SOURCE_KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}") from None
-    return cls(location, log)
+    return cls(location, log, max_document_bytes=max_document_bytes)
 
 
 __all__ = [
@@ -71,4 +76,5 @@ __all__ = [
     "open_source",
     "parse_source_spec",
     "sha256_hex",
+    "too_large",
 ]

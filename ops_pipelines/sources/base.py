@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ops_pipelines import settings
+from ops_pipelines.errors import OperatorError
+
 # Bump when text extraction changes, so every document's content hash changes with it.
 EXTRACTOR_VERSION = "extract@1"
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(OperatorError, RuntimeError):
     """The source as a whole cannot be read (missing root, unreachable server): sync must stop."""
 
 
@@ -63,11 +66,15 @@ class SourceUnchanged:
 
 
 class Source(ABC):
+    """A source of records. ``max_document_bytes`` (default ``OPS_SOURCE_MAX_DOCUMENT_BYTES``)
+    bounds every record: a larger one is skipped and named, and not read past the limit."""
+
     kind: str
 
-    def __init__(self, location: str, log: logging.Logger | None = None):
+    def __init__(self, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None):
         self.location = location
         self.log = log or logging.getLogger(f"ops_pipelines.sources.{self.kind}")
+        self.max_document_bytes = max_document_bytes or settings.source_max_document_bytes()
 
     @classmethod
     def normalize_location(cls, location: str) -> str:
@@ -118,6 +125,15 @@ class IncrementalSource(Source):
         for record in self.read_changes({}, {}, full=True):
             if not isinstance(record, SourceUnchanged):
                 yield record
+
+
+def too_large(limit: int, size: int | None = None) -> str:
+    """Why a record over the document size limit is skipped (``size`` when it is known)."""
+    over = f"{size:,} bytes, over" if size is not None else "over"
+    return (
+        f"{over} the document size limit of {limit:,} bytes: not read; to read it, raise "
+        "OPS_SOURCE_MAX_DOCUMENT_BYTES (or, for one sync, --max-document-bytes / max_document_bytes)"
+    )
 
 
 def sha256_hex(data: bytes) -> str:

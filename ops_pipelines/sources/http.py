@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
-import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # requests and tenacity are imported when a client is made: a folder sync needs neither
+    import requests
+    from tenacity import RetryCallState
 
 from ops_pipelines import settings
 from ops_pipelines.sources.base import SourceUnavailable
@@ -41,7 +44,13 @@ class SourceNotAllowed(SourceUnavailable):
 
 
 class ResponseTooLarge(SourceUnavailable):
-    """A response body was larger than the policy allows; the rest was not read."""
+    """A response body was larger than allowed; the rest was not read. ``size`` is its
+    Content-Length when the server gave one."""
+
+    def __init__(self, message: str, limit: int, size: int | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.size = size
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,8 @@ class HttpClient:
         self._secrets = [v for v in self._secret_headers.values() if v]
         self.log = log or _log
         self._sleep = sleep
+        import requests
+
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self.requests = 0  # requests sent, retries and redirects included
@@ -156,8 +167,11 @@ class HttpClient:
         self._session.close()
 
     def get(self, url: str, *, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
-            method: str = "GET") -> HttpResult:
-        """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came."""
+            method: str = "GET", max_bytes: int | None = None) -> HttpResult:
+        """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came.
+        A body over ``max_bytes`` (default: the policy's) raises ``ResponseTooLarge`` unread."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
         check_url(url, self.policy)
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
@@ -168,7 +182,7 @@ class HttpClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, method, url, params, headers or {})
+            return retrying(self._attempt, method, url, params, headers or {}, max_bytes or self.policy.max_bytes)
         except _Transient as exc:
             raise SourceUnavailable(
                 self.redact(
@@ -183,7 +197,9 @@ class HttpClient:
 
     # ---- one attempt ------------------------------------------------------------------------
 
-    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str]) -> HttpResult:
+    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str], max_bytes: int) -> HttpResult:
+        import requests
+
         current, query = url, params
         for _hop in range(MAX_REDIRECTS + 1):
             check_url(current, self.policy)
@@ -209,7 +225,7 @@ class HttpClient:
                         raise _Transient(
                             f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
                         )
-                    content = b"" if method == "HEAD" else self._body(response)
+                    content = b"" if method == "HEAD" else self._body(response, max_bytes)
                     return HttpResult(response.url, response.status_code, dict(response.headers), content)
             except requests.Timeout as exc:
                 raise _Transient(f"timed out ({_kind(exc)})") from None
@@ -217,15 +233,20 @@ class HttpClient:
                 raise _Transient(f"connection failed ({_kind(exc)})") from None
         raise SourceUnavailable(f"{self.name}: {_display(url)} redirects more than {MAX_REDIRECTS} times")
 
-    def _body(self, response: requests.Response) -> bytes:
-        chunks, size = [], 0
-        for chunk in response.iter_content(65536):
-            size += len(chunk)
-            if size > self.policy.max_bytes:
-                raise ResponseTooLarge(
-                    f"{_display(response.url)}: response larger than {self.policy.max_bytes} bytes, not read"
-                )
-            chunks.append(chunk)
+    def _body(self, response: requests.Response, max_bytes: int) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        size = int(declared) if declared.isdigit() else None
+        chunks, read = [], 0
+        if size is None or size <= max_bytes:  # else not one byte is downloaded
+            for chunk in response.iter_content(65536):
+                read += len(chunk)
+                if read > max_bytes:
+                    break
+                chunks.append(chunk)
+        if read > max_bytes or (size is not None and size > max_bytes):
+            raise ResponseTooLarge(
+                f"{_display(response.url)}: response larger than {max_bytes} bytes, not read", max_bytes, size
+            )
         return b"".join(chunks)
 
     # ---- waits ------------------------------------------------------------------------------
@@ -234,6 +255,8 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return min(exc.retry_after, self.policy.backoff_max)
+        from tenacity import wait_exponential_jitter
+
         backoff = wait_exponential_jitter(
             initial=self.policy.backoff_initial, max=self.policy.backoff_max, jitter=self.policy.jitter
         )

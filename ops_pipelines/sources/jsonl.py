@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from ops_pipelines.sources.base import (
     SourceDocument,
     SourceSkip,
     SourceUnavailable,
+    too_large,
 )
 
 
@@ -38,32 +41,76 @@ class JsonlSource(Source):
         return hashlib.sha256(f"{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
 
     def read(self) -> Iterator[SourceDocument | SourceSkip]:
+        """Every record of the file as it was when opened: lines appended during the read wait for
+        the next sync, and a line over the document size limit is skipped, never held whole."""
         self.check()
         seen: set[str] = set()
+        for number, line in self._lines():
+            if isinstance(line, SourceSkip):
+                yield line
+                continue
+            if not line.strip():
+                continue
+            record = _parse(line, number)
+            if isinstance(record, SourceSkip):
+                yield record
+                continue
+            key, title, uri, text, updated_at = record
+            if key in seen:
+                yield SourceSkip(key, f"line {number}: duplicate id {key!r}, first one kept")
+                continue
+            seen.add(key)
+            yield SourceDocument(
+                key=key,
+                uri=uri or f"{self.path.as_uri()}#{key}",
+                raw=line.strip(),
+                updated_at=updated_at,
+                extractor=lambda _raw, title=title, text=text: Extracted(title, text),
+            )
+
+    def _lines(self) -> Iterator[tuple[int, bytes | SourceSkip]]:
+        """(line number, line) of the regular file, up to its size when opened; a line longer than
+        ``max_document_bytes`` is a ``SourceSkip`` (keyed by its id when the line starts with it)."""
+        limit = self.max_document_bytes
         try:
-            handle = self.path.open("rb")
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise SourceUnavailable(f"JSONL source {self.path}: {exc.strerror}") from exc
-        with handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SourceUnavailable(f"JSONL source {self.path} is not a regular file (a FIFO or a device?)")
+            remaining, number = st.st_size, 0
+            while remaining > 0:
+                line = handle.readline(min(limit + 1, remaining))
+                if not line:
+                    return  # truncated while read
+                remaining -= len(line)
+                number += 1
+                if len(line) <= limit or line.endswith(b"\n"):
+                    yield number, line
                     continue
-                record = _parse(line, number)
-                if isinstance(record, SourceSkip):
-                    yield record
-                    continue
-                key, title, uri, text, updated_at = record
-                if key in seen:
-                    yield SourceSkip(key, f"line {number}: duplicate id {key!r}, first one kept")
-                    continue
-                seen.add(key)
-                yield SourceDocument(
-                    key=key,
-                    uri=uri or f"{self.path.as_uri()}#{key}",
-                    raw=line.strip(),
-                    updated_at=updated_at,
-                    extractor=lambda _raw, title=title, text=text: Extracted(title, text),
-                )
+                yield number, SourceSkip(_leading_id(line), f"line {number}: {too_large(limit)}")
+                while remaining > 0 and not line.endswith(b"\n"):  # the rest of the long line
+                    line = handle.readline(min(1024 * 1024, remaining))
+                    if not line:
+                        return
+                    remaining -= len(line)
+
+
+_LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*[,}]')
+
+
+def _leading_id(head: bytes) -> str | None:
+    """The id of a record too large to parse, when it is the record's first key (else None)."""
+    match = _LEADING_ID.match(head[:4096])
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return str(value) if value != "" else None
 
 
 def _parse(line: bytes, number: int):

@@ -28,9 +28,18 @@ from ops_pipelines.sources.base import (
     SourceUnavailable,
     SourceUnchanged,
     parse_time,
+    too_large,
 )
 from ops_pipelines.sources.extract import html, markdown, plain_text
-from ops_pipelines.sources.http import HttpClient, HttpPolicy, HttpResult, SourceNotAllowed, check_url, http_date
+from ops_pipelines.sources.http import (
+    HttpClient,
+    HttpPolicy,
+    HttpResult,
+    ResponseTooLarge,
+    SourceNotAllowed,
+    check_url,
+    http_date,
+)
 
 _EXTRACTORS = {
     "text/html": html,
@@ -45,8 +54,8 @@ class PagesSource(IncrementalSource):
     kind = "http"
 
     def __init__(self, location: str, log=None, *, policy: HttpPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
-        super().__init__(location, log)
+                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None):
+        super().__init__(location, log, max_document_bytes=max_document_bytes)
         self.urls = parse_location(location)
         self._policy = policy
         self._sleep = sleep
@@ -121,9 +130,11 @@ class PagesSource(IncrementalSource):
             if cached.get("last_modified"):
                 headers["If-Modified-Since"] = cached["last_modified"]
         try:
-            result = self._http().get(url, headers=headers)
+            result = self._http().get(url, headers=headers, max_bytes=self.max_document_bytes)
         except SourceNotAllowed as exc:
             return SourceSkip(url, str(exc)), None
+        except ResponseTooLarge as exc:
+            return SourceSkip(url, too_large(exc.limit, exc.size)), None
         if result.status == 304:
             return (SourceUnchanged(url), cached) if cached else (SourceSkip(url, "HTTP 304 to an unconditional GET"), None)
         if result.status in GONE:

@@ -3,7 +3,10 @@
 Spec: ``redmine:https://redmine.example.com?projects=ops,infra&wiki=1[&key_env=NAME]``. The API
 key is read from ``OPS_REDMINE_API_KEY`` (or the variable ``key_env`` names) and sent only as the
 ``X-Redmine-API-Key`` header to the Redmine origin; it is never part of a URL, a log line or an
-error message.
+error message. ``check`` names the likely cause of a refusal: a 401 is the key, a 403 on
+``/users/current.json`` (which any user may read) a disabled REST API, a 403 on a project a user
+who is no member; with ``wiki=1`` every project must have its wiki module. A key of an
+administrator is warned about: it sees private issues.
 
 An incremental read lists, per project, the issues updated since that project's cursor (the
 largest ``updated_on`` seen: ``updated_on=>=T``, newest first, paged by ``offset``/``limit``) and
@@ -33,26 +36,33 @@ from ops_pipelines.sources.base import (
     SourceUnchanged,
     UnreadableDocument,
     parse_time,
+    too_large,
 )
-from ops_pipelines.sources.http import HttpClient, HttpPolicy, HttpResult
+from ops_pipelines.sources.http import HttpClient, HttpPolicy, HttpResult, ResponseTooLarge
 
 DEFAULT_KEY_ENV = "OPS_REDMINE_API_KEY"
 KEY_HEADER = "X-Redmine-API-Key"
 PAGE_SIZE = 100
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ADMIN_KEY_WARNING = (
+    "the API key in {env} belongs to a Redmine administrator: an administrator sees private issues, "
+    "so they are synced into the knowledge base, and an issue made private is never archived. Use "
+    "the key of a dedicated non-admin user, a member of the projects"
+)
 
 
 class RedmineSource(IncrementalSource):
     kind = "redmine"
 
     def __init__(self, location: str, log=None, *, policy: HttpPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
-        super().__init__(location, log)
+                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None):
+        super().__init__(location, log, max_document_bytes=max_document_bytes)
         self.base_url, self.projects, self.wiki, self.key_env = parse_location(location)
         self._policy = policy
         self._sleep = sleep
         self._client: HttpClient | None = None
+        self.admin_key = False  # known after check(): the key is a Redmine administrator's
 
     @classmethod
     def normalize_location(cls, location: str) -> str:
@@ -69,9 +79,30 @@ class RedmineSource(IncrementalSource):
     # ---- the Source interface ---------------------------------------------------------------
 
     def check(self) -> None:
-        self._get_json("/users/current.json")  # a wrong key is a 401 here
+        """The key works (a wrong key is a 401 here, a disabled REST API a 403), every project is
+        visible, and with ``wiki=1`` has its wiki module."""
+        user = self._get_json("/users/current.json").get("user")
+        self.admin_key = isinstance(user, dict) and user.get("admin") is True
+        if self.admin_key:
+            self.log.warning(ADMIN_KEY_WARNING.format(env=self.key_env))
         for project in self.projects:
-            self._get_json(f"/projects/{project}.json", what=f"project {project!r}")
+            params = {"include": "enabled_modules"} if self.wiki else None
+            data = self._get_json(f"/projects/{project}.json", params, what=f"project {project!r}")
+            if self.wiki:
+                self._require_wiki(project, data)
+
+    def _require_wiki(self, project: str, data: dict) -> None:
+        info = data.get("project")
+        modules = info.get("enabled_modules") if isinstance(info, dict) else None
+        if not isinstance(modules, list):  # a Redmine that does not list modules: ask the wiki
+            self._wiki_index(project)
+            return
+        if "wiki" not in {m.get("name") for m in modules if isinstance(m, dict)}:
+            raise SourceUnavailable(
+                f"Redmine {self.base_url}: project {project!r} has no wiki module, but the source asks "
+                "for its wiki (wiki=1): enable the module (the project's Settings -> Modules -> Wiki) "
+                "or leave wiki=1 out of the source"
+            )
 
     def fingerprint(self) -> str:
         """Newest issue ``updated_on``, issue and wiki page counts: the sensor's cursor."""
@@ -140,8 +171,13 @@ class RedmineSource(IncrementalSource):
             if not issues or offset >= total:
                 return
 
-    def _issue(self, issue_id, key: str) -> SourceDocument | None:
-        data = self._get_json(f"/issues/{issue_id}.json", {"include": "journals"}, missing_ok=True)
+    def _issue(self, issue_id, key: str) -> SourceDocument | SourceSkip | None:
+        try:
+            data = self._get_json(
+                f"/issues/{issue_id}.json", {"include": "journals"}, missing_ok=True, max_bytes=self.max_document_bytes
+            )
+        except ResponseTooLarge as exc:
+            return SourceSkip(key, too_large(exc.limit, exc.size))
         if data is None:  # deleted or made private since it was listed
             return None
         issue = data.get("issue")
@@ -166,7 +202,9 @@ class RedmineSource(IncrementalSource):
             raise SourceUnavailable(f"Redmine {self.base_url}: the wiki index of {project!r} has no page titles")
         return pages
 
-    def _wiki(self, project: str, known: Mapping[str, datetime | None]) -> Iterator[SourceDocument | SourceUnchanged]:
+    def _wiki(
+        self, project: str, known: Mapping[str, datetime | None]
+    ) -> Iterator[SourceDocument | SourceSkip | SourceUnchanged]:
         for page in self._wiki_index(project):
             title = str(page["title"])
             key = f"wiki/{project}/{title}"
@@ -174,7 +212,11 @@ class RedmineSource(IncrementalSource):
                 yield SourceUnchanged(key)
                 continue
             path = f"/projects/{project}/wiki/{quote(title, safe='')}"
-            data = self._get_json(f"{path}.json", missing_ok=True)
+            try:
+                data = self._get_json(f"{path}.json", missing_ok=True, max_bytes=self.max_document_bytes)
+            except ResponseTooLarge as exc:
+                yield SourceSkip(key, too_large(exc.limit, exc.size))
+                continue
             if data is None:
                 continue
             detail = data.get("wiki_page")
@@ -209,20 +251,35 @@ class RedmineSource(IncrementalSource):
         return self._client
 
     def _get_json(self, path: str, params: Mapping | None = None, *, what: str | None = None,
-                  missing_ok: bool = False) -> dict | None:
+                  missing_ok: bool = False, max_bytes: int | None = None) -> dict | None:
         client = self._http()
-        result = client.get(f"{self.base_url}{path}", params=params, headers={"Accept": "application/json"})
+        result = client.get(
+            f"{self.base_url}{path}", params=params, headers={"Accept": "application/json"}, max_bytes=max_bytes
+        )
         if result.status == 401:
             raise SourceUnavailable(
                 f"Redmine {self.base_url} rejected the API key in {self.key_env} (HTTP 401): check the key, "
                 "and that the REST API is enabled (Administration -> Settings -> API)"
             )
+        if result.status == 403 and path == "/users/current.json":
+            # Any user the key names may read this; Redmine answers 403 (not 401) to API requests
+            # when its REST API is disabled, as 5.0 does.
+            raise SourceUnavailable(
+                f"Redmine {self.base_url} answered HTTP 403 to /users/current.json, which every user may "
+                "read: its REST API is most likely disabled. Enable it (Administration -> Settings -> API "
+                "-> Enable REST web service); if it is enabled, something in front of Redmine (a proxy, "
+                "a firewall rule) forbids the API"
+            )
         if result.status in (403, 404):
             if missing_ok:
                 return None
+            hint = (
+                "the key's user may not see it: make that user a member with a role that may view it "
+                "(or the REST API is disabled)" if result.status == 403 else "check the identifier"
+            )
             raise SourceUnavailable(
                 f"Redmine {self.base_url}: {what or path} not found or not visible with this API key "
-                f"(HTTP {result.status}); nothing was archived"
+                f"(HTTP {result.status}): {hint}; nothing was archived"
             )
         if not result.ok:
             raise SourceUnavailable(f"Redmine {self.base_url}: {path} answered HTTP {result.status}")

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ops_pipelines.errors import OperatorError
+
 POINT_NAMESPACE = uuid.UUID("6f1c7d2e-4b1a-5c8e-9d0f-0a1b2c3d4e5f")
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
-class DimensionMismatch(ValueError):
+class DimensionMismatch(OperatorError, ValueError):
     pass
 
 
@@ -95,6 +97,9 @@ class VectorStore(ABC):
 
     keeps_aliases: bool
     description: str
+    # Points after whose writing ``build_index`` has a segment to index (the embedded engine indexes
+    # a segment at a time, so writers call it as they go); None: the store indexes by itself.
+    index_batch: int | None = None
 
     # ---- collections ------------------------------------------------------------------------
 

@@ -13,7 +13,15 @@ Edge has no aliases: the live generation recorded in the metadata DB is a contai
 
 Search is brute force over points not indexed yet (about 10-15 ms per 100k points here) until
 ``build_index`` runs Edge's optimizers, which build the HNSW graph over int8-quantised vectors
-(searches then rescore with the full vectors).
+(searches then rescore with the full vectors). Writers call it each time a segment's worth of
+points (``INDEX_MIN_POINTS``) has been written (``VectorStore.index_batch``): the optimizers then
+index that segment alone, and never merge segments past that size, so an index build takes the
+same time and memory whatever the collection's size (one build over a million points took 4 GB).
+
+Memory stays flat at any size: vectors, payloads, quantised vectors and graphs are memory-mapped
+and read on demand (``Memory.Cold``), and a shard is reopened after every ``RECYCLE_POINTS``
+points a process writes or scrolls through, which unmaps the pages it touched (the kernel counts
+a mapped page in the process's memory until then).
 """
 
 from __future__ import annotations
@@ -43,9 +51,12 @@ VECTOR = "dense"  # the dense vector's name in every shard
 MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
 HOLDER = "holder.json"  # who has the shard open (for the busy message)
 MIGRATED = "local-mode.migrated"  # written by ``vectors.migrate`` once the copy is verified
-# Unindexed points worth an HNSW build: below this a search compares every point exactly, in
-# 15-25 ms at 100,000 (an index build takes longer than many such searches, and it is approximate).
+# Unindexed points worth an HNSW build, and the size of an indexed segment: below this a search
+# compares every point exactly, in 15-25 ms at 100,000 (an index build takes longer than many such
+# searches, and it is approximate).
 INDEX_MIN_POINTS = 100_000
+# Points a process writes or scrolls through in a shard before reopening it (see the docstring).
+RECYCLE_POINTS = 100_000
 _HNSW = dict(m=16, ef_construct=64, full_scan_threshold=10_000)
 SEARCH_EF = 256  # candidates an indexed search keeps: recall@5 0.94 on hashing vectors at 50k (0.91 at 128), under 1 ms
 # An indexed search ranks by the int8 vectors, then rescores this many times ``limit`` candidates
@@ -65,21 +76,51 @@ def is_local_mode_folder(root: Path) -> bool:
 
 
 def shard_config(dimension: int) -> edge.EdgeConfig:
+    cold = edge.Memory.Cold
+    # Segments merge up to one index batch of vectors, and one of half that is worth indexing
+    # (sizes in KB of float32 vectors; the defaults would leave small vectors unindexed).
+    segment_kb = max(2, INDEX_MIN_POINTS * dimension * 4 // 1024)
     return edge.EdgeConfig(
-        vectors={VECTOR: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine, on_disk=True)},
-        on_disk_payload=True,
-        hnsw_config=edge.HnswIndexConfig(**_HNSW),
-        quantization_config=edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, always_ram=True),
+        vectors={VECTOR: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine, memory=cold)},
+        payload_memory=cold,
+        id_tracker_memory=cold,
+        hnsw_config=edge.HnswIndexConfig(**_HNSW, memory=cold),
+        quantization_config=edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, memory=cold),
+        optimizers=edge.EdgeOptimizersConfig(max_segment_size=segment_kb, indexing_threshold=segment_kb // 2),
     )
 
 
 class _OpenShard:
-    """A shard of this process: ``shard`` is None while it is closed here (after ``offline``),
-    until a user asks for it again."""
+    """A shard of this process. Operations use it inside ``use``; ``offline`` waits for them to
+    end, closes it, and keeps it closed for its body; the next ``use`` opens it again."""
 
     def __init__(self, shard: edge.EdgeShard, wait_seconds: float, config: edge.EdgeConfig):
-        self.shard, self.users, self.lock = shard, 1, threading.RLock()
+        self.shard: edge.EdgeShard | None = shard
+        self.users, self.active, self.touched = 1, 0, 0
         self.wait_seconds, self.config = wait_seconds, config
+        self.changing = threading.Condition(threading.RLock())
+
+    @contextmanager
+    def use(self, path: Path) -> Iterator[edge.EdgeShard]:
+        with self.changing:  # waits while ``offline`` has it closed
+            if self.shard is None:
+                self.shard = _open_waiting(path, self.wait_seconds, self.config)
+                _write_holder(path)
+            self.active += 1
+        try:
+            yield self.shard
+        finally:
+            with self.changing:
+                self.active -= 1
+                self.changing.notify_all()
+
+    @contextmanager
+    def offline(self, path: Path) -> Iterator[None]:
+        with self.changing:
+            self.changing.wait_for(lambda: self.active == 0)
+            self.close(path)
+            self.touched = 0
+            yield
 
     def close(self, path: Path) -> None:
         if self.shard is not None:
@@ -88,8 +129,9 @@ class _OpenShard:
 
 
 class _OpenShards:
-    """The Edge shards this process has open, each with how many stores use it. Stores look a
-    shard up by path on every use (``get``), so ``offline`` can close it under them."""
+    """The Edge shards this process has open, each with how many stores use it (``acquire``,
+    ``release``); operations reach a shard through ``entry(path).use``, so it can be closed and
+    reopened under them (``offline``, ``touch``)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -111,15 +153,11 @@ class _OpenShards:
             with self._lock:
                 self._open[path] = _OpenShard(shard, wait_seconds, config)
 
-    def get(self, path: Path) -> edge.EdgeShard:
+    def entry(self, path: Path) -> _OpenShard:
         entry = self._open.get(path)
         if entry is None:
             raise CollectionNotFound(f"collection {path.name} was dropped")
-        with entry.lock:  # waits while ``offline`` has it closed
-            if entry.shard is None:
-                entry.shard = _open_waiting(path, entry.wait_seconds, entry.config)
-                _write_holder(path)
-            return entry.shard
+        return entry
 
     def release(self, path: Path) -> None:
         with self._lock:
@@ -130,26 +168,34 @@ class _OpenShards:
             if entry.users > 0:
                 return
             del self._open[path]
-        with entry.lock:
-            entry.close(path)
+        with entry.offline(path):
+            pass
 
     def discard(self, path: Path) -> None:
         """Close the shard, whoever in this process uses it (it is being dropped)."""
         with self._lock:
             entry = self._open.pop(path, None)
         if entry is not None:
-            with entry.lock:
-                entry.close(path)
+            with entry.offline(path):
+                pass
 
-    @contextmanager
-    def offline(self, path: Path) -> Iterator[None]:
+    def offline(self, path: Path):
         """The shard closed in this process for the body (another process works on it); it is
         opened again when a user of this process next asks for it (a step that only indexed a
         collection never loads its index here), and users wait meanwhile."""
-        entry = self._open[path]
-        with entry.lock:
-            entry.close(path)
-            yield
+        return self.entry(path).offline(path)
+
+    def touch(self, path: Path, points: int) -> None:
+        """Count points written or scrolled through; past ``RECYCLE_POINTS``, reopen the shard."""
+        entry = self._open.get(path)
+        if entry is None:
+            return
+        with entry.changing:
+            entry.touched += points
+            if entry.touched < RECYCLE_POINTS:
+                return
+        with entry.offline(path):
+            pass
 
 
 _OPEN = _OpenShards()
@@ -228,10 +274,15 @@ class EdgeVectorStore(VectorStore):
         self.description = f"Qdrant Edge in {self.root}"
         self._held: set[Path] = set()
 
+    @property
+    def index_batch(self) -> int:
+        return INDEX_MIN_POINTS
+
     def _path(self, name: str) -> Path:
         return self.root / _safe_name(name)
 
-    def _shard(self, name: str) -> edge.EdgeShard:
+    def _hold(self, name: str) -> Path:
+        """The shard's path, opened for this store (waiting for another process to let go of it)."""
         path = self._path(name)
         if path not in self._held:
             dimension = self.collection_dimension(name)
@@ -239,7 +290,11 @@ class EdgeVectorStore(VectorStore):
                 raise CollectionNotFound(f"collection {name} does not exist in {self.description}")
             _OPEN.acquire(path, self.wait_seconds, shard_config(dimension))
             self._held.add(path)
-        return _OPEN.get(path)
+        return path
+
+    def _shard(self, name: str):
+        """``with self._shard(name) as shard:`` for one operation on the shard."""
+        return _OPEN.entry(self._hold(name)).use(self._path(name))
 
     # ---- collections ------------------------------------------------------------------------
 
@@ -260,13 +315,12 @@ class EdgeVectorStore(VectorStore):
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir()
         _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
-        self._shard(name)
+        self._hold(name)
 
     def drop_collection(self, name: str) -> bool:
         if self.collection_dimension(name) is None:
             return False
-        path = self._path(name)
-        self._shard(name)  # waits for any other process to let go of it
+        path = self._hold(name)  # waits for any other process to let go of it
         self._held.discard(path)
         _OPEN.discard(path)
         doomed = path.with_name(f".dropped-{name}-{uuid.uuid4().hex[:8]}")
@@ -275,7 +329,8 @@ class EdgeVectorStore(VectorStore):
         return True
 
     def build_index(self, name: str) -> bool:
-        info = self._shard(name).info()
+        with self._shard(name) as shard:
+            info = shard.info()
         if info.points_count - info.indexed_vectors_count < INDEX_MIN_POINTS:
             return False
         # Edge's optimize holds the GIL until it is done (minutes at a million points): it runs in
@@ -288,7 +343,6 @@ class EdgeVectorStore(VectorStore):
     # ---- points -----------------------------------------------------------------------------
 
     def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
-        shard = self._shard(name)
         vectors = np.asarray(vectors, dtype=np.float32)
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
@@ -296,22 +350,26 @@ class EdgeVectorStore(VectorStore):
                 edge.Point(pid, {VECTOR: vector}, payload)
                 for pid, vector, payload in zip(ids[start:end], vectors[start:end].tolist(), payloads[start:end], strict=True)
             ]
-            shard.update(edge.UpdateOperation.upsert_points(points))
+            with self._shard(name) as shard:
+                shard.update(edge.UpdateOperation.upsert_points(points))
+            _OPEN.touch(self._path(name), len(points))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
-        shard = self._shard(name)
         for start in range(0, len(ids), _WRITE_BATCH):
-            shard.update(edge.UpdateOperation.delete_points(list(ids[start : start + _WRITE_BATCH])))
+            with self._shard(name) as shard:
+                shard.update(edge.UpdateOperation.delete_points(list(ids[start : start + _WRITE_BATCH])))
 
     def pages(
         self, name: str, with_payload: bool | list[str] = False, with_vectors: bool = False, page: int = 4096
     ) -> Iterator[PointPage]:
-        shard = self._shard(name)
         offset = None
         while True:
-            points, offset = shard.scroll(
-                edge.ScrollRequest(offset=offset, limit=page, with_payload=with_payload, with_vector=with_vectors)
-            )
+            with self._shard(name) as shard:
+                points, offset = shard.scroll(
+                    edge.ScrollRequest(offset=offset, limit=page, with_payload=with_payload, with_vector=with_vectors)
+                )
+            if with_payload or with_vectors:  # (ids alone touch little)
+                _OPEN.touch(self._path(name), len(points))
             yield PointPage(
                 np.frombuffer(b"".join(p.id.bytes for p in points), dtype=DTYPE),
                 [p.payload or {} for p in points] if with_payload else None,
@@ -321,11 +379,13 @@ class EdgeVectorStore(VectorStore):
                 return
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
-        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        with self._shard(name) as shard:
+            records = shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [_stored(r, with_vectors) for r in records]
 
     def count(self, name: str) -> int:
-        return self._shard(name).count(edge.CountRequest(exact=True))
+        with self._shard(name) as shard:
+            return shard.count(edge.CountRequest(exact=True))
 
     def search(self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False) -> list[Hit]:
         params = (
@@ -342,7 +402,9 @@ class EdgeVectorStore(VectorStore):
             with_vector=False,
             params=params,
         )
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in self._shard(name).query(request)]
+        with self._shard(name) as shard:
+            found = shard.query(request)
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in found]
 
     def close(self) -> None:
         for path in self._held:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.vectors.edge import MANIFEST, MIGRATED, EdgeVectorStore, is_local_mode_folder
 from ops_pipelines.vectors.server import QdrantServerStore
 
@@ -29,7 +30,7 @@ LOCAL_MODE_FILES = ("meta.json", "collection", ".lock")
 SAMPLE = 200  # points per collection whose vector and payload are compared
 
 
-class MigrationFailed(RuntimeError):
+class MigrationFailed(OperatorError, RuntimeError):
     pass
 
 

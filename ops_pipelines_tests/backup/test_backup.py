@@ -322,7 +322,7 @@ def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, m
 def test_a_missing_blob_fails_the_backup_with_what_to_do(world):
     key = next(iter(world.objects.list("blobs/")))
     world.objects.delete(key)
-    with pytest.raises(ArchiveError, match="back up with include_blobs false"):
+    with pytest.raises(ArchiveError, match="back up with --no-blobs / include_blobs: false"):
         world.backup()
     assert not (world.tmp / "kb.tar").exists()
     assert read_archive(world.backup("bare.tar", include_blobs=False), spec=BACKUP_ARCHIVE).manifest["counts"]["blobs"] == 0

@@ -48,6 +48,39 @@ def test_container_add_list_sync_search(home, corpus):
     assert out.splitlines()[0].endswith("[gamma.md]")
 
 
+def test_sync_names_what_it_did_not_read(home, corpus, tmp_path):
+    (tmp_path / "prod.env").write_text("SECRET=1")
+    (corpus / "prod.txt").symlink_to(tmp_path / "prod.env")
+    (corpus / "big.md").write_text("# Big\n\n" + "words " * 500)
+    for n in range(12):
+        (corpus / f"link{n:02}.md").symlink_to(corpus / "alpha.md")
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    code, out = run("sync", "kb1", "--max-document-bytes", "1000")
+    assert code == 0, out
+    assert "inserted 5, updated 0, skipped 0, archived 0, unarchived 0, failed 14" in out
+    lines = out.splitlines()
+    assert "  not read    big.md: 3,007 bytes, over the document size limit of 1,000 bytes" in out
+    assert any(line.startswith("  not read    link00.md: a symbolic link -> ") for line in lines)
+    assert sum(line.startswith("  not read    ") for line in lines) == 11  # ten named, then how many more
+    assert "... and 4 more" in out
+
+
+def test_container_add_checks_the_wiki_module_and_warns_about_an_admin_key(home, fake_redmine, source_env):
+    fake_redmine.add_project("ops")
+    fake_redmine.add_project("tickets", modules=("issue_tracking",))
+    code, out = run("container", "add", "--slug", "ops", "--source",
+                    f"redmine:{fake_redmine.url}?projects=ops,tickets&wiki=1", "--embedder", "hash-256@1")
+    assert code == 1 and "project 'tickets' has no wiki module" in out and "Modules -> Wiki" in out
+    assert "no containers" in run("container", "list")[1]
+    assert not DagsterInstance.get().has_dynamic_partition("containers", "ops")
+
+    fake_redmine.admin = True
+    code, out = run("container", "add", "--slug", "ops", "--source",
+                    f"redmine:{fake_redmine.url}?projects=ops,tickets&wiki=0", "--embedder", "hash-256@1")
+    assert code == 0, out
+    assert "WARNING: the API key in OPS_REDMINE_API_KEY belongs to a Redmine administrator" in out
+
+
 def test_bad_input_is_refused_clearly_and_changes_nothing(home, corpus, tmp_path):
     code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{tmp_path / 'nope'}")
     assert code == 1 and "does not exist" in out
@@ -121,7 +154,8 @@ def test_refresh_generations_rollback(home, corpus, extra_embedders):
     code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1", "--mode", "in_place")
     assert code == 1
     # The last line is the operator's message, not Dagster's wrapping of it.
-    assert out.splitlines()[-1].startswith("refresh of kb1 failed: an in_place refresh of 'kb1' cannot")
+    assert out.splitlines()[-1].startswith("Error: refresh of kb1 failed (run ")
+    assert "): an in_place refresh of 'kb1' cannot" in out.splitlines()[-1]
 
     code, out = run("refresh", "kb1", "--embedder-version", "hash-64@1")
     assert code == 0, out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops_pipelines.cli.jobs import CAPABILITIES, job_definition
+from ops_pipelines.cli.jobs import CAPABILITIES, console_logger, job_definition
 from ops_pipelines.definitions import build_definitions
 
 
@@ -21,3 +21,12 @@ def test_a_commands_job_is_the_code_locations_job(location, job_name):
     ours = job_definition(job_name)
     assert ours.get_job_snapshot_id() == theirs.get_job_snapshot_id()
     assert set(ours.resource_defs) == set(theirs.resource_defs)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_commands_console_logger_keeps_the_job_the_code_locations(location, debug):
+    """Its console logger is Dagster's under the same name, config and description: a run made by a
+    command can be re-executed from the UI with its run config."""
+    theirs = location.resolve_job_def("sync_job")
+    ours = job_definition("sync_job", {"console": console_logger(debug)})
+    assert ours.get_job_snapshot_id() == theirs.get_job_snapshot_id()

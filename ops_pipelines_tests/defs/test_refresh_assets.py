@@ -85,7 +85,10 @@ def test_a_defective_shadow_fails_its_check_and_is_never_swapped(synced, defect,
     assert not result.success
     outcomes = check_outcomes(result)
     assert {name for name, passed in outcomes.items() if not passed} == failing
-    assert "blocking asset check" in step_failure_message(result)
+    message = step_failure_message(result)  # the operator's words, not Dagster's blocking-check error
+    assert "not swapping kb_docs to kb_docs__hash-256-1__g2: " in message
+    assert all(f"{name}: " in message for name in failing)
+    assert "run the refresh again (ops-pipelines refresh docs --embedder-version hash-256@1): it resumes" in message
     assert materialized(result) == ["shadow_collection", "version_embeddings"]  # no live_alias
     assert synced.serving("docs") == G1
     record, generations = container(synced)
@@ -168,11 +171,61 @@ def test_in_place_refresh_to_another_dimension_is_refused_naming_shadow(synced, 
     result = synced.refresh("docs", "hash-64@1", mode="in_place", raise_on_error=False)
     assert not result.success
     message = step_failure_message(result)
-    assert "use mode shadow" in message and "256-d" in message and "64-d" in message
+    assert "use --mode shadow / mode: shadow" in message and "256-d" in message and "64-d" in message
     assert synced.serving("docs") == G1
     assert container(synced)[0].embedder_version == "hash-256@1"
     with synced.vector_store() as store:
         assert store.collection_dimension(G1) == 256
+
+
+def test_in_place_to_another_dimension_is_refused_before_any_model_time(synced, extra_embedders, monkeypatch):
+    import ops_pipelines.defs.resources as resources
+
+    loaded: list[str] = []
+    real_load = resources.load_embedder
+    monkeypatch.setattr(resources, "load_embedder", lambda name: loaded.append(name) or real_load(name))
+    _, generations_before = container(synced)
+    result = synced.refresh("docs", "hash-64@1", mode="in_place", raise_on_error=False)
+    assert not result.success
+    assert loaded == []  # no embedder was even loaded
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "version_embeddings"
+    message = step_failure_message(result)
+    assert "use --mode shadow / mode: shadow" in message and "256-d" in message and "64-d" in message
+    assert materialized(result) == []
+    record, generations_after = container(synced)
+    assert record.embedder_version == "hash-256@1" and generations_after == generations_before
+    kb = synced.kb()
+    try:
+        hashes = [row.content_hash for row in kb.active_chunks(record.id)]
+        assert kb.get_embeddings("hash-64@1", hashes) == {}  # nothing computed, nothing cached
+    finally:
+        kb.close()
+    assert synced.serving("docs") == G1
+    with synced.vector_store() as store:
+        assert store.collection_dimension(G1) == 256 and store.count(G1) == 5
+    # The same refresh in shadow mode is not refused, and a same-dimension in_place still runs.
+    assert synced.refresh("docs", "hash-256@2", mode="in_place").success
+    assert loaded == ["hash-256@2"]
+
+
+def test_a_shadow_built_without_its_embeddings_step_says_to_run_the_whole_refresh(synced, extra_embedders):
+    """shadow_collection launched alone (say, from the asset graph) for a version nothing embedded:
+    no sync ran, so the error says to run the refresh, embeddings step first."""
+    from dagster import materialize
+
+    from ops_pipelines.defs.refresh.assets import shadow_collection
+
+    synced.instance.add_dynamic_partitions("embedder_versions", ["hash-64@1"])
+    result = materialize(
+        [shadow_collection], partition_key=refresh_partition_key("docs", "hash-64@1"), instance=synced.instance,
+        resources=synced.resources(), raise_on_error=False,
+    )
+    message = step_failure_message(result)
+    assert "5 chunk(s) of 'docs' have no hash-64@1 vector in the embedding cache" in message
+    assert "run the whole refresh (ops-pipelines refresh docs --embedder-version hash-64@1)" in message
+    assert "a sync" not in message
+    assert synced.serving("docs") == G1
 
 
 def test_a_run_killed_mid_build_resumes_without_duplicates(synced):

@@ -228,6 +228,38 @@ def test_unreadable_and_undecodable_files_are_skipped_and_named(sqlite_harness, 
     assert top_keys(sqlite_harness, "kb1", "apples orchards")[0] == "alpha.md"
 
 
+@pytest.mark.timeout(120)  # the FIFO hung sync forever: fail instead
+def test_links_fifos_and_oversized_files_are_named_and_nothing_of_them_is_kept(sqlite_harness, corpus, tmp_path):
+    secret = "DB_PASSWORD=prod-secret-6f1c"
+    outside = tmp_path / "some" / "where"
+    outside.mkdir(parents=True)
+    (outside / "prod.env").write_text(secret)
+    (outside / "leak.md").write_text(f"# Leak\n\n{secret}")
+    (corpus / "prod.txt").symlink_to(outside / "prod.env")
+    (corpus / "linked").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(corpus / "pipe.md")
+    (corpus / "big.txt").write_text("big " * 1000)
+    sqlite_harness.add_container("kb1", corpus)
+    result = sqlite_harness.sync("kb1", max_document_bytes=2000)
+    assert sqlite_harness.counts(result) == dict(ZERO, inserted=5, failed=4)
+    docs = sqlite_harness.metadata(result, "source_documents")
+    assert docs["max_document_bytes"] == 2000
+    failures = {r.data["source_key"]: r.data["reason"] for r in docs["failures"].records}
+    assert set(failures) == {"prod.txt", "linked", "pipe.md", "big.txt"}
+    assert "symbolic link" in failures["prod.txt"] and "named pipe" in failures["pipe.md"]
+    assert "4,000 bytes, over the document size limit of 2,000 bytes" in failures["big.txt"]
+    # Nothing of the secret anywhere: documents, chunks, blobs, the collection.
+    kb = sqlite_harness.kb()
+    try:
+        container = kb.get_container("kb1")
+        assert set(kb.document_states(container.id)) == {"alpha.md", "beta.md", "gamma.md", "delta.md", "notes/epsilon.txt"}
+        assert all(secret not in r.text for r in kb.active_chunks(container.id))
+    finally:
+        kb.close()
+    assert not any(secret.encode() in p.read_bytes() for p in (sqlite_harness.home / "objects").rglob("*") if p.is_file())
+    assert "prod.txt" not in top_keys(sqlite_harness, "kb1", "DB_PASSWORD prod secret")
+
+
 def test_unknown_container_is_a_clear_error(sqlite_harness, corpus):
     from ops_pipelines.defs.partitions import containers_partitions
 

@@ -169,5 +169,9 @@ def test_redirects_are_checked_and_secrets_stay_with_their_origin(fake_site, tmp
 def test_an_oversized_body_is_refused(fake_site):
     fake_site.put_page("/big", "Big", "x" * 5000)
     http, _ = client(HttpPolicy(allowed_hosts=("127.0.0.1",), max_bytes=1000))
-    with pytest.raises(SourceUnavailable, match="larger than 1000 bytes"):
+    with pytest.raises(SourceUnavailable, match="larger than 1000 bytes") as refused:
         http.get(f"{fake_site.url}/big")
+    assert refused.value.size > 5000  # the declared Content-Length: nothing was downloaded
+    assert http.get(f"{fake_site.url}/big", max_bytes=100_000).status == 200
+    with pytest.raises(SourceUnavailable, match="larger than 100 bytes"):
+        http.get(f"{fake_site.url}/big", max_bytes=100)

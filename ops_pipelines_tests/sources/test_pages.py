@@ -120,6 +120,19 @@ def test_non_text_content_is_skipped_and_kept(pages, site):
     assert kb.document_states(container.id)[f"{site.url}/guide/backup.html"].status == "active"
 
 
+def test_a_page_over_the_size_limit_is_skipped_and_kept_not_the_sync_failed(pages, site, monkeypatch):
+    kb, container, sync = pages
+    monkeypatch.setenv("OPS_SOURCE_MAX_DOCUMENT_BYTES", "2000")
+    site.put_page("/guide/backup.html", "Backups", "Backups run nightly at two. " * 200)
+    site.put_page("/guide/restore.html", "Restore", "Restore with ops-pipelines restore, now in two steps.")
+    report = sync("full")
+    assert (report.updated, report.failed, report.archived) == (1, 1, 0)
+    key, reason = report.failures[0]
+    assert key == f"{site.url}/guide/backup.html"
+    assert "over the document size limit of 2,000 bytes: not read" in reason
+    assert kb.document_states(container.id)[key].status == "active"  # the last version it could read
+
+
 def test_a_failing_sitemap_archives_nothing(pages, site):
     kb, container, sync = pages
     site.fail("status", times=4, status=503, path="/sitemap.xml")

@@ -112,6 +112,61 @@ def test_a_missing_project_or_wiki_is_unavailable(redmine):
         make_source(redmine, projects="ops,infra").check()
 
 
+def test_a_disabled_rest_api_is_named_on_its_403(redmine):
+    redmine.rest_api = False  # Redmine 5.0.4: a bare 403, not a 401, to every API request
+    with pytest.raises(SourceUnavailable) as refused:
+        make_source(redmine).check()
+    message = str(refused.value)
+    assert "HTTP 403" in message and "REST API is most likely disabled" in message
+    assert "Administration -> Settings -> API -> Enable REST web service" in message
+    assert "proxy" in message  # the other reading of that 403
+    assert "not found" not in message
+
+
+def test_a_project_the_key_may_not_see_says_what_to_do(redmine):
+    redmine.add_project("secret")
+    redmine.hidden_projects.add("secret")
+    with pytest.raises(SourceUnavailable, match="project 'secret' not found or not visible") as refused:
+        make_source(redmine, projects="ops,secret").check()
+    assert "(HTTP 403)" in str(refused.value) and "make that user a member" in str(refused.value)
+
+
+@pytest.mark.parametrize("lists_modules", [True, False])
+def test_wiki_1_needs_the_wiki_module_of_every_project(redmine, lists_modules):
+    redmine.lists_modules = lists_modules  # an older Redmine: the wiki itself answers 403
+    redmine.add_project("tickets", modules=("issue_tracking",))
+    with pytest.raises(SourceUnavailable, match="wiki") as refused:
+        make_source(redmine, projects="ops,tickets", wiki=True).check()
+    if lists_modules:
+        assert "project 'tickets' has no wiki module" in str(refused.value)
+        assert "Modules -> Wiki" in str(refused.value) and "leave wiki=1 out" in str(refused.value)
+    make_source(redmine, projects="ops,tickets", wiki=False).check()
+    make_source(redmine, projects="ops", wiki=True).check()
+
+
+def test_an_admin_key_is_warned_about(redmine, caplog):
+    source = make_source(redmine)
+    source.check()
+    assert source.admin_key is False
+    redmine.admin = True
+    with caplog.at_level(logging.WARNING):
+        source.check()
+    assert source.admin_key is True
+    assert "belongs to a Redmine administrator" in caplog.text and "never archived" in caplog.text
+
+
+def test_issues_and_wiki_pages_over_the_size_limit_are_skipped_and_named(redmine, monkeypatch):
+    monkeypatch.setenv("OPS_SOURCE_MAX_DOCUMENT_BYTES", "2000")
+    big = redmine.add_issue("ops", "A pasted log", "log line\n" * 500)
+    redmine.put_wiki("ops", "Huge_Page", "words " * 1000)
+    records = list(make_source(redmine).read_changes({}, {}, full=True))
+    docs = [r.key for r in records if isinstance(r, SourceDocument)]
+    skips = {r.key: r.reason for r in records if isinstance(r, SourceSkip)}
+    assert docs == ["issues/101", "issues/102", "issues/103", "wiki/ops/Runbook_Restore"]
+    assert set(skips) == {f"issues/{big}", "wiki/ops/Huge_Page"}
+    assert all("over the document size limit of 2,000 bytes" in reason for reason in skips.values())
+
+
 def test_plain_http_and_unlisted_hosts_are_refused(redmine, monkeypatch):
     monkeypatch.setenv("OPS_SOURCE_ALLOWED_HOSTS", "redmine.example.com")
     with pytest.raises(SourceUnavailable, match="'127.0.0.1' is not allowed"):

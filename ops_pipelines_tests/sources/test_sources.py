@@ -104,6 +104,49 @@ def test_jsonl_records_and_bad_lines(tmp_path):
     ]
 
 
+def test_jsonl_records_over_the_size_limit_are_skipped_and_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPS_SOURCE_MAX_DOCUMENT_BYTES", "200")
+    path = tmp_path / "data.jsonl"
+    lines = [
+        json.dumps({"id": "small", "text": "fits"}),
+        json.dumps({"id": "big", "text": "x" * 5000}),  # its id comes first: the skip is keyed
+        json.dumps({"text": "y" * 5000, "id": "late"}),  # the id is past the limit: unidentified
+        json.dumps({"id": 7, "text": "after the long ones"}),
+        json.dumps({"id": "edge", "text": "z" * (200 - len(json.dumps({"id": "edge", "text": ""})))}),
+    ]
+    assert len(lines[-1]) == 200
+    path.write_text("\n".join(lines) + "\n")
+    records = list(JsonlSource(str(path)).read())
+    docs = [r.key for r in records if isinstance(r, SourceDocument)]
+    skips = [(r.key, r.reason) for r in records if isinstance(r, SourceSkip)]
+    assert docs == ["small", "7", "edge"]  # the line after a long one is read whole
+    assert [key for key, _ in skips] == ["big", None]
+    assert skips[0][1].startswith("line 2: over the document size limit of 200 bytes")
+    assert skips[1][1].startswith("line 3: over the document size limit")
+
+
+def test_jsonl_source_must_be_a_regular_file(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def read() -> None:
+        try:
+            list(JsonlSource(str(fifo)).read())
+        except SourceUnavailable as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():  # unblock the reader of the code before the fix, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not thread.is_alive() and outcome and "not a file" in outcome[0]
+
+
 def test_jsonl_missing_file_is_unavailable(tmp_path):
     with pytest.raises(SourceUnavailable, match="does not exist"):
         list(JsonlSource(str(tmp_path / "none.jsonl")).read())

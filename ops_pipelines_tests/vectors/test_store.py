@@ -229,3 +229,77 @@ def test_an_exact_search_compares_every_point(tmp_path, monkeypatch):
     finally:
         store.close()
     assert indexed < 300 and exact == 300
+
+
+def test_writers_index_each_segment_as_it_fills(tmp_path, monkeypatch, caplog):
+    """A ``CollectionWriter`` indexes every ``index_batch`` points it writes, so each index build
+    covers one segment (a build over a whole large collection took 4 GB), and the optimizers never
+    merge the indexed segments back into one; the remainder below the threshold stays unindexed."""
+    import logging
+
+    from ops_pipelines.ingest import CollectionWriter
+
+    monkeypatch.setattr(edge, "INDEX_MIN_POINTS", 200)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(650, 16)).astype(np.float32)
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(650)]
+    store = EdgeVectorStore(tmp_path / "q")
+    try:
+        store.ensure_collection("g1", 16)
+        writer = CollectionWriter(store, "g1", logging.getLogger("writer"))
+        with caplog.at_level(logging.INFO, logger="writer"):
+            for start in range(0, 650, 100):
+                writer.upsert(ids[start : start + 100], vectors[start : start + 100], [{"n": i} for i in range(start, min(start + 100, 650))])
+            total = writer.finish()
+        builds = [r for r in caplog.records if "index built in" in r.getMessage()]
+        assert len(builds) == 3 and total is not None and writer.written == 650
+        with edge._OPEN.entry(store._path("g1")).use(store._path("g1")) as shard:
+            info = shard.info()
+        assert info.indexed_vectors_count == 600 and info.points_count == 650
+        assert info.segments_count >= 4  # three indexed segments, and the one being appended to
+        assert store.search("g1", vectors[640], 1)[0].id == ids[640]  # unindexed points are found too
+        assert store.search("g1", vectors[10], 1)[0].id == ids[10]
+    finally:
+        store.close()
+
+
+def test_edge_reopens_a_shard_after_many_points_so_memory_stays_flat(tmp_path, monkeypatch):
+    """Scrolling payloads or vectors, or writing, past ``RECYCLE_POINTS`` reopens the shard (its
+    mapped pages leave the process); an ids-only scroll does not; a search in another thread
+    meanwhile waits for the reopen and never fails."""
+    import threading
+
+    monkeypatch.setattr(edge, "RECYCLE_POINTS", 100)
+    opened = []
+    real_open = edge._open_waiting
+    monkeypatch.setattr(edge, "_open_waiting", lambda *a: opened.append(a[0]) or real_open(*a))
+    ids = [point_id("c", f"d{i}", 0, "h") for i in range(250)]
+    vectors = np.random.default_rng(2).normal(size=(250, 8)).astype(np.float32)
+    store = EdgeVectorStore(tmp_path / "q")
+    failures, done = [], threading.Event()
+
+    def search() -> None:
+        while not done.is_set():
+            try:
+                store.search("g1", vectors[0], 1)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(exc)
+
+    try:
+        store.ensure_collection("g1", 8)
+        store.upsert("g1", ids[:150], vectors[:150], [{"n": i} for i in range(150)])
+        store.upsert("g1", ids[150:], vectors[150:], [{"n": i} for i in range(150, 250)])
+        assert len(opened) == 2 and store.count("g1") == 250  # closed after each 100 written, reopened when used
+        assert len(opened) == 3
+        searcher = threading.Thread(target=search)
+        searcher.start()
+        pages = list(store.pages("g1", with_payload=True, with_vectors=True, page=50))
+        assert sum(len(p) for p in pages) == 250 and len(opened) >= 3 + 2
+        before = len(opened)
+        assert len(store.id_array("g1")) == 250 and len(opened) == before  # ids alone: no reopen
+        done.set()
+        searcher.join()
+        assert failures == []
+    finally:
+        done.set()
+        store.close()

@@ -1,24 +1,11 @@
 """Record every failed run and post it to the alert webhook."""
 
-from dagster import AssetObservation, DagsterEvent, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import AssetObservation, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 from ops_pipelines.alerts import Redactor, StepFailure, failure_record, post_webhook, safe_url
 from ops_pipelines.defs.alerts.assets import FAILURE_KEYS, run_failures
+from ops_pipelines.defs.errors import step_error
 from ops_pipelines.defs.resources import AlertWebhookResource
-
-
-def step_error(event: DagsterEvent) -> str:
-    """A failed step's error in the operator's words: a ``Failure``'s description, else the user
-    code's exception rather than Dagster's wrapping of it."""
-    data = event.step_failure_data
-    if data.user_failure_data and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    if error is None:
-        return "the step failed without an error message"
-    if error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
-        error = error.cause
-    return error.message
 
 
 @run_failure_sensor(

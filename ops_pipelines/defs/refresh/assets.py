@@ -30,13 +30,13 @@ from ops_pipelines.refresh import (
     CHECKS,
     IN_PLACE,
     SHADOW,
-    RefreshRefused,
     build_generation,
+    check_in_place,
     reconcile_generation,
+    refuse_failed_checks,
     require_chunks,
     swap_to,
 )
-from ops_pipelines.vectors import alias_name
 
 _COMMON = {
     "partitions_def": refresh_partitions,
@@ -92,12 +92,16 @@ def version_embeddings(
     config: VersionEmbeddingsConfig,
     kb: KnowledgeBaseResource,
     embedders: EmbeddersResource,
+    vectors: VectorStoreResource,
 ) -> MaterializeResult:
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store:
         container = store.get_container(slug)
         version = get_version(version_name)
         require_chunks(store, container)
+        if _build_mode_of_this_run(context) == IN_PLACE:  # refused before any model time
+            with vectors.open() as qdrant:
+                check_in_place(store, qdrant, container, version.name)
         report = embed_chunks(
             store, container, embedders.get, version.name, config.batch_size,
             recompute=config.recompute, log=context.log,
@@ -125,7 +129,8 @@ def shadow_collection(
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store, container_writer(context, store, slug) as container, vectors.open() as qdrant:
         report = build_generation(
-            store, qdrant, container, version_name, config.mode.value, log=context.log
+            store, qdrant, container, version_name, config.mode.value, log=context.log,
+            embedded_just_before=_materialized_in_this_run(context, version_embeddings),
         )
         active = store.count_active_chunks(container.id)
     return MaterializeResult(
@@ -167,12 +172,7 @@ def live_alias(
         if generation.state != LIVE and not _checks_passed_in_this_run(context):
             # In refresh_job the blocking checks gated this step already; launched on its own
             # (say, live_alias alone from the UI), the swap runs them itself.
-            failed = [r for r in reconcile_generation(store, qdrant, container, generation) if not r.passed]
-            if failed:
-                raise RefreshRefused(
-                    f"not swapping {alias_name(slug)} to {generation.collection}: "
-                    + "; ".join(f"{r.name}: {r.summary}" for r in failed)
-                )
+            refuse_failed_checks(container, generation, reconcile_generation(store, qdrant, container, generation))
         report = swap_to(store, qdrant, container, generation, retention=config.retention, log=context.log)
     return MaterializeResult(
         metadata={
@@ -185,6 +185,23 @@ def live_alias(
             "search": MetadataValue.text(f'ops-pipelines search {slug} "your question"'),
         }
     )
+
+
+def _build_mode_of_this_run(context) -> str | None:
+    """The mode shadow_collection builds with in this run (its run config), or None when the run
+    does not build: read by version_embeddings, which runs first."""
+    selection = context.run.asset_selection  # empty or None: the whole job
+    if selection and shadow_collection.key not in selection:
+        return None
+    ops = (context.run.run_config or {}).get("ops") or {}
+    config = (ops.get("shadow_collection") or {}).get("config") or {}
+    mode = config.get("mode", SHADOW)
+    return mode.value if isinstance(mode, RefreshMode) else mode
+
+
+def _materialized_in_this_run(context, asset) -> bool:
+    events = context.instance.all_logs(context.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    return any(e.dagster_event.asset_key == asset.key for e in events)
 
 
 def _checks_passed_in_this_run(context) -> bool:

@@ -15,7 +15,7 @@ from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.partitions import refresh_partition
 from ops_pipelines.defs.refresh.assets import built_generation, shadow_collection
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
-from ops_pipelines.refresh import CHECKS, reconcile_generation
+from ops_pipelines.refresh import CHECKS, reconcile_generation, refuse_failed_checks
 
 
 @multi_asset_check(
@@ -51,3 +51,6 @@ def shadow_collection_checks(
                 **{k: MetadataValue.json(v) if isinstance(v, list) else v for k, v in result.details.items()},
             },
         )
+    # The step fails in the operator's words (Dagster's own blocking failure names only the checks).
+    with operator_errors():
+        refuse_failed_checks(container, generation, results)

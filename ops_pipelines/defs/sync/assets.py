@@ -60,6 +60,15 @@ class SourceDocumentsConfig(Config):
         le=1.0,
         description="Refuse the sync if more than this share of active documents would be archived.",
     )
+    max_document_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Skip (and name in `failures`) every source record larger than this many bytes, reading "
+            "no further: a file, a JSONL line, a Redmine issue or wiki page, a web page. Default: "
+            "OPS_SOURCE_MAX_DOCUMENT_BYTES (5 MiB)."
+        ),
+    )
 
 
 class EmbeddingsConfig(Config):
@@ -81,7 +90,10 @@ def source_documents(
     objects: ObjectStoreResource,
 ) -> MaterializeResult:
     with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
-        source = open_source(container.source_kind, container.source_location, log=context.log)
+        source = open_source(
+            container.source_kind, container.source_location, log=context.log,
+            max_document_bytes=config.max_document_bytes,
+        )
         try:
             with source_breaker(store, container, BreakerPolicy.from_env()):
                 report = sync_documents(
@@ -104,6 +116,7 @@ def source_documents(
         **counts,
         "mode": report.mode,
         "source": source.spec,
+        "max_document_bytes": source.max_document_bytes,
         "active_documents": totals["active"],
         "archived_documents": totals["archived"],
         "sync_counts": rows_table([counts], list(counts)),
