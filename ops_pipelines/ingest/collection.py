@@ -23,7 +23,7 @@ from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
 from ops_pipelines.vectors import VectorStore, alias_name, generation_name
-from ops_pipelines.vectors.ids import EMPTY, contains, id_set, id_strings, point_id_array
+from ops_pipelines.vectors.ids import EMPTY, contains, id_set, id_strings, locate, point_id_array
 from ops_pipelines.vectors.reconcile import ID_FIELDS
 from ops_pipelines.vectors.serving import publish
 
@@ -117,14 +117,13 @@ def fill_collection(
     has.
     """
     present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else store.id_array(collection)
-    wanted_parts, lacking_documents = [], set()
+    wanted, lacking_documents = np.zeros(len(present), dtype=bool), set()
     for batch in kb.chunk_keys(container.id):
-        ids = point_id_array(container.id, batch)
-        wanted_parts.append(ids)
+        found, at = locate(present, point_id_array(container.id, batch))
+        wanted[at[found]] = True
         if not overwrite and len(present):
-            lacking_documents.update(batch[i][0] for i in np.flatnonzero(~contains(present, ids)))
-    stale = np.setdiff1d(present, id_set(wanted_parts), assume_unique=True)
-    del wanted_parts
+            lacking_documents.update(batch[i][0] for i in np.flatnonzero(~found))
+    stale = present[~wanted]
     everything = overwrite or not len(present)
     writer = CollectionWriter(store, collection, log)
     _write_points(

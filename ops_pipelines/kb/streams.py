@@ -93,26 +93,29 @@ class ChunkStreams:
     def chunk_texts(
         self, container_id: str, embedder_version: str | None = None, batch: int = 1024
     ) -> Iterator[list[tuple[str, str]]]:
-        """Distinct (chunk hash, text) of the container's active chunks, a page at a time by
-        hash; with ``embedder_version``, only those the container has no vector of (neither the
-        shared cache nor its own archive: ``with_vectors``).
+        """(chunk hash, text) of the container's active chunks, a page at a time, distinct within
+        a page; with ``embedder_version``, only those the container has no vector of, in the
+        shared cache or from its own archive (``with_vectors``), so a caller that caches a page's
+        vectors before asking for the next never meets a hash twice.
 
-        Each page walks the chunk-hash index from where the last one ended, looking each chunk's
-        document (and cached vector) up by key, and stops at ``batch`` rows: a pass costs one walk
-        of the index (a join of the container's documents would cost one per page)."""
+        Pages follow the documents' (container, source key) index and each document's chunks,
+        the order they lie in on disk, from where the last page ended: a pass costs one walk of
+        the container (a page that joined the whole container would cost one walk each)."""
         ch, d, e, a = schema.chunks.c, schema.documents.c, schema.embeddings.c, schema.archive_vectors.c
-        wanted = [
-            select(d.id)
-            .where(d.id == ch.document_id, d.container_id == container_id, d.status == "active")
-            .exists()
-        ]
+        query = (
+            select(d.source_key, ch.ordinal, ch.content_hash, ch.text)
+            .select_from(schema.documents.join(schema.chunks, ch.document_id == d.id))
+            .where(d.container_id == container_id, d.status == "active")
+            .order_by(d.source_key, ch.ordinal)
+            .limit(batch)
+        )
         if embedder_version is not None:
-            wanted.append(
+            query = query.where(
                 ~select(e.chunk_hash)
                 .where(e.embedder_version == embedder_version, e.chunk_hash == ch.content_hash)
                 .exists()
             )
-            wanted.append(
+            query = query.where(
                 ~select(a.chunk_hash)
                 .where(
                     a.container_id == container_id, a.embedder_version == embedder_version,
@@ -120,20 +123,16 @@ class ChunkStreams:
                 )
                 .exists()
             )
-        last = ""
+        key, ordinal = "", -1
         while True:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(ch.content_hash, ch.text)
-                    .where(ch.content_hash > last, *wanted)
-                    .order_by(ch.content_hash)
-                    .limit(batch)
+                    query.where(d.source_key >= key, ~and_(d.source_key == key, ch.ordinal <= ordinal))
                 ).all()
             if not rows:
                 return
-            # A hash's rows are adjacent and all carry its text; the next page starts after it.
-            yield list(dict(rows).items())
-            last = rows[-1][0]
+            yield list({r.content_hash: r.text for r in rows}.items())
+            key, ordinal = rows[-1].source_key, rows[-1].ordinal
 
 
 def with_vectors(

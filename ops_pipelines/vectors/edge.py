@@ -45,7 +45,7 @@ import qdrant_edge as edge
 
 from ops_pipelines.errors import OperatorError, VectorStoreBusy
 from ops_pipelines.vectors.base import CollectionNotFound, Hit, PointPage, StoredPoint, VectorStore
-from ops_pipelines.vectors.ids import DTYPE
+from ops_pipelines.vectors.ids import DTYPE, sorted_ids
 
 VECTOR = "dense"  # the dense vector's name in every shard
 MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
@@ -377,6 +377,11 @@ class EdgeVectorStore(VectorStore):
             )
             if offset is None:
                 return
+
+    def id_array(self, name: str) -> np.ndarray:
+        # Edge scrolls in id order: the pages fill one array (small pages: each point of a page is
+        # a Python object until the page is read).
+        return sorted_ids((page.ids for page in self.pages(name, page=2048)), self.count(name))
 
     def retrieve(self, name: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         with self._shard(name) as shard:
