@@ -7,9 +7,11 @@ from ops_pipelines.archives.format import (
     ArchiveError,
     ChecksumMismatch,
     Limits,
+    ManifestMismatch,
     UnsafeMember,
     UnsupportedFormat,
     archive_key,
+    check_registered_dimension,
 )
 from ops_pipelines.archives.importer import ImportRefused, ImportReport, import_archive
 from ops_pipelines.archives.reader import VerifiedArchive, read_archive
@@ -24,10 +26,12 @@ __all__ = [
     "ImportRefused",
     "ImportReport",
     "Limits",
+    "ManifestMismatch",
     "UnsafeMember",
     "UnsupportedFormat",
     "VerifiedArchive",
     "archive_key",
+    "check_registered_dimension",
     "fetch_archive",
     "import_archive",
     "read_archive",

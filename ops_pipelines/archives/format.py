@@ -13,6 +13,7 @@ A tar (POSIX pax, uncompressed) or zip (stored, zip64) whose first member is ``m
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ops_pipelines.errors import OperatorError
@@ -33,15 +34,15 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 @dataclass(frozen=True)
 class ArchiveSpec:
     """What a reader accepts of one kind of archive: its manifest's format and version, the member
-    names it may hold besides the manifest, and the manifest sections that must be objects."""
+    names it may hold besides the manifest, the manifest sections that must be objects, and what
+    else must hold of a manifest and the headers of its ``.npy`` members once every member is
+    verified (``check(manifest, arrays)`` raises ``ArchiveError`` if not)."""
 
     format: str
     version: int
     member_name: re.Pattern
     sections: tuple[str, ...]
-
-
-CONTAINER_ARCHIVE = ArchiveSpec(FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"))
+    check: Callable[[dict, dict], None] | None = None
 
 DOCUMENT_FIELDS = {
     "id": str, "source_key": str, "title": str, "uri": str, "raw_sha256": str,
@@ -66,6 +67,59 @@ class UnsafeMember(ArchiveError):
     pass
 
 
+class ManifestMismatch(ArchiveError):
+    """The manifest describes other vectors than the archive holds, or than this registry's
+    embedder version makes."""
+
+
+def check_container_manifest(manifest: dict, arrays: dict) -> None:
+    """The manifest's embedder dimension is a dimension, and ``vectors.npy`` (if any) is what the
+    manifest declares: float32, one row per chunk, ``embedder.dimension`` columns."""
+    embedder = manifest["embedder"]
+    version, dimension = embedder.get("version"), embedder.get("dimension")
+    if not isinstance(version, str) or not version:
+        raise ManifestMismatch(f"{MANIFEST} names no embedder version: the archive cannot be imported")
+    if not isinstance(dimension, int) or isinstance(dimension, bool) or not 1 <= dimension <= 65536:
+        raise ManifestMismatch(f"{MANIFEST} gives {version} the dimension {dimension!r}, not a vector size")
+    has_vectors = any(m["name"] == VECTORS for m in manifest["members"])
+    if bool(manifest["options"].get("include_vectors")) != has_vectors:
+        raise ManifestMismatch(
+            f"{MANIFEST} says include_vectors {bool(manifest['options'].get('include_vectors'))}, but the archive "
+            f"{'holds' if has_vectors else 'lacks'} {VECTORS}"
+        )
+    if not has_vectors:
+        return
+    header = arrays.get(VECTORS)
+    if header is None:
+        raise ManifestMismatch(f"{VECTORS} is not a .npy array numpy reads")
+    # The rows are counted against the chunks by an import, which reads them.
+    rows = manifest["counts"].get("vectors", header.shape[0] if header.shape else None)
+    if header.dtype != "<f4" or header.shape != (rows, dimension):
+        raise ManifestMismatch(
+            f"{VECTORS} is {header}, expected float32 ({rows}, {dimension}) as {MANIFEST} declares "
+            f"({rows} vectors of {version}, {dimension}-d): the manifest or the vectors were altered; export the "
+            "container again"
+        )
+
+
+def check_registered_dimension(manifest: dict) -> bool:
+    """The manifest's embedder dimension is the one this embedder registry gives its version
+    (``ManifestMismatch`` if not); False if the registry does not know the version."""
+    from ops_pipelines.embedders import versions
+
+    embedder = manifest["embedder"]
+    known = versions().get(embedder["version"])
+    if known is None:
+        return False
+    if known.dimension != embedder["dimension"]:
+        raise ManifestMismatch(
+            f"{MANIFEST} says {known.name} makes {embedder['dimension']}-d vectors, this embedder registry says "
+            f"{known.dimension}-d: the archive's manifest was altered, or it comes from a registry where "
+            f"{known.name} means another model; export it again, or import it with --embedder-version to re-embed"
+        )
+    return True
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a reader accepts before it reads more: hostile archives stop at the first excess."""
@@ -78,6 +132,9 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+CONTAINER_ARCHIVE = ArchiveSpec(
+    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"), check_container_manifest
+)
 
 
 def archive_key(container_id: str, run_id: str, fmt: str) -> str:

@@ -1,20 +1,29 @@
-"""Create a container from a verified archive, all or nothing.
+"""Create a container from a verified archive, all or nothing, and finish or undo by running again.
 
 Every record is validated before the first write (JSON shapes, chunk hashes recomputed, chunk
 order, vectors' shape and values, counts against the manifest), so a bad archive changes
-nothing. Then the container is written, its vectors cached (or embedded when the archive has
-none for the target version), a generation built, checked by the same reconciliation checks as
-a refresh, and put behind the alias. ``force`` replaces an existing container of the same slug
-without a gap: the old one is parked under another slug and keeps serving until the new one
-passes its checks and the alias moves; a failure puts it back.
+nothing. Then the container is written under a temporary slug (state ``importing``): its
+documents and chunks, the archive's vectors kept for it alone (``kb.schema.archive_vectors``:
+nothing enters the shared embedding cache that this deployment did not compute), whatever lacks
+a vector embedded, a generation built and checked by the same reconciliation checks as a
+refresh. Only then, in one transaction, does it take its slug, and a container it replaces
+(``force``) step aside, ``parked``; the alias moves, and the parked container is removed.
+
+Until that transaction the replaced container is untouched and serves; a failure removes what
+the import wrote. A killed import leaves an ``importing`` container (or, killed after the
+transaction, a ``parked`` one): both are listed, removable with ``container remove``, and the
+next import into the same slug removes them first. Generation collections are named after the
+slug, numbered past every name any container's records hold (``kb.generations``), so the new
+container never takes a name the one it replaces still uses.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,19 +36,30 @@ from ops_pipelines.archives.format import (
     DOCUMENTS,
     VECTORS,
     ArchiveError,
+    check_registered_dimension,
 )
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
+from ops_pipelines.containers import drop_container, settle_replacement
 from ops_pipelines.embedders import Embedder, get_version
 from ops_pipelines.ingest import embed_chunks, fill_collection
-from ops_pipelines.kb import Container, ContainerNotFound, DocumentWrite, KnowledgeBase
+from ops_pipelines.kb import (
+    IMPORTING,
+    READY,
+    Container,
+    ContainerExists,
+    ContainerNotFound,
+    DocumentWrite,
+    KnowledgeBase,
+    holder_for,
+)
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
-from ops_pipelines.refresh import reconcile_generation, swap_to
+from ops_pipelines.refresh import reconcile_generation
 from ops_pipelines.vectors import VectorStore, generation_name
 from ops_pipelines.vectors.reconcile import CheckResult
-from ops_pipelines.vectors.serving import served_collections
+from ops_pipelines.vectors.serving import publish
 
 _log = logging.getLogger(__name__)
 _BATCH = 500
@@ -71,44 +91,104 @@ def import_archive(
     slug: str | None = None,
     force: bool = False,
     embedder_version: str | None = None,
+    holder: str | None = None,
     log: logging.Logger = _log,
 ) -> ImportReport:
+    """Import under ``slug`` (default: the archive's), holding the leases of the containers it
+    writes or removes as ``holder`` (default: this process)."""
     manifest = archive.manifest
     slug = slug or manifest["container"].get("slug", "")
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         raise ImportRefused(f"invalid container slug {slug!r}: pass a valid slug to import under (--slug / slug)")
-    source_version = manifest["embedder"].get("version")
+    source_version = manifest["embedder"]["version"]
     target = get_version(embedder_version or source_version)
+    if target.name == source_version:  # the archive's vectors count: its manifest must be true here
+        check_registered_dimension(manifest)
     with_vectors = bool(manifest["options"].get("include_vectors")) and target.name == source_version
     counts = _validate(archive, with_vectors, target.dimension)
     log.info("import: archive valid: %d documents, %d chunks", counts["documents"], counts["chunks"])
 
-    try:
-        existing = kb.get_container(slug)
-    except ContainerNotFound:
-        existing = None
-    if existing is not None and not force:
-        raise ImportRefused(
-            f"container {slug!r} already exists: import under another slug (--slug / slug), or with "
-            "--force / force: true to replace it"
+    holder = holder or holder_for(None)
+    with ExitStack() as leases:
+        existing = _ready_at(kb, slug)
+        if existing is not None:
+            if not force:
+                raise ImportRefused(
+                    f"container {slug!r} already exists: import under another slug (--slug / slug), or with "
+                    "--force / force: true to replace it"
+                )
+            leases.enter_context(kb.container_lease(existing.id, holder))
+            if getattr(_ready_at(kb, slug), "id", None) != existing.id:
+                raise ImportRefused(f"container {slug!r} changed while the import waited for it: run the import again")
+        _remove_unfinished_imports(kb, store, slug, holder, log)
+        new_id = str(uuid.uuid4())
+        leases.enter_context(kb.container_lease(new_id, holder))
+        origin = manifest["container"]
+        container = kb.add_container(
+            f"{slug[:40]}-importing-{new_id[:8]}", origin["source_kind"], origin["source_location"], target.name,
+            container_id=new_id, state=IMPORTING, import_slug=slug,
         )
-    parked = _park(kb, existing) if existing else None
-    origin = manifest["container"]
-    container = kb.add_container(slug, origin["source_kind"], origin["source_location"], target.name)
-    try:
-        report = _write(kb, objects, store, archive, container, target, with_vectors, counts, parked, load_embedder, log)
-    except BaseException:
-        _discard(kb, store, container)
+        try:
+            report = _write(kb, objects, store, archive, container, target, with_vectors, counts, load_embedder, log)
+            parked = kb.complete_import(container.id, existing.id if existing else None)
+        except BaseException as failure:
+            _undo(kb, store, container, log)
+            if isinstance(failure, ContainerExists):
+                raise ImportRefused(str(failure)) from None
+            raise
+        report.container = kb.get_container(container.id)
+        publish(store, report.container, report.collection)
+        log.info("import: %s serves %s", report.container.slug, report.collection)
         if parked is not None:
-            kb.rename_container(parked.id, slug)
-        raise
-    if parked is not None:
-        _discard(kb, store, parked)
-        log.info("import: replaced the previous %s", slug)
+            drop_container(kb, store, parked, log)
+            report.replaced = True
+            log.info("import: replaced the previous %s (parked as %s, now removed)", slug, parked.slug)
     return report
 
 
-def _write(kb, objects, store, archive, container, target, with_vectors, counts, parked, load_embedder, log):
+def _ready_at(kb: KnowledgeBase, slug: str) -> Container | None:
+    """The container at ``slug``; ``ImportRefused`` if that one is an import's or parked by one."""
+    try:
+        container = kb.get_container(slug)
+    except ContainerNotFound:
+        return None
+    if container.state != READY:
+        raise ImportRefused(
+            f"{slug!r} is the slug of a container in state {container.state} (see ops-pipelines container list): "
+            f"import under another slug, or remove it first with ops-pipelines container remove {slug}"
+        )
+    return container
+
+
+def _remove_unfinished_imports(kb: KnowledgeBase, store: VectorStore, slug: str, holder: str, log) -> None:
+    """Remove what earlier imports into ``slug`` left when killed: a container they were writing
+    (after waiting for its lease: it may be another import, still running), or one they replaced
+    and parked (its replacement's alias settled first)."""
+    for leftover in kb.list_containers(every_state=True):
+        if leftover.state == READY or leftover.import_slug != slug:
+            continue
+        with kb.container_lease(leftover.id, holder):
+            try:
+                leftover = kb.get_container(leftover.id)
+            except ContainerNotFound:
+                continue
+            settle_replacement(kb, store, leftover, holder)
+            drop_container(kb, store, leftover, log)
+        log.warning("import: removed %s (%s), left by an import into %s that did not finish", leftover.slug, leftover.state, slug)
+
+
+def _undo(kb: KnowledgeBase, store: VectorStore, container: Container, log) -> None:
+    """Remove the container a failed import wrote; a failure here is logged, not raised over the
+    import's own (the next import into the slug removes what is left)."""
+    try:
+        drop_container(kb, store, container, log)
+    except Exception:  # noqa: BLE001 - the import's failure is the one to report
+        log.exception("import: could not remove %s after the failure; the next import into %s will", container.slug, container.import_slug)
+
+
+def _write(kb, objects, store, archive, container, target, with_vectors, counts, load_embedder, log) -> ImportReport:
+    """Everything of the container, up to its generation checked and recorded live (nothing
+    serves it yet: it is not at its slug)."""
     blobs = 0
     for name in (m["name"] for m in archive.manifest["members"]):
         if name.startswith("blobs/"):
@@ -131,16 +211,16 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         )
         hashes = [r["content_hash"] for _, rows in batch for r in rows]
         if vectors is not None:
-            kb.put_embeddings(target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
+            kb.put_archive_vectors(container.id, target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
         row += len(hashes)
     written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
     if written != counts:
         raise ArchiveError(f"the import wrote {written}, the archive holds {counts}: nothing kept")
     log.info("import: %d documents, %d chunks, %d blobs written", counts["documents"], counts["chunks"], blobs)
     embedded = embed_chunks(kb, container, load_embedder, target.name, log=log).computed
-    first = 1 + max((g.number for g in kb.generations(parked.id)), default=0) if parked else 1
     generation, _ = kb.open_generation(
-        container.id, target.name, lambda n: generation_name(container.slug, target.name, n), first_number=first
+        container.id, target.name, lambda n: generation_name(container.import_slug, target.name, n),
+        exists=lambda name: store.collection_dimension(name) is not None,
     )
     store.ensure_collection(generation.collection, target.dimension)
     fill_collection(kb, store, container, generation.collection, target.name, log=log)
@@ -148,18 +228,18 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     failed = [c for c in checks if not c.passed]
     if failed:
         raise ArchiveError("the imported container failed its checks: " + "; ".join(f"{c.name}: {c.summary}" for c in failed))
-    swap_to(kb, store, container, generation, retention=None, log=log)
+    kb.activate_generation(container.id, generation.number)
     if (synced := content_synced_at(archive.manifest)) is not None:
         kb.mark_synced(container.id, at=synced)
     return ImportReport(
-        container=kb.get_container(container.id),
+        container=container,
         documents=counts["documents"],
         chunks=counts["chunks"],
         vectors_from_archive=with_vectors,
         embedded=embedded,
         blobs=blobs,
         collection=generation.collection,
-        replaced=parked is not None,
+        replaced=False,
         checks=checks,
     )
 
@@ -290,19 +370,3 @@ def _document(record: dict) -> DocumentWrite:
         text=record["text"],
         source_updated_at=datetime.fromisoformat(updated) if updated else None,
     )
-
-
-def _park(kb: KnowledgeBase, container: Container) -> Container:
-    """Move the container being replaced out of its slug; its alias keeps serving it."""
-    parked_slug = f"{container.slug[:40]}-replaced-{int(time.time())}"
-    kb.rename_container(container.id, parked_slug)
-    return kb.get_container(container.id)
-
-
-def _discard(kb: KnowledgeBase, store: VectorStore, container: Container) -> None:
-    """Drop a container's collections (never one an alias serves) and its records."""
-    serving = served_collections(kb, store, excluding=container)
-    for generation in kb.generations(container.id):
-        if generation.collection not in serving:
-            store.drop_collection(generation.collection)
-    kb.delete_container(container.id)

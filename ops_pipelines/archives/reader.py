@@ -4,21 +4,26 @@ Nothing in an archive is trusted. Members are read one at a time, never with ``e
 only regular files with the format's own names are accepted (no absolute paths, no ``..``, no
 links, no devices, no directories), the manifest must come first, sizes are capped per member
 and in total, zip members may not be encrypted or compressed beyond a ratio, and every member's
-bytes must match the manifest's size and sha256 (and no member may be missing or extra).
+bytes must match the manifest's size and sha256 (and no member may be missing or extra). The
+header of every ``.npy`` member is read on the way (``VerifiedArchive.arrays``), so a manifest can
+be checked against the arrays it describes without extracting them (``ArchiveSpec.check``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import stat
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 from ops_pipelines.archives.format import (
     CONTAINER_ARCHIVE,
@@ -33,6 +38,19 @@ from ops_pipelines.archives.format import (
     UnsupportedFormat,
 )
 
+_NPY_HEAD = 64 << 10  # bytes of a .npy member kept to read its header (numpy writes at most 64 KiB of it)
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    """What a ``.npy`` member's header declares: dtype and shape."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"{self.dtype} {self.shape}"
+
 
 @dataclass(frozen=True)
 class VerifiedArchive:
@@ -40,6 +58,7 @@ class VerifiedArchive:
     format: str
     root: Path | None  # where members were extracted, if they were
     skipped: frozenset[str] = frozenset()  # members verified but, by the caller's choice, not extracted
+    arrays: dict[str, ArrayHeader | None] = field(default_factory=dict)  # each .npy member's header
 
     def member(self, name: str) -> Path:
         assert self.root is not None, "archive was verified, not extracted"
@@ -67,6 +86,7 @@ def read_archive(
     there (those ``extract`` accepts, if given: the others are verified all the same)."""
     path = Path(path)
     skipped: set[str] = set()
+    arrays: dict[str, ArrayHeader | None] = {}
     if not path.is_file():
         raise ArchiveError(f"{path} does not exist or is not a file")
     root = Path(dest) if dest is not None else None
@@ -96,7 +116,10 @@ def read_archive(
                 if target is not None and extract is not None and not extract(member.name):
                     skipped.add(member.name)
                     target = None
-                digest = _copy(stream(), target, member.size)
+                head = bytearray() if member.name.endswith(".npy") else None
+                digest = _copy(stream(), target, member.size, head)
+                if head is not None:
+                    arrays[member.name] = _array_header(bytes(head))
                 if digest != want["sha256"]:
                     raise ChecksumMismatch(
                         f"member {member.name}: sha256 {digest} does not match the manifest's {want['sha256']}"
@@ -108,7 +131,9 @@ def read_archive(
                 raise ArchiveError(f"members listed in the manifest are missing (truncated archive?): {', '.join(missing[:5])}")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise ArchiveError(f"{path.name} is truncated or corrupt: {exc}") from exc
-    return VerifiedArchive(manifest, fmt, root, frozenset(skipped))
+    if spec.check is not None:
+        spec.check(manifest, arrays)
+    return VerifiedArchive(manifest, fmt, root, frozenset(skipped), arrays)
 
 
 def _check_member(member: _Member, index: int, seen: set[str], limits: Limits, spec: ArchiveSpec) -> None:
@@ -165,9 +190,9 @@ def _read_manifest(stream: IO[bytes], size: int, limits: Limits, spec: ArchiveSp
     return manifest
 
 
-def _copy(stream: IO[bytes], target: Path | None, size: int) -> str:
-    """Hash exactly ``size`` bytes of ``stream`` (writing them to ``target``); a short stream
-    is a truncated archive."""
+def _copy(stream: IO[bytes], target: Path | None, size: int, head: bytearray | None = None) -> str:
+    """Hash exactly ``size`` bytes of ``stream`` (writing them to ``target``, and the first
+    ``_NPY_HEAD`` of them to ``head`` if given); a short stream is a truncated archive."""
     digest = hashlib.sha256()
     remaining = size
     out = None
@@ -181,12 +206,25 @@ def _copy(stream: IO[bytes], target: Path | None, size: int) -> str:
                 raise ArchiveError(f"member {target.name if target else ''} ends early: the archive is truncated")
             digest.update(block)
             remaining -= len(block)
+            if head is not None and len(head) < _NPY_HEAD:
+                head += block[: _NPY_HEAD - len(head)]
             if out is not None:
                 out.write(block)
     finally:
         if out is not None:
             out.close()
     return digest.hexdigest()
+
+
+def _array_header(head: bytes) -> ArrayHeader | None:
+    """The dtype and shape a ``.npy`` file's header declares; None if it is not one numpy reads."""
+    try:
+        stream = io.BytesIO(head)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        shape, fortran, dtype = read[np.lib.format.read_magic(stream)](stream)
+    except (ValueError, EOFError, SyntaxError, TypeError, KeyError):
+        return None
+    return None if fortran else ArrayHeader(dtype, tuple(shape))
 
 
 @contextmanager

@@ -215,7 +215,7 @@ def _backup_kb(archive: VerifiedArchive) -> Iterator[KnowledgeBase]:
 def _plan(kb: KnowledgeBase, store: VectorStore, backup: KnowledgeBase, manifest: dict) -> RestorePlan:
     collections = _manifest_collections(backup, manifest)
     renamed = _restored_names([c["name"] for c in collections], store)
-    current = {c.slug: c for c in kb.list_containers()}
+    current = {c.slug: c for c in kb.list_containers(every_state=True)}  # all go, their collections too
     restored = {c.slug: c for c in backup.list_containers()}
     rows = []
     for slug in sorted(set(current) | set(restored)):

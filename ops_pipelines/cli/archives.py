@@ -74,7 +74,7 @@ def archive_verify(source: str) -> None:
     import tempfile
     import urllib.parse
 
-    from ops_pipelines.archives import ArchiveError, fetch_archive, read_archive
+    from ops_pipelines.archives import ArchiveError, check_registered_dimension, fetch_archive, read_archive
     from ops_pipelines.objects import open_object_store
 
     local = urllib.parse.urlsplit(source).scheme in ("http", "https", "file") or Path(source).is_file()
@@ -82,14 +82,16 @@ def archive_verify(source: str) -> None:
         try:
             # The object store is only opened for an object key.
             verified = read_archive(fetch_archive(source, None if local else open_object_store(), Path(tmp)))
+            registered = check_registered_dimension(verified.manifest)
         except ArchiveError as exc:  # the verdict, not a failure to reach the archive
             raise click.ClickException(f"INVALID: {exc}") from exc
     m = verified.manifest
     counts = ", ".join(f"{n} {k}" for k, n in m["counts"].items())
+    unknown = "" if registered else " (not in this embedder registry: import it with --embedder-version)"
     click.echo(
         f"OK {verified.format} archive, format version {m['format_version']}, created {m['created_at']}\n"
         f"  container   {m['container']['slug']} ({m['container']['id']})\n"
-        f"  embedder    {m['embedder']['version']}, {m['embedder']['dimension']}-d\n"
+        f"  embedder    {m['embedder']['version']}, {m['embedder']['dimension']}-d{unknown}\n"
         f"  contents    {counts}\n"
         f"  members     {len(m['members']) + 1}, every size and sha256 as in the manifest"
     )

@@ -1,4 +1,4 @@
-"""``ops-pipelines container add|list``: knowledge-base containers and their Dagster partitions."""
+"""``ops-pipelines container add|list|remove``: knowledge-base containers and their Dagster partitions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ops_pipelines.errors import OperatorError
 
 @click.group()
 def container() -> None:
-    """Register and list knowledge-base containers."""
+    """Register, list and remove knowledge-base containers."""
 
 
 @container.command("add")
@@ -63,10 +63,11 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
 
 @container.command("list")
 def container_list() -> None:
-    """Containers with their source, embedder version and document counts."""
+    """Containers with their source, embedder version and document counts; those an import is
+    writing or has replaced with what to do about them."""
     kb = common.open_kb()
     try:
-        rows = [(c, kb.count_documents(c.id)) for c in kb.list_containers()]
+        rows = [(c, kb.count_documents(c.id)) for c in kb.list_containers(every_state=True)]
     finally:
         kb.close()
     if not rows:
@@ -76,5 +77,49 @@ def container_list() -> None:
         synced = c.last_synced_at.isoformat(timespec="seconds") if c.last_synced_at else "never"
         click.echo(
             f"{c.slug:<20} {c.embedder_version:<16} active={counts['active']:<6} "
-            f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}"
+            f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}{_state(c)}"
         )
+
+
+def _state(c) -> str:
+    from ops_pipelines.kb import IMPORTING, PARKED
+
+    remove = f"ops-pipelines container remove {c.slug}"
+    if c.state == IMPORTING:
+        return (
+            f"  [importing as {c.import_slug}: unless that import is still running, re-run the import "
+            f"(it removes this first) or {remove}]"
+        )
+    if c.state == PARKED:
+        return f"  [parked: replaced by an import as {c.import_slug}, not removed yet: {remove}]"
+    return ""
+
+
+@container.command("remove")
+@click.argument("slug")
+@click.option("--force", is_flag=True, help="Remove it even if it serves searches.")
+def container_remove(slug: str, force: bool) -> None:
+    """Remove a container: its collections, its records (documents, chunks, generations, its
+    archive's vectors) and its Dagster partition. Refuses one that serves searches unless --force;
+    never drops a collection another container's records name."""
+    from ops_pipelines.containers import remove_container
+    from ops_pipelines.kb import holder_for
+
+    kb = common.open_kb()
+    try:  # a refusal (serving, not found, its lease held) is an operator error: the group prints it
+        with common.open_vectors() as store:
+            removal = remove_container(kb, store, slug, holder_for(None), force=force)
+    finally:
+        kb.close()
+    from ops_pipelines.defs.partitions import containers_partitions
+
+    instance, removed = common.instance(), removal.container
+    if instance.has_dynamic_partition(containers_partitions.name, removed.slug):
+        instance.delete_dynamic_partition(containers_partitions.name, removed.slug)
+    dropped = f": {', '.join(removal.dropped)}" if removal.dropped else ""
+    click.echo(
+        f"removed container {removed.slug} ({removed.state}): its records, partition and "
+        f"{len(removal.dropped)} collection(s){dropped}"
+    )
+    for name, why in removal.kept.items():
+        click.echo(f"  kept {name}: {why}")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from ops_pipelines.kb import Container, ContainerNotFound, KnowledgeBase, holder_for
+from ops_pipelines.kb import Container, KnowledgeBase, holder_for
 
 # A restore holds the whole-KB lease through a database transaction as long as its collection
 # writes (minutes at a million chunks), during which SQLite lets no renewal through: the ttl
@@ -73,20 +73,6 @@ def release_run_leases(run_id: str | None, log=None) -> None:
     finally:
         if log is not None:
             log.info(f"the run lets go of the lease of container {', '.join(sorted(run.containers.values()))}")
-
-
-@contextmanager
-def replaced_container_writer(context, kb: KnowledgeBase, slug: object) -> Iterator[None]:
-    """The lease of the container called ``slug`` if there is one (an import may replace it)."""
-    try:
-        container = kb.get_container(slug) if isinstance(slug, str) and slug else None
-    except ContainerNotFound:
-        container = None
-    if container is None:
-        yield
-        return
-    with kb.container_lease(container.id, holder_for(context.run_id)):
-        yield
 
 
 @contextmanager

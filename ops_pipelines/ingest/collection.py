@@ -220,7 +220,7 @@ def _sound_ids(
     parts, damaged = [], 0
     for page in store.pages(collection, with_payload=ID_FIELDS, with_vectors=True, page=1024):
         hashes = [p.get("chunk_hash") for p in page.payloads]
-        cached = kb.get_embeddings(embedder_version, set(hashes))
+        cached = kb.get_embeddings(embedder_version, set(hashes), container.id)
         sound = point_id_array(container.id, [tuple(p.get(k) for k in ID_FIELDS) for p in page.payloads]) == page.ids
         for i, chunk in enumerate(hashes):
             vector = cached.get(chunk)

@@ -4,6 +4,9 @@ from ops_pipelines.kb.generations import Generation, GenerationNotFound
 from ops_pipelines.kb.leases import Lease, LeaseInfo, LeaseLost, holder_for
 from ops_pipelines.kb.source_state import SourceState
 from ops_pipelines.kb.store import (
+    IMPORTING,
+    PARKED,
+    READY,
     ChunkRow,
     Container,
     ContainerExists,
@@ -14,6 +17,9 @@ from ops_pipelines.kb.store import (
 )
 
 __all__ = [
+    "IMPORTING",
+    "PARKED",
+    "READY",
     "ChunkRow",
     "Container",
     "ContainerExists",

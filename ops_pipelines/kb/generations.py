@@ -66,11 +66,14 @@ class GenerationRecords:
         embedder_version: str,
         collection_name: Callable[[int], str],
         state: str = BUILDING,
-        first_number: int = 1,
+        exists: Callable[[str], bool] = lambda name: False,
     ) -> tuple[Generation, bool]:
         """The building generation of ``embedder_version`` if one is left from an earlier run
-        (resume it), else a new one numbered after every existing one (and at least
-        ``first_number``). True if created."""
+        (resume it), else a new one numbered after every existing one and past every collection
+        name a generation record of any container holds, or that ``exists`` (in the vector store,
+        left by no record): a slug can change hands (an import parks the container it replaces,
+        a removed container's slug is taken again), and no two containers may ever name one
+        collection. True if created."""
         g = schema.generations.c
         with self.engine.begin() as conn:
             if state == BUILDING:
@@ -85,7 +88,12 @@ class GenerationRecords:
                     number, created = resumable.number, False
             if state != BUILDING or resumable is None:
                 top = conn.execute(select(func.max(g.number)).where(g.container_id == container_id)).scalar()
-                number, created = max((top or 0) + 1, first_number), True
+                number, created = (top or 0) + 1, True
+                while (
+                    conn.execute(select(g.number).where(g.collection == collection_name(number)).limit(1)).first()
+                    or exists(collection_name(number))
+                ):
+                    number += 1
                 conn.execute(
                     insert(schema.generations).values(
                         container_id=container_id,
@@ -100,6 +108,16 @@ class GenerationRecords:
                 if state == LIVE:
                     _point_container(conn, container_id, number, embedder_version)
         return self.generation(container_id, number), created
+
+    def recorded_collections(self, excluding: str | None = None) -> set[str]:
+        """The collections a generation record (not dropped) of any container names, but those of
+        container ``excluding``."""
+        g = schema.generations.c
+        query = select(g.collection).where(g.state != DROPPED).distinct()
+        if excluding is not None:
+            query = query.where(g.container_id != excluding)
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
 
     def activate_generation(self, container_id: str, number: int) -> Generation | None:
         """Make generation ``number`` live; returns the generation it replaced (now retired)."""

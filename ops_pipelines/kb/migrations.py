@@ -67,7 +67,20 @@ def _v4_leases(conn: Connection) -> None:
     schema.leases.create(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_generations, _v3_source_state, _v4_leases]
+def _v5_imports(conn: Connection) -> None:
+    """Container states (an import's container is written under a temporary slug, the one it
+    replaces is parked) and the vectors of imported archives, kept out of the shared cache."""
+    present = {c["name"] for c in inspect(conn).get_columns("containers")}  # v1 creates today's table
+    if "state" not in present:
+        conn.exec_driver_sql("ALTER TABLE containers ADD COLUMN state VARCHAR(16) DEFAULT 'ready' NOT NULL")
+    if "import_slug" not in present:
+        conn.exec_driver_sql("ALTER TABLE containers ADD COLUMN import_slug VARCHAR(64)")
+    schema.archive_vectors.create(conn)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports,
+]
 LATEST = len(MIGRATIONS)
 
 

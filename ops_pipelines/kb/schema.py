@@ -35,6 +35,11 @@ containers = Table(
     Column("active_generation", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_synced_at", DateTime(timezone=True)),
+    # ready (in service) | importing (an import writing it under a temporary slug) | parked (replaced by
+    # an import, to be removed); only ready containers are listed to the operations (``kb.store``).
+    Column("state", String(16), nullable=False, server_default="ready"),
+    # importing: the slug it takes when its import is done; parked: the slug it gave up.
+    Column("import_slug", String(64)),
 )
 
 documents = Table(
@@ -89,6 +94,27 @@ embeddings = Table(
     Column("embedder_version", String(128), primary_key=True),
     Column("chunk_hash", String(64), primary_key=True),
     Column("dimension", Integer, nullable=False),
+    # float32 little-endian bytes
+    Column("vector", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Vectors that came in an imported archive, for the container it was imported into and no other.
+# The shared ``embeddings`` cache holds only vectors computed here by the registry's embedders: an
+# archive's vectors are not verified (its checksums prove only that they are what its maker wrote),
+# so another container with the same chunk text computes its own. Readers of a container's vectors
+# take the shared cache's first, then these (``kb.streams``); they go with their container.
+archive_vectors = Table(
+    "archive_vectors",
+    metadata,
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("embedder_version", String(128), primary_key=True),
+    Column("chunk_hash", String(64), primary_key=True),
     # float32 little-endian bytes
     Column("vector", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -15,10 +15,11 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import Engine
 
 from ops_pipelines.kb import schema
+from ops_pipelines.kb.streams import with_vectors
 
 BATCH = 1000
 
@@ -51,15 +52,13 @@ class ContainerSnapshot:
     def chunks(self, embedder_version: str | None = None) -> Iterator[list[tuple]]:
         """Batches of active chunks ordered by (source key, ordinal): the order of an archive's
         vectors. With ``embedder_version``, each row ends with its cached vector bytes (None if
-        the cache lacks it), read in the same pass."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        the container has none: ``with_vectors``), read in the same pass."""
+        ch, d = schema.chunks.c, schema.documents.c
         columns = [ch.document_id, d.source_key, ch.ordinal, ch.content_hash, ch.text]
         joined = schema.chunks.join(schema.documents, ch.document_id == d.id)
         if embedder_version is not None:
-            columns.append(e.vector)
-            joined = joined.outerjoin(
-                schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
-            )
+            joined, vector = with_vectors(joined, self.container_id, embedder_version)
+            columns.append(vector)
         return self._batches(
             select(*columns)
             .select_from(joined)

@@ -7,6 +7,7 @@ leaves each document either in its old or in its new state, never half-written.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from ops_pipelines.kb.source_state import SourceStateRecords, as_utc
 from ops_pipelines.kb.streams import ChunkStreams
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# A container's states: in service; being written by an import under a temporary slug; replaced
+# by an import and on its way out. Only ready ones are listed to the operations.
+READY, IMPORTING, PARKED = "ready", "importing", "parked"
 
 
 class ContainerNotFound(OperatorError, LookupError):
@@ -48,6 +52,8 @@ class Container:
     embedder_version: str
     active_generation: int | None
     last_synced_at: datetime | None
+    state: str = READY
+    import_slug: str | None = None  # importing: the slug it takes when done; parked: the slug it gave up
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,15 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
     # ---- containers -------------------------------------------------------------------------
 
     def add_container(
-        self, slug: str, source_kind: str, source_location: str, embedder_version: str
+        self,
+        slug: str,
+        source_kind: str,
+        source_location: str,
+        embedder_version: str,
+        *,
+        container_id: str | None = None,
+        state: str = READY,
+        import_slug: str | None = None,
     ) -> Container:
         if not SLUG_PATTERN.match(slug):
             raise ValueError(
@@ -132,12 +146,14 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
                 raise ContainerExists(f"container {slug!r} already exists")
             conn.execute(
                 insert(schema.containers).values(
-                    id=str(uuid.uuid4()),
+                    id=container_id or str(uuid.uuid4()),
                     slug=slug,
                     source_kind=source_kind,
                     source_location=source_location,
                     embedder_version=embedder_version,
                     created_at=utcnow(),
+                    state=state,
+                    import_slug=import_slug,
                 )
             )
         return self.get_container(slug)
@@ -155,24 +171,43 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             )
         return _container(row)
 
-    def list_containers(self) -> list[Container]:
+    def list_containers(self, every_state: bool = False) -> list[Container]:
+        """The ready containers; with ``every_state``, also those an import is writing or has
+        parked (what holds collections and records, to be kept or removed)."""
+        c = schema.containers.c
+        query = select(schema.containers).order_by(c.slug)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(schema.containers).order_by(schema.containers.c.slug))
+            rows = conn.execute(query if every_state else query.where(c.state == READY))
             return [_container(r) for r in rows]
 
     def snapshot(self, container_id: str):
         """A consistent, streamed read of the container (see ``kb.snapshot``)."""
         return container_snapshot(self.engine, container_id)
 
-    def rename_container(self, container_id: str, slug: str) -> None:
-        if not SLUG_PATTERN.match(slug):
-            raise ValueError(f"invalid container slug {slug!r}")
+    def complete_import(self, container_id: str, replaces: str | None) -> Container | None:
+        """An import's container takes its slug, in one transaction with the container it
+        replaces (the one at that slug, if any) stepping aside: parked under a slug of its own,
+        still recorded with its collections until it is removed. Returns the parked container.
+        ``ContainerExists`` if the slug is not held by ``replaces`` (it changed hands meanwhile)."""
+        c = schema.containers.c
         with self.engine.begin() as conn:
-            conn.execute(update(schema.containers).where(schema.containers.c.id == container_id).values(slug=slug))
+            slug = conn.execute(select(c.import_slug).where(c.id == container_id, c.state == IMPORTING)).scalar_one()
+            holder = conn.execute(select(c.id).where(c.slug == slug)).scalar()
+            if holder != replaces:
+                raise ContainerExists(f"container {slug!r} changed while the import ran: run the import again")
+            if replaces is not None:
+                parked = _free_slug(conn, f"{slug[:40]}-replaced-{int(time.time())}")
+                conn.execute(
+                    update(schema.containers).where(c.id == replaces).values(slug=parked, state=PARKED, import_slug=slug)
+                )
+            conn.execute(
+                update(schema.containers).where(c.id == container_id).values(slug=slug, state=READY, import_slug=None)
+            )
+        return self.get_container(replaces) if replaces is not None else None
 
     def delete_container(self, container_id: str) -> None:
-        """The container and, by cascade, its documents, chunks and generation records (the
-        embedding cache is shared between containers and stays)."""
+        """The container and, by cascade, its documents, chunks, generation records and the
+        vectors its archive brought (the shared embedding cache stays)."""
         with self.engine.begin() as conn:
             conn.execute(delete(schema.containers).where(schema.containers.c.id == container_id))
 
@@ -345,8 +380,12 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             with self.engine.begin() as conn:
                 conn.execute(_upsert(conn, schema.embeddings, replace), rows)
 
-    def get_embeddings(self, embedder_version: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        e = schema.embeddings.c
+    def get_embeddings(
+        self, embedder_version: str, hashes: Iterable[str], container_id: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """The shared cache's vectors of ``hashes``; with ``container_id``, where the shared cache
+        lacks one, the vector that container's imported archive brought (``kb.streams.with_vectors``)."""
+        e, a = schema.embeddings.c, schema.archive_vectors.c
         wanted = list(set(hashes))
         found: dict[str, np.ndarray] = {}
         with self.engine.connect() as conn:
@@ -358,7 +397,33 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
                     )
                 )
                 found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
+            lacking = [h for h in wanted if h not in found] if container_id is not None else []
+            for start in range(0, len(lacking), 500):
+                rows = conn.execute(
+                    select(a.chunk_hash, a.vector).where(
+                        a.container_id == container_id,
+                        a.embedder_version == embedder_version,
+                        a.chunk_hash.in_(lacking[start : start + 500]),
+                    )
+                )
+                found.update({h: np.frombuffer(v, dtype="<f4") for h, v in rows})
         return found
+
+    def put_archive_vectors(
+        self, container_id: str, embedder_version: str, hashes: Sequence[str], vectors: np.ndarray
+    ) -> None:
+        """Keep the vectors an archive brought for the container imported from it, and for no
+        other (never in the shared cache: nothing here computed them)."""
+        vectors = np.asarray(vectors, dtype="<f4")
+        now = utcnow()
+        rows = [
+            {"container_id": container_id, "embedder_version": embedder_version, "chunk_hash": h,
+             "vector": v.tobytes(), "created_at": now}
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_upsert(conn, schema.archive_vectors, replace=False), rows)
 
 
 def _upsert(conn, table, replace: bool):
@@ -373,6 +438,13 @@ def _upsert(conn, table, replace: bool):
     )
 
 
+def _free_slug(conn, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``... whichever no container has."""
+    c = schema.containers.c
+    taken = set(conn.execute(select(c.slug).where(c.slug.startswith(base))).scalars())
+    return next(slug for slug in (base, *(f"{base}-{n}" for n in range(2, len(taken) + 2))) if slug not in taken)
+
+
 def _container(row) -> Container:
     return Container(
         id=row.id,
@@ -382,4 +454,6 @@ def _container(row) -> Container:
         embedder_version=row.embedder_version,
         active_generation=row.active_generation,
         last_synced_at=as_utc(row.last_synced_at),
+        state=row.state,
+        import_slug=row.import_slug,
     )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import LargeBinary, and_, func, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ops_pipelines.kb import schema
 
@@ -45,17 +46,16 @@ class ChunkStreams:
         self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
     ) -> Iterator[list]:
         """Rows of the active chunks (of ``document_ids`` only, if given) with what a point needs:
-        document_id, ordinal, content_hash, text, source_key, title, uri and the cached ``vector``
-        bytes of ``embedder_version`` (None where the cache lacks it), ordered by source key and
-        ordinal."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        document_id, ordinal, content_hash, text, source_key, title, uri and the ``vector`` bytes
+        of ``embedder_version`` the container may use (``with_vectors``; None where there is
+        none), ordered by source key and ordinal."""
+        ch, d = schema.chunks.c, schema.documents.c
+        joined, vector = with_vectors(
+            schema.chunks.join(schema.documents, ch.document_id == d.id), container_id, embedder_version
+        )
         query = (
-            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, e.vector)
-            .select_from(
-                schema.chunks.join(schema.documents, ch.document_id == d.id).outerjoin(
-                    schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
-                )
-            )
+            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, vector)
+            .select_from(joined)
             .where(d.container_id == container_id, d.status == "active")
             .order_by(d.source_key, ch.ordinal)
         )
@@ -94,13 +94,14 @@ class ChunkStreams:
         self, container_id: str, embedder_version: str | None = None, batch: int = 1024
     ) -> Iterator[list[tuple[str, str]]]:
         """(chunk hash, text) of the container's active chunks, a page at a time, distinct within
-        a page; with ``embedder_version``, only those the cache has no vector of (so a caller that
-        caches a page's vectors before asking for the next never meets a hash twice).
+        a page; with ``embedder_version``, only those the container has no vector of, in the
+        shared cache or from its own archive (``with_vectors``), so a caller that caches a page's
+        vectors before asking for the next never meets a hash twice.
 
         Pages follow the documents' (container, source key) index and each document's chunks,
         the order they lie in on disk, from where the last page ended: a pass costs one walk of
         the container (a page that joined the whole container would cost one walk each)."""
-        ch, d, e = schema.chunks.c, schema.documents.c, schema.embeddings.c
+        ch, d, e, a = schema.chunks.c, schema.documents.c, schema.embeddings.c, schema.archive_vectors.c
         query = (
             select(d.source_key, ch.ordinal, ch.content_hash, ch.text)
             .select_from(schema.documents.join(schema.chunks, ch.document_id == d.id))
@@ -114,6 +115,14 @@ class ChunkStreams:
                 .where(e.embedder_version == embedder_version, e.chunk_hash == ch.content_hash)
                 .exists()
             )
+            query = query.where(
+                ~select(a.chunk_hash)
+                .where(
+                    a.container_id == container_id, a.embedder_version == embedder_version,
+                    a.chunk_hash == ch.content_hash,
+                )
+                .exists()
+            )
         key, ordinal = "", -1
         while True:
             with self.engine.connect() as conn:
@@ -124,6 +133,24 @@ class ChunkStreams:
                 return
             yield list({r.content_hash: r.text for r in rows}.items())
             key, ordinal = rows[-1].source_key, rows[-1].ordinal
+
+
+def with_vectors(
+    chunks: FromClause, container_id: str, embedder_version: str
+) -> tuple[FromClause, ColumnElement]:
+    """``chunks`` (a join with the chunks table) outer-joined with the vectors of
+    ``embedder_version`` that container ``container_id`` may use: the shared cache's (computed
+    here), else the ones its own imported archive brought (never another container's). Returns the
+    join and its ``vector`` column (NULL where there is neither)."""
+    ch, e, a = schema.chunks.c, schema.embeddings.c, schema.archive_vectors.c
+    joined = chunks.outerjoin(
+        schema.embeddings, and_(e.chunk_hash == ch.content_hash, e.embedder_version == embedder_version)
+    ).outerjoin(
+        schema.archive_vectors,
+        and_(a.container_id == container_id, a.chunk_hash == ch.content_hash, a.embedder_version == embedder_version),
+    )
+    vector = func.coalesce(e.vector, a.vector, type_=LargeBinary).label("vector")
+    return joined, vector
 
 
 def _streamed(engine: Engine, query, batch: int) -> Iterator[list]:

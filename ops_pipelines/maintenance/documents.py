@@ -91,7 +91,7 @@ def purge_archived_documents(
         for sha in sorted(freed):
             objects.delete(blob_key(sha))
 
-    slugs = {c.id: c.slug for c in kb.list_containers()}
+    slugs = {c.id: c.slug for c in kb.list_containers(every_state=True)}
     documents, blobs = defaultdict(int), defaultdict(set)
     for row in doomed:
         documents[row.container_id] += 1

@@ -159,10 +159,10 @@ def repair_orphans(
             continue
         collection, version = scan.generation.collection, scan.generation.embedder_version
         hashes = {row.content_hash for row in scan.missing.values()}
-        uncached = hashes - kb.get_embeddings(version, hashes).keys()
+        uncached = hashes - kb.get_embeddings(version, hashes, scan.container.id).keys()
         if uncached and load_embedder is not None and not dry_run:
             embedded += embed_chunks(kb, scan.container, load_embedder, version, log=log).computed
-            uncached = hashes - kb.get_embeddings(version, hashes).keys()
+            uncached = hashes - kb.get_embeddings(version, hashes, scan.container.id).keys()
         writable: list[str] = []
         unrepaired_here = 0
         for orphan, row in scan.orphans():
@@ -196,7 +196,7 @@ def drop_orphan_collections(
     """Drop collections named like a generation that no live, retired or building generation
     record names and no alias points at. Collections named otherwise are never touched."""
     referenced = served_collections(kb, store)
-    for container in kb.list_containers():
+    for container in kb.list_containers(every_state=True):  # an import's container too
         referenced.update(g.collection for g in kb.generations(container.id) if g.state != DROPPED)
     found = []
     for name in store.collection_names():
@@ -277,7 +277,7 @@ def _repair(kb: KnowledgeBase, store: VectorStore, scan: _LiveScan, writable: li
     for start in range(0, len(writable), batch_size):
         ids = writable[start : start + batch_size]
         rows = [scan.missing[pid] for pid in ids]
-        cached = kb.get_embeddings(version, [r.content_hash for r in rows])
+        cached = kb.get_embeddings(version, [r.content_hash for r in rows], scan.container.id)
         vectors = np.stack([cached[r.content_hash] for r in rows])
         store.upsert(collection, ids, vectors, [chunk_payload(scan.container, r) for r in rows])
         log.info("%s: %d/%d chunks without point written", collection, start + len(rows), len(writable))

@@ -68,6 +68,6 @@ def retrieval_check(kb: KnowledgeBase, store: VectorStore, generation: Generatio
         return hits[0] if hits else None
 
     def cached_vector(chunk_hash: str):
-        return kb.get_embeddings(version, [chunk_hash]).get(chunk_hash)
+        return kb.get_embeddings(version, [chunk_hash], generation.container_id).get(chunk_hash)
 
     return reconcile.self_retrieval(expected.sample, top_hit, cached_vector)

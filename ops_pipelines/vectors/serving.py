@@ -24,10 +24,11 @@ def serving_collection(kb: KnowledgeBase, store: VectorStore, container: Contain
 
 
 def served_collections(kb: KnowledgeBase, store: VectorStore, excluding: Container | None = None) -> set[str]:
-    """Every collection an alias serves (on a server, ours or not); embedded, but the one of
+    """Every collection an alias serves (on a server, ours or not), but through the alias of
     container ``excluding`` (being removed, its alias goes with it)."""
     if store.keeps_aliases:
-        return set(store.aliases().values())
+        own = alias_name(excluding.slug) if excluding is not None else None
+        return {collection for alias, collection in store.aliases().items() if alias != own}
     others = (c for c in kb.list_containers() if excluding is None or c.id != excluding.id)
     return {name for c in others if (name := serving_collection(kb, store, c))}
 

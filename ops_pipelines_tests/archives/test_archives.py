@@ -3,9 +3,11 @@ error before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 import zipfile
@@ -383,3 +385,202 @@ def test_a_failed_write_surfaces_from_the_writers_thread():
     out.write(bytes(3 << 20))
     with pytest.raises(OSError, match="No space left"):
         out.close()
+
+
+# ---- a manifest that lies about the dimension -------------------------------------------
+
+
+def _false_dimension(case: str):
+    """The manifest says 384-d for hash-256@1 (256-d in the registry): over the real 256-d vectors,
+    over 384-d vectors that agree with it, or with no vectors at all."""
+
+    def edit(members, manifest):
+        manifest["embedder"]["dimension"] = 384
+        if case == "384-d vectors":
+            rows = np.random.default_rng(1).normal(size=(5, 384)).astype("<f4")
+            members["vectors.npy"] = _npy(rows / np.linalg.norm(rows, axis=1, keepdims=True))
+        if case == "no vectors":
+            del members["vectors.npy"]
+            manifest["options"]["include_vectors"] = False
+            del manifest["counts"]["vectors"]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("256-d vectors", r"vectors.npy is float32 \(5, 256\), expected float32 \(5, 384\)"),
+        ("384-d vectors", r"says hash-256@1 makes 384-d vectors, this embedder registry says 256-d"),
+        ("no vectors", r"says hash-256@1 makes 384-d vectors, this embedder registry says 256-d"),
+    ],
+)
+def test_a_false_manifest_dimension_is_refused_by_verify_and_import(world, extra_embedders, case, message):
+    from click.testing import CliRunner
+
+    from ops_pipelines.cli import main
+
+    path = _repacked(world, _false_dimension(case))
+    result = CliRunner().invoke(main, ["archive", "verify", str(path)], catch_exceptions=False)
+    assert result.exit_code == 1 and result.output.startswith("Error: INVALID:")
+    assert re.search(message, result.output), result.output
+
+    before = (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*")))
+    for target in (None, "hash-256@1"):
+        with pytest.raises(ArchiveError, match=message):
+            world.load(path, slug="copy", embedder_version=target)
+    assert world.slugs() == ["docs"] and world.kb.get_container("docs").slug == "docs"
+    assert (world.collections(), sorted(p.name for p in (world.objects.root / "blobs").rglob("*"))) == before
+    if case != "256-d vectors":  # re-embedded under another version, the archive's vectors do not count
+        report = world.load(path, slug="copy", embedder_version="hash-64@1")
+        assert (report.vectors_from_archive, report.embedded) == (False, 5)
+
+
+def test_verify_names_an_embedder_version_this_registry_lacks(world):
+    from click.testing import CliRunner
+
+    from ops_pipelines.cli import main
+
+    path = _repacked(world, lambda members, manifest: manifest["embedder"].update(version="elsewhere@3"))
+    result = CliRunner().invoke(main, ["archive", "verify", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "elsewhere@3, 256-d (not in this embedder registry: import it with --embedder-version)" in result.output
+
+
+# ---- vectors from an archive stay out of the shared embedding cache ----------------------
+
+
+@pytest.fixture
+def elsewhere(kb_url, tmp_path):
+    """Another deployment on the same backend: a fresh metadata DB, object store and Qdrant."""
+    from ops_pipelines_tests.conftest import throwaway_database
+
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}" if kb_url.startswith("sqlite") else stack.enter_context(
+            throwaway_database()
+        )
+        kb = KnowledgeBase(url)
+        stack.callback(kb.close)
+        store = stack.enter_context(open_vector_store(path=str(tmp_path / "elsewhere-qdrant")))
+        work = tmp_path / "elsewhere"
+        work.mkdir()
+        yield World(kb, FolderObjectStore(tmp_path / "elsewhere-objects"), store, work)
+
+
+def test_a_forged_vector_from_an_archive_never_reaches_another_container(world, elsewhere, corpus):
+    """An export with one vector changed and its checksums recomputed imports (its checks search
+    with that same vector), but another container synced from the real corpus computes its own."""
+    forged = np.random.default_rng(7).normal(size=256).astype("<f4")
+    forged /= np.linalg.norm(forged)
+
+    def forge(members, manifest):
+        vectors = np.load(io.BytesIO(members["vectors.npy"]))
+        vectors[2] = forged
+        members["vectors.npy"] = _npy(vectors)
+
+    report = elsewhere.load(_repacked(world, forge), slug="imported")
+    assert report.vectors_from_archive and all(c.passed for c in report.checks)
+    imported = elsewhere.kb.get_container("imported")
+    (row,) = [r for r in elsewhere.kb.active_chunks(imported.id) if r.source_key == sorted_keys(elsewhere, "imported")[2]]
+
+    other = elsewhere.kb.add_container("other", "folder", str(corpus), "hash-256@1")
+    sync_documents(elsewhere.kb, elsewhere.objects, other, open_source("folder", str(corpus)))
+    chunk_documents(elsewhere.kb, other)
+    embedded = embed_chunks(elsewhere.kb, other, load_embedder, "hash-256@1")
+    assert (embedded.computed, embedded.cached) == (5, 0)  # nothing of the archive's is trusted
+    sync_collection(elsewhere.kb, elsewhere.store, other)
+
+    real = load_embedder("hash-256@1").embed([row.text])[0]
+    assert np.allclose(elsewhere.kb.get_embeddings("hash-256@1", [row.content_hash])[row.content_hash], real)
+    assert np.allclose(point_vector(elsewhere, other, row.content_hash), real)
+    assert not np.allclose(point_vector(elsewhere, other, row.content_hash), forged)
+    # The imported container keeps what its archive brought: that is the trust its operator gave it.
+    assert np.allclose(point_vector(elsewhere, imported, row.content_hash), forged)
+
+
+def sorted_keys(w: World, slug: str) -> list[str]:
+    return sorted(r.source_key for r in w.kb.active_chunks(w.kb.get_container(slug).id))
+
+
+def point_vector(w: World, container, chunk_hash: str) -> np.ndarray:
+    collection = serving_of(w.kb, w.store, container.slug)
+    (point,) = [p for p in w.store.scroll(collection, with_payload=True, with_vectors=True) if p.payload["chunk_hash"] == chunk_hash]
+    return point.vector
+
+
+# ---- a forced import on a Qdrant server: the alias moves once, nothing is left behind --------
+
+
+@pytest.fixture
+def served(kb_url, tmp_path, corpus):
+    """docs synced on the server backend (qdrant-client's local mode: the stand-in for a server)."""
+    from ops_pipelines_tests.conftest import backend_store
+
+    kb = KnowledgeBase(kb_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    with backend_store("server", tmp_path / "server") as store:
+        container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
+        sync_documents(kb, objects, container, open_source("folder", str(corpus)))
+        chunk_documents(kb, container)
+        embed_chunks(kb, container, load_embedder, "hash-256@1")
+        sync_collection(kb, store, container)
+        work = tmp_path / "work"
+        work.mkdir()
+        yield World(kb, objects, store, work)
+    kb.close()
+
+
+def test_a_forced_import_on_a_server_moves_the_alias_and_leaves_nothing_behind(served):
+    report = served.load(export(served), force=True)
+    assert report.replaced and report.collection == "kb_docs__hash-256-1__g2"
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g2"}  # no alias of a temporary slug
+    assert served.collections() == {"kb_docs__hash-256-1__g2"}
+    assert [c.slug for c in served.kb.list_containers(every_state=True)] == ["docs"]
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+
+
+def killed_before_the_alias_moved(served: World, monkeypatch) -> tuple[Path, object]:
+    """A forced import killed between the transaction that parks the old container and the alias
+    move: the archive, and the parked container it left."""
+    import ops_pipelines.archives.importer as importer
+
+    def killed(*args):
+        raise KeyboardInterrupt("SIGKILL")
+
+    path = export(served)
+    with monkeypatch.context() as patched:
+        patched.setattr(importer, "publish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            served.load(path, force=True)
+    (parked,) = [c for c in served.kb.list_containers(every_state=True) if c.state == "parked"]
+    assert parked.slug.startswith("docs-replaced-") and parked.import_slug == "docs"
+    return path, parked
+
+
+def test_killed_before_its_alias_moved_a_forced_import_is_finished_by_the_next(served, monkeypatch):
+    path, _ = killed_before_the_alias_moved(served, monkeypatch)
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g1"}  # still the parked one's, kept
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+
+    report = served.load(path, force=True)  # removes the parked one (its alias moved first), replaces docs
+    assert served.store.aliases() == {"kb_docs": report.collection}
+    assert served.collections() == {report.collection}
+    assert [c.slug for c in served.kb.list_containers(every_state=True)] == ["docs"]
+
+
+def test_a_parked_container_still_behind_the_alias_is_removed_once_the_alias_moved(served, monkeypatch):
+    from ops_pipelines.containers import ContainerServing, remove_container
+
+    _, parked = killed_before_the_alias_moved(served, monkeypatch)
+    removal = remove_container(served.kb, served.store, parked.slug, "test")
+    assert removal.dropped == ["kb_docs__hash-256-1__g1"] and not removal.kept
+    assert served.store.aliases() == {"kb_docs": "kb_docs__hash-256-1__g2"}
+    assert served.top("docs", "glaciers and ice")[0] == "gamma.md"
+    with pytest.raises(ContainerServing, match=r"'docs' serves searches \(kb_docs -> kb_docs__hash-256-1__g2\)"):
+        remove_container(served.kb, served.store, "docs", "test")
+
+
+def test_an_import_under_the_slug_of_a_parked_container_is_refused(served, monkeypatch):
+    path, parked = killed_before_the_alias_moved(served, monkeypatch)
+    with pytest.raises(ImportRefused, match=f"'{parked.slug}' is the slug of a container in state parked"):
+        served.load(path, slug=parked.slug, force=True)

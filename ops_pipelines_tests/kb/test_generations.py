@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, insert, select
 
-from ops_pipelines.kb import GenerationNotFound, KnowledgeBase, schema
+from ops_pipelines.kb import IMPORTING, PARKED, GenerationNotFound, KnowledgeBase, schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.migrations import MIGRATIONS
 
@@ -26,6 +26,25 @@ def test_building_generations_are_resumed_and_numbered_after_every_other(kb):
     assert not created and again.number == 2  # a second run resumes the unfinished shadow
     other, _ = kb.open_generation(c.id, "hash-64@1", _name)
     assert other.number == 3
+
+
+def test_a_collection_name_another_container_records_is_never_given_again(kb):
+    """A slug can change hands (an import parks the container it replaces; a container is removed
+    and another added): a new generation is numbered past every name any generation record holds."""
+    old = kb.add_container("docs", "folder", "/srv", "hash-256@1")
+    kb.open_generation(old.id, "hash-256@1", _name, state="live")
+    kb.open_generation(old.id, "hash-256@1", _name)
+    new = kb.add_container("docs-importing", "folder", "/srv", "hash-256@1", state=IMPORTING, import_slug="docs")
+    live, _ = kb.open_generation(new.id, "hash-256@1", _name, state="live")
+    parked = kb.complete_import(new.id, old.id)
+    assert (parked.state, kb.get_container("docs").id) == (PARKED, new.id)
+    shadow, _ = kb.open_generation(new.id, "hash-64@1", _name)
+    assert (live.number, live.collection, shadow.number) == (3, _name(3), 4)
+    names = [g.collection for c in (old, new) for g in kb.generations(c.id)]
+    assert len(names) == len(set(names)) == 4
+    left_in_qdrant = {_name(5)}  # a collection no record names: not taken over either
+    other, _ = kb.open_generation(new.id, "hash-256@2", _name, exists=left_in_qdrant.__contains__)
+    assert other.number == 6
 
 
 def test_activation_retires_the_live_one_and_moves_the_container(kb):

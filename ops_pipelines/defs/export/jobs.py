@@ -15,7 +15,6 @@ from pydantic import Field
 from ops_pipelines.archives import fetch_archive, import_archive, read_archive
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.export.assets import container_export
-from ops_pipelines.defs.leases import replaced_container_writer
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
@@ -25,6 +24,7 @@ from ops_pipelines.defs.resources import (
     VectorStoreResource,
 )
 from ops_pipelines.defs.sync.assets import live_collection
+from ops_pipelines.kb import holder_for
 from ops_pipelines.vectors import alias_name
 
 export_job = define_asset_job(
@@ -67,11 +67,12 @@ def import_container(
         path = fetch_archive(config.archive, store_objects, Path(tmp))
         verified = read_archive(path, Path(tmp) / "members")
         context.log.info("archive verified: %s members", len(verified.manifest["members"]) + 1)
-        with replaced_container_writer(context, store, config.slug or verified.manifest["container"].get("slug")):
-            report = import_archive(
-                store, store_objects, qdrant, verified, embedders.get,
-                slug=config.slug, force=config.force, embedder_version=config.embedder_version, log=context.log,
-            )
+        # It holds the leases of the containers it writes and removes, as this run.
+        report = import_archive(
+            store, store_objects, qdrant, verified, embedders.get,
+            slug=config.slug, force=config.force, embedder_version=config.embedder_version,
+            holder=holder_for(context.run_id), log=context.log,
+        )
         live = store.live_generation(report.container.id)
     slug = report.container.slug
     if not context.instance.has_dynamic_partition(containers_partitions.name, slug):
