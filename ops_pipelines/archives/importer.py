@@ -198,10 +198,10 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
             blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})
-    documents = kb.document_states(container.id)
     vectors = np.load(archive.member(VECTORS), mmap_mode="r") if with_vectors else None
     row = 0
     for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
+        documents = kb.document_states(container.id, keys=[key for key, _ in batch])  # this batch's only
         # Whole documents per batch: replace_chunks swaps all of a document's chunks at once.
         kb.replace_chunks(
             [
