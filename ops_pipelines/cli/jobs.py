@@ -131,10 +131,19 @@ DEBUG_HINT = "(not an operator error: ops-pipelines --debug <command> prints its
 
 
 def require_partition(instance, slug: str, hint: str) -> None:
-    """Refuse a container that has no ``containers`` partition (the job would fail less clearly)."""
+    """Refuse a container that has no ``containers`` partition (the job would fail less clearly),
+    unless the knowledge base has it ready: its partition is then added, as the sync sensor does
+    (an import killed before it registered the container leaves one so)."""
     from ops_pipelines.defs.partitions import containers_partitions
+    from ops_pipelines.kb import ContainerNotFound
 
-    if not instance.has_dynamic_partition(containers_partitions.name, slug):
-        from ops_pipelines.kb import ContainerNotFound
-
+    if instance.has_dynamic_partition(containers_partitions.name, slug):
+        return
+    kb = common.open_kb()
+    try:
+        ready = any(c.slug == slug for c in kb.list_containers())  # ready ones only
+    finally:
+        kb.close()
+    if not ready:
         raise ContainerNotFound(f"container {slug!r} is not registered: {hint}")
+    instance.add_dynamic_partitions(containers_partitions.name, [slug])

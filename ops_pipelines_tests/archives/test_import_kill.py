@@ -191,6 +191,10 @@ def test_killed_once_the_new_container_serves_the_parked_one_is_listed_and_remov
     code, out = home.cli("container", "remove", parked)
     assert code == 0, out
     assert "removed container " + parked in out
+    # The killed import still holds docs' lease: health names it, and what it says to run clears it.
+    code, out = home.cli("health")
+    assert code == 1 and "stopped while writing it" in out and "ops-pipelines sync docs" in out
+    home.run("sync", "docs")
     sound(home)
 
 

@@ -81,6 +81,22 @@ def test_container_add_checks_the_wiki_module_and_warns_about_an_admin_key(home,
     assert "WARNING: the API key in OPS_REDMINE_API_KEY belongs to a Redmine administrator" in out
 
 
+def test_sync_registers_a_ready_container_dagster_does_not_know(home, corpus):
+    """A container the knowledge base has but Dagster has no partition of (an import killed before
+    it registered it) is registered by its sync, as the sync sensor would."""
+    from ops_pipelines import settings
+    from ops_pipelines.kb import KnowledgeBase
+
+    run("container", "list")  # makes the home
+    kb = KnowledgeBase(settings.kb_url())
+    kb.add_container("kb1", "folder", str(corpus), "hash-256@1")
+    kb.close()
+    assert not DagsterInstance.get().has_dynamic_partition("containers", "kb1")
+    code, out = run("sync", "kb1")
+    assert code == 0 and "inserted 5" in out, out
+    assert DagsterInstance.get().has_dynamic_partition("containers", "kb1")
+
+
 def test_bad_input_is_refused_clearly_and_changes_nothing(home, corpus, tmp_path):
     code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{tmp_path / 'nope'}")
     assert code == 1 and "does not exist" in out
