@@ -36,13 +36,15 @@ class ArchiveSpec:
     """What a reader accepts of one kind of archive: its manifest's format and version, the member
     names it may hold besides the manifest, the manifest sections that must be objects, and what
     else must hold of a manifest and the headers of its ``.npy`` members once every member is
-    verified (``check(manifest, arrays)`` raises ``ArchiveError`` if not)."""
+    verified (``check(manifest, arrays)`` raises ``ArchiveError`` if not). ``version`` is the one
+    written; ``older_versions`` are still read."""
 
     format: str
     version: int
     member_name: re.Pattern
     sections: tuple[str, ...]
     check: Callable[[dict, dict], None] | None = None
+    older_versions: tuple[int, ...] = ()
 
 DOCUMENT_FIELDS = {
     "id": str, "source_key": str, "title": str, "uri": str, "raw_sha256": str,

@@ -168,9 +168,11 @@ def _read_manifest(stream: IO[bytes], size: int, limits: Limits, spec: ArchiveSp
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ArchiveError(f"{MANIFEST} does not describe an {spec.format} (it says {found!r})")
     version = manifest.get("format_version")
-    if version != spec.version:
+    readable = (*spec.older_versions, spec.version)
+    if version not in readable:
         raise UnsupportedFormat(
-            f"archive format version {version!r} is not supported: this ops-pipelines reads version {spec.version}"
+            f"archive format version {version!r} is not supported: this ops-pipelines reads version(s) "
+            f"{', '.join(map(str, readable))}"
         )
     members = manifest.get("members")
     if not isinstance(members, list) or not all(

@@ -1,4 +1,4 @@
-"""The knowledge-base backup, format version 1 (documented in the README, "Backup format").
+"""The knowledge-base backup, format version 2 (documented in the README, "Backup format").
 
 A tar (POSIX pax, uncompressed) whose first member is ``manifest.json``, read and verified by the
 same safe reader as container archives (``archives.reader``):
@@ -13,7 +13,8 @@ same safe reader as container archives (``archives.reader``):
                                        engine: its Qdrant Edge shard's files, index included
                                        (the collection's ``layout`` is ``shard``)
     collections/<name>/points.jsonl    or, from a Qdrant server (``layout`` ``points``, and every
-                                       collection of a version 1 backup): one {"id", "payload"}
+                                       collection of a version 1 backup, which is still read):
+                                       one {"id", "payload"}
                                        object per point
     collections/<name>/vectors.npy     float32 (points x dimension), row i = line i above
     blobs/<sha256>                     optional: the raw bytes the documents were read from
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from ops_pipelines.archives.format import ArchiveSpec
 
 FORMAT = "ops-pipelines/kb-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the shard layout: a version 1 reader refuses it by its version
 DATABASE = "database.sqlite"
 COLLECTION_PREFIX = "collections/"
 POINTS = "points.jsonl"
@@ -44,7 +45,9 @@ MEMBER_NAME = re.compile(
     r"^(database\.sqlite|collections/kb_[a-z0-9_-]{1,250}/(points\.jsonl|vectors\.npy|shard/" + _SHARD_PATH + r")"
     r"|blobs/[0-9a-f]{64})$"
 )
-BACKUP_ARCHIVE = ArchiveSpec(FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"))
+BACKUP_ARCHIVE = ArchiveSpec(
+    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"), older_versions=(1,)
+)
 
 _KEY = re.compile(r"^backups/(\d{8}T\d{6}Z)_([A-Za-z0-9-]+)\.tar$")
 _STAMP = "%Y%m%dT%H%M%SZ"

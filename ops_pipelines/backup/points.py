@@ -29,6 +29,7 @@ class DumpedCollection:
     points: int
     ids: np.ndarray  # sorted id array (``vectors.ids``)
     members: dict[str, dict]  # member name -> {size, sha256}
+    lengths: dict[str, int] | None = None  # the shard layout's: file -> length before its trailing zeros were cut
 
 
 def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedCollection:

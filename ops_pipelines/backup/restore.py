@@ -70,6 +70,7 @@ if TYPE_CHECKING:  # imported by plan_restore: listing backups (ops-pipelines ba
 _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
 _RESTORED = re.compile(r"__r[0-9a-f]{8}$")
+_MAX_SHARD_FILE = 1 << 40  # a shard file's length, zeros restored: more is a forged manifest
 BLOB_PREFIX = "blobs/"
 _UNCHANGED_TABLES = {t.name for t in TABLES if t is not schema.generations}  # rows restored as they are
 
@@ -257,13 +258,27 @@ def _restored_names(names: list[str], store: VectorStore) -> dict[str, str]:
     return renamed
 
 
+def _check_lengths(entry: dict, sizes: dict[str, int]) -> None:
+    """A shard collection's ``lengths`` name exactly its shard members, each at least its size."""
+    lengths = entry.get("lengths")
+    prefix = collection_member(entry["name"], f"{SHARD}/")
+    files = {n for n in sizes if n.startswith(prefix)}
+    if not (
+        isinstance(lengths, dict)
+        and {prefix + f for f in lengths} == files
+        and all(isinstance(n, int) and sizes[prefix + f] <= n <= _MAX_SHARD_FILE for f, n in lengths.items())
+    ):
+        raise ArchiveError(f"collection {entry['name']}'s shard file lengths do not match its members")
+
+
 def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
     """The manifest's collections, each a generation of the backup's DB; every live generation
     of the DB must be among them."""
     collections = manifest.get("collections")
     if not isinstance(collections, list):
         raise ArchiveError("the manifest lacks its collections list")
-    members = {m["name"] for m in manifest["members"]}
+    sizes = {m["name"]: m["size"] for m in manifest["members"]}
+    members = set(sizes)
     # collection name -> the first two levels of its members' paths ("collections/<name>/shard/segments/")
     prefixes: dict[str, set[str]] = {}
     for name in members:
@@ -283,6 +298,7 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
             and isinstance(entry.get("points"), int)
             and entry["points"] >= 0
             and entry.get("layout", POINTS_LAYOUT) in (POINTS_LAYOUT, SHARD)
+            and (entry.get("layout") != SHARD or manifest["format_version"] >= 2)
         )
         if not ok:
             raise ArchiveError(f"the manifest's collection entry {str(entry)[:200]} is invalid")
@@ -292,6 +308,7 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
         if entry.get("layout") == SHARD:
             if collection_member(entry["name"], f"{SHARD}/segments/") not in prefixes.get(entry["name"], ()):
                 raise ArchiveError(f"collection {entry['name']} has no shard segments member")
+            _check_lengths(entry, sizes)
         elif not {collection_member(entry["name"], POINTS), collection_member(entry["name"], VECTORS)} <= members:
             raise ArchiveError(f"collection {entry['name']} has no points or vectors member")
     names = {entry["name"] for entry in collections}
@@ -374,7 +391,7 @@ def _write_collections(
             scan = content_scan(expected, generation.embedder_version, entry["dimension"])
         written.append(new)
         if entry.get("layout") == SHARD:
-            points = _restore_shard(store, archive.root, old, new, entry["dimension"], scan, log)
+            points = _restore_shard(store, archive.root, old, new, entry, scan, log)
         else:
             points = _restore_points(store, archive, old, new, entry, scan, log)
         if points != entry["points"]:
@@ -401,14 +418,14 @@ def _restore_points(store: VectorStore, archive: VerifiedArchive, old: str, new:
     return stored
 
 
-def _restore_shard(store: VectorStore, root: Path, old: str, new: str, dimension: int, scan, log) -> int:
+def _restore_shard(store: VectorStore, root: Path, old: str, new: str, entry: dict, scan, log) -> int:
     """A collection backed up as its shard's files: moved in as it is on the embedded engine (its
     points scrolled once through the content checks if it is a live generation), or its points
     read through Qdrant Edge and written on a server."""
-    with shard_points(store, root, old, new, dimension, log) as (source, name):
+    with shard_points(store, root, old, new, entry, log) as (source, name):
         writer = None
         if source is not store:
-            store.create_collection(new, dimension)
+            store.create_collection(new, entry["dimension"])
             writer = CollectionWriter(store, new, log)
         if scan is not None or writer is not None:
             payloads = True if writer is not None else ID_FIELDS

@@ -31,26 +31,30 @@ def dump_shard(store: VectorStore, name: str, staging: Path) -> DumpedCollection
     if dimension is None:
         raise ArchiveError(f"collection {name} does not exist in Qdrant")
     folder = staging / collection_member(name, SHARD)
-    files, ids = store.copy_files(name, folder)
-    members = {collection_member(name, f"{SHARD}/{f}"): file_facts(folder / f) for f in files}
-    return DumpedCollection(name, dimension, len(ids), ids, members)
+    lengths, ids = store.copy_files(name, folder)
+    members = {collection_member(name, f"{SHARD}/{f}"): file_facts(folder / f) for f in lengths}
+    return DumpedCollection(name, dimension, len(ids), ids, members, lengths)
 
 
 @contextmanager
-def shard_points(store: VectorStore, root: Path, backed_up: str, name: str, dimension: int, log: logging.Logger) -> Iterator[tuple[VectorStore, str]]:
-    """The backed-up shard extracted under ``root``, as a collection to read its points from: on an
-    embedded ``store`` it is moved in as collection ``name`` (the restore itself); on a server it
-    is opened by a Qdrant Edge store of its own, for the restore to write its points over."""
+def shard_points(
+    store: VectorStore, root: Path, backed_up: str, name: str, entry: dict, log: logging.Logger
+) -> Iterator[tuple[VectorStore, str]]:
+    """The backed-up shard extracted under ``root`` (its manifest ``entry`` gives the dimension and
+    the files' lengths), as a collection to read its points from: on an embedded ``store`` it is
+    moved in as collection ``name`` (the restore itself); on a server it is opened by a Qdrant
+    Edge store of its own, for the restore to write its points over."""
+    dimension, lengths = entry["dimension"], entry["lengths"]
     folder = root / collection_member(backed_up, SHARD)
     try:
         if store.keeps_files:
-            store.adopt_files(name, folder, dimension)
+            store.adopt_files(name, folder, dimension, lengths)
             yield store, name
             return
         with tempfile.TemporaryDirectory(dir=root, prefix=".shard-") as tmp:
             reader = EdgeVectorStore(tmp)
             try:
-                reader.adopt_files(backed_up, folder, dimension)
+                reader.adopt_files(backed_up, folder, dimension, lengths)
                 log.info("restore: reading %s's points through Qdrant Edge", backed_up)
                 yield reader, backed_up
             finally:

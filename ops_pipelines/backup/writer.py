@@ -122,6 +122,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
                     "dimension": dumped.dimension,
                     "points": dumped.points,
                     "layout": SHARD if store.keeps_files else POINTS_LAYOUT,
+                    **({"lengths": dumped.lengths} if dumped.lengths is not None else {}),
                 }
             )
             log.info("backup: %s (%s): %d points", generation.collection, generation.state, dumped.points)

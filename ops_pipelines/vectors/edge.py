@@ -205,6 +205,29 @@ class _OpenShards:
 _OPEN = _OpenShards()
 
 
+def _copy_without_trailing_zeros(source: Path, dest: Path, block: int = 1 << 20) -> int:
+    """Copy ``source`` to ``dest`` up to its last non-zero byte; returns ``source``'s length."""
+    length = source.stat().st_size
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        end = length
+        while end > 0:  # back from the end, a block at a time, to the last block with data
+            start = max(0, end - block)
+            src.seek(start)
+            kept = len(src.read(end - start).rstrip(b"\0"))
+            end = start + kept
+            if kept:
+                break
+        src.seek(0)
+        remaining = end
+        while remaining:
+            data = src.read(min(block, remaining))
+            if not data:
+                raise OSError(f"{source} shrank while it was copied")
+            out.write(data)
+            remaining -= len(data)
+    return length
+
+
 def _open_waiting(path: Path, wait_seconds: float, config: edge.EdgeConfig) -> edge.EdgeShard:
     deadline = time.monotonic() + wait_seconds
     delay = 0.02
@@ -333,29 +356,37 @@ class EdgeVectorStore(VectorStore):
         shutil.rmtree(doomed)
         return True
 
-    def copy_files(self, name: str, dest: Path) -> tuple[list[str], np.ndarray]:
+    def copy_files(self, name: str, dest: Path) -> tuple[dict[str, int], np.ndarray]:
         """The collection's shard, flushed and copied file by file into ``dest`` (index included),
         and its point ids (a sorted id array); both taken while this process holds the shard, so no
-        other process writes meanwhile. Returns the files' paths relative to ``dest``."""
+        other process writes meanwhile. Each copy lacks its file's trailing zero bytes (Edge
+        preallocates 32 MiB per WAL segment, vector chunk and payload page: 128 MiB for a
+        collection of one point); returns each copy's path relative to ``dest`` with the length
+        ``adopt_files`` restores."""
         source = self._hold(name)
         with self._shard(name) as shard:
             shard.flush()
-            files = []
+            lengths = {}
             for path in sorted(p for p in source.rglob("*") if p.is_file() and p.name not in (HOLDER, MANIFEST)):
                 relative = path.relative_to(source)
                 (dest / relative).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, dest / relative)
-                files.append(relative.as_posix())
-            return files, self.id_array(name)
+                lengths[relative.as_posix()] = _copy_without_trailing_zeros(path, dest / relative)
+            return lengths, self.id_array(name)
 
-    def adopt_files(self, name: str, source: Path, dimension: int) -> None:
+    def adopt_files(self, name: str, source: Path, dimension: int, lengths: dict[str, int]) -> None:
         """A new collection ``name`` made of the shard files ``copy_files`` copied, moved from the
-        folder ``source``; refused (``UnusableShard``, nothing left behind) if they do not load."""
+        folder ``source`` once each file is back to its length (zeros appended); refused
+        (``UnusableShard``, nothing left behind) if they do not load."""
         path = self._path(name)
         if (path / MANIFEST).is_file():
             raise ValueError(f"collection {name} already exists")
         if not (source / "segments").is_dir():
             raise UnusableShard(f"{source} holds no Qdrant Edge shard (no segments)")
+        for relative, length in lengths.items():
+            file = source / relative
+            if not file.resolve().is_relative_to(source.resolve()) or not file.is_file() or file.stat().st_size > length:
+                raise UnusableShard(f"shard file {relative} is missing or longer than its recorded {length} bytes")
+            os.truncate(file, length)  # zeros, as holes
         shutil.rmtree(path, ignore_errors=True)
         shutil.move(source, path)
         _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})

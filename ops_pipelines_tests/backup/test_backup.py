@@ -128,6 +128,9 @@ def test_backup_wipe_restore_gives_back_the_same_knowledge_base(world):
     manifest = read_archive(path, spec=BACKUP_ARCHIVE).manifest
     assert manifest["counts"]["collections"] == 3 and manifest["counts"]["points"] == 5 + 5 + 1
     assert manifest["counts"]["blobs"] == 6 and manifest["counts"]["documents"] == 6
+    assert manifest["format_version"] == 2 and {c["layout"] for c in manifest["collections"]} == {"shard"}
+    # Edge preallocates 128 MiB of files for a small collection: the backup holds their data only
+    assert path.stat().st_size < 5 << 20
 
     world.wipe()
     assert world.kb.list_containers() == [] and world.collections() == set()
@@ -239,6 +242,25 @@ def test_corrupt_truncated_and_hostile_backups_change_nothing(world):
 
     with pytest.raises(ArchiveError, match="kb-backup"):
         world.restore(_rewrite(path, world.tmp / "other-format.tar", container_format), force=True)
+
+    def version_1(name, data):  # version 1 had no shard layout
+        if name != "manifest.json":
+            return name, data
+        return name, json.dumps({**json.loads(data), "format_version": 1}).encode()
+
+    with pytest.raises(ArchiveError, match="collection entry .* is invalid"):
+        world.restore(_rewrite(path, world.tmp / "version-1.tar", version_1), force=True)
+
+    def short_length(name, data):  # a shard file cut back to less than it holds
+        if name != "manifest.json":
+            return name, data
+        manifest = json.loads(data)
+        lengths = manifest["collections"][0]["lengths"]
+        lengths[next(iter(lengths))] = 0
+        return name, json.dumps(manifest).encode()
+
+    with pytest.raises(ArchiveError, match="shard file lengths do not match"):
+        world.restore(_rewrite(path, world.tmp / "short.tar", short_length), force=True)
     assert world.state() == before and world.collections() == collections
 
 
@@ -277,7 +299,8 @@ def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(
     manifest = json.loads(members.pop("manifest.json"))
     (other,) = [c["name"] for c in manifest["collections"] if c["name"].startswith("kb_other")]
     if world.store.keeps_files:
-        _forge_shard(members, other, world.tmp)
+        (entry,) = [c for c in manifest["collections"] if c["name"] == other]
+        entry["lengths"] = _forge_shard(members, other, entry["lengths"], world.tmp)
     else:
         target = f"collections/{other}/points.jsonl"
         point = json.loads(members[target])
@@ -297,8 +320,9 @@ def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(
     assert world.state() == before and world.collections() == collections
 
 
-def _forge_shard(members: dict[str, bytes], collection: str, tmp: Path) -> None:
-    """Rewrite the shard members of ``collection``: its one point with a lying chunk hash."""
+def _forge_shard(members: dict[str, bytes], collection: str, lengths: dict[str, int], tmp: Path) -> dict[str, int]:
+    """Rewrite the shard members of ``collection``: its one point with a lying chunk hash; returns
+    the files' new lengths."""
     prefix = f"collections/{collection}/shard/"
     shard = tmp / "forge" / "shard"
     for name in [n for n in members if n.startswith(prefix)]:
@@ -306,14 +330,15 @@ def _forge_shard(members: dict[str, bytes], collection: str, tmp: Path) -> None:
         (shard / name.removeprefix(prefix)).write_bytes(members.pop(name))
     store = EdgeVectorStore(tmp / "forge" / "engine")
     try:
-        store.adopt_files(collection, shard, 256)
+        store.adopt_files(collection, shard, 256, lengths)
         (point,) = store.scroll(collection, with_payload=True, with_vectors=True)
         store.upsert(collection, [point.id], point.vector[None], [{**point.payload, "chunk_hash": "0" * 64}])
-        files, _ = store.copy_files(collection, tmp / "forge" / "out")
+        lengths, _ = store.copy_files(collection, tmp / "forge" / "out")
     finally:
         store.close()
-    for file in files:
+    for file in lengths:
         members[prefix + file] = (tmp / "forge" / "out" / file).read_bytes()
+    return lengths
 
 
 @pytest.mark.parametrize("source, target", [("edge", "server"), ("server", "edge")])

@@ -65,7 +65,7 @@ def kb_backup(
             "sha256": report.sha256,
             **{name: int(n) for name, n in report.counts.items()},
             "containers_table": table(containers),
-            "collections_table": table(collections.drop(columns=["container_id"], errors="ignore")),
+            "collections_table": table(collections.drop(columns=["container_id", "lengths"], errors="ignore")),
             "restore": MetadataValue.text(f"ops-pipelines restore {context.run_id} --dry-run"),
         }
     )
