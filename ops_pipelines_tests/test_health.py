@@ -22,7 +22,7 @@ from ops_pipelines.defs.health.jobs import health_schedule
 from ops_pipelines.health import COMPONENTS
 from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.clock import utcnow
-from ops_pipelines_tests.cli.test_commands import home  # noqa: F401 - the fixture
+from ops_pipelines_tests.cli.conftest import home  # noqa: F401 - the fixture
 
 
 def run(*args) -> tuple[int, str]:

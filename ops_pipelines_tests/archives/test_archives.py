@@ -65,9 +65,16 @@ class World:
 
 @pytest.fixture
 def world(kb_url, tmp_path, corpus):
+    yield from _synced_world(kb_url, tmp_path, corpus, "edge")
+
+
+def _synced_world(kb_url, tmp_path, corpus, backend: str):
+    """docs synced with hash-256@1 on one backend (``conftest.backend_store``)."""
+    from ops_pipelines_tests.conftest import backend_store
+
     kb = KnowledgeBase(kb_url)
     objects = FolderObjectStore(tmp_path / "objects")
-    with open_vector_store(path=str(tmp_path / "qdrant")) as store:
+    with backend_store(backend, tmp_path / "qdrant") as store:
         container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
         sync_documents(kb, objects, container, open_source("folder", str(corpus)))
         chunk_documents(kb, container)
@@ -514,20 +521,7 @@ def point_vector(w: World, container, chunk_hash: str) -> np.ndarray:
 @pytest.fixture
 def served(kb_url, tmp_path, corpus):
     """docs synced on the server backend (qdrant-client's local mode: the stand-in for a server)."""
-    from ops_pipelines_tests.conftest import backend_store
-
-    kb = KnowledgeBase(kb_url)
-    objects = FolderObjectStore(tmp_path / "objects")
-    with backend_store("server", tmp_path / "server") as store:
-        container = kb.add_container("docs", "folder", str(corpus), "hash-256@1")
-        sync_documents(kb, objects, container, open_source("folder", str(corpus)))
-        chunk_documents(kb, container)
-        embed_chunks(kb, container, load_embedder, "hash-256@1")
-        sync_collection(kb, store, container)
-        work = tmp_path / "work"
-        work.mkdir()
-        yield World(kb, objects, store, work)
-    kb.close()
+    yield from _synced_world(kb_url, tmp_path, corpus, "server")
 
 
 def test_a_forced_import_on_a_server_moves_the_alias_and_leaves_nothing_behind(served):

@@ -13,15 +13,6 @@ from ops_pipelines.cli import DEMO_QUERY, main
 REPO_DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for name in ("OPS_KB_URL", "OPS_QDRANT_URL", "OPS_QDRANT_PATH", "OPS_OBJECTS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
 def run(*args) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.output

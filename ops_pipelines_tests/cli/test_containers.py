@@ -4,7 +4,6 @@ the operator says so."""
 
 from __future__ import annotations
 
-import pytest
 from dagster import DagsterInstance
 from sqlalchemy import insert
 
@@ -12,15 +11,6 @@ from ops_pipelines.kb import KnowledgeBase, schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.vectors import open_vector_store
 from ops_pipelines_tests.cli.test_commands import run
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for name in ("OPS_KB_URL", "OPS_QDRANT_URL", "OPS_QDRANT_PATH", "OPS_OBJECTS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return home
 
 
 def collections(home) -> set[str]:

@@ -12,7 +12,7 @@ import time
 from dagster import AssetKey, DagsterEventType, RunsFilter
 
 from ops_pipelines.defs.partitions import refresh_partition_key
-from ops_pipelines_tests.cli.test_commands import home  # noqa: F401 - the fixture
+from ops_pipelines_tests.cli.conftest import home  # noqa: F401 - the fixture
 from ops_pipelines_tests.conftest import step_failure_message
 
 
