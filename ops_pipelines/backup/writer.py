@@ -1,14 +1,14 @@
 """Write one backup of the whole knowledge base (see ``backup.format``).
 
-The DB is copied first, as one consistent snapshot; then each live and retained generation's
-points are scrolled out of Qdrant. A live collection whose point ids differ from what the copied
+The DB is copied first, as one consistent snapshot; then each live and retained generation is
+added: the embedded engine's as its shard's files (``backup.shards``), a server's as its points
+scrolled out (``backup.points``). A live collection whose point ids differ from what the copied
 DB says it should hold means something wrote meanwhile (or the KB already had orphans), and the
 backup fails rather than store a pair that could not pass its checks after a restore.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from ops_pipelines.archives.format import MANIFEST, ArchiveError
-from ops_pipelines.archives.writer import ArchiveReport, ArchiveSources, blob_members, write_tar
+from ops_pipelines.archives.writer import (
+    ArchiveReport,
+    ArchiveSources,
+    blob_members,
+    manifest_members,
+    write_manifest,
+    write_tar,
+)
 from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy, schema_version_of
 from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION, POINTS_LAYOUT, SHARD
 from ops_pipelines.backup.points import dump_collection
@@ -76,9 +83,9 @@ def write_backup(
                 "points": sum(c["points"] for c in collections),
                 "blobs": len(hashes) if include_blobs else 0,
             },
-            "members": [{"name": name, **facts} for name, facts in members.items()],
+            "members": manifest_members(members),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        write_manifest(staging / MANIFEST, manifest)
         partial = out_path.with_name(out_path.name + ".partial")
         try:
             written = write_tar(partial, ArchiveSources(staging, objects, members), [MANIFEST, *members], created_at)
