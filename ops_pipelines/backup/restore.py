@@ -277,14 +277,14 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
     collections = manifest.get("collections")
     if not isinstance(collections, list):
         raise ArchiveError("the manifest lacks its collections list")
-    sizes = {m["name"]: m["size"] for m in manifest["members"]}
+    # the collections' members only: a backup has one per blob too (200,000 at a million chunks)
+    sizes = {m["name"]: m["size"] for m in manifest["members"] if m["name"].startswith(COLLECTION_PREFIX)}
     members = set(sizes)
     # collection name -> the first two levels of its members' paths ("collections/<name>/shard/segments/")
     prefixes: dict[str, set[str]] = {}
     for name in members:
-        if name.startswith(COLLECTION_PREFIX):
-            parts = name.split("/")
-            prefixes.setdefault(parts[1], set()).add("/".join(parts[:4]) + "/")
+        parts = name.split("/")
+        prefixes.setdefault(parts[1], set()).add("/".join(parts[:4]) + "/")
     recorded = {
         (g.container_id, g.number): g for c in backup.list_containers() for g in backup.generations(c.id)
     }
