@@ -152,7 +152,7 @@ def main() -> None:
 
     table = pd.DataFrame(rows)
     print()
-    print(table.fillna("-").to_string(index=False))
+    print(table.to_string(index=False, na_rep="-"))
     for r in rows:
         if r["scenario"] == "restore (RTO)":
             verdict = "meets" if r["seconds"] < 10 else "misses"
