@@ -279,10 +279,9 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
         raise ArchiveError("the manifest lacks its collections list")
     # the collections' members only: a backup has one per blob too (200,000 at a million chunks)
     sizes = {m["name"]: m["size"] for m in manifest["members"] if m["name"].startswith(COLLECTION_PREFIX)}
-    members = set(sizes)
     # collection name -> the first two levels of its members' paths ("collections/<name>/shard/segments/")
     prefixes: dict[str, set[str]] = {}
-    for name in members:
+    for name in sizes:
         parts = name.split("/")
         prefixes.setdefault(parts[1], set()).add("/".join(parts[:4]) + "/")
     recorded = {
@@ -309,7 +308,7 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
             if collection_member(entry["name"], f"{SHARD}/segments/") not in prefixes.get(entry["name"], ()):
                 raise ArchiveError(f"collection {entry['name']} has no shard segments member")
             _check_lengths(entry, sizes)
-        elif not {collection_member(entry["name"], POINTS), collection_member(entry["name"], VECTORS)} <= members:
+        elif not {collection_member(entry["name"], POINTS), collection_member(entry["name"], VECTORS)} <= sizes.keys():
             raise ArchiveError(f"collection {entry['name']} has no points or vectors member")
     names = {entry["name"] for entry in collections}
     if set(prefixes) - names:

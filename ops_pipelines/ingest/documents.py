@@ -174,12 +174,7 @@ def _sync_record(record, existing, source, objects, report, seen, pending, react
     """One source record against its document's state: skipped, reactivated, or a write queued."""
     if isinstance(record, SourceUnchanged):
         seen.add(record.key)
-        state = existing.get(record.key)
-        if state is not None and state.status == "archived":
-            reactivate.append(state.id)
-            report.unarchived += 1
-        else:
-            report.skipped += 1
+        _unchanged(existing.get(record.key), report, reactivate)
         return
     if isinstance(record, SourceSkip):
         _fail(report, record.key, record.reason, log)
@@ -194,11 +189,7 @@ def _sync_record(record, existing, source, objects, report, seen, pending, react
     raw_sha = sha256_hex(record.raw)
     new_source_hash = source_hash(record.uri, raw_sha)
     if state is not None and state.source_hash == new_source_hash:
-        if state.status == "archived":
-            reactivate.append(state.id)
-            report.unarchived += 1
-        else:
-            report.skipped += 1
+        _unchanged(state, report, reactivate)
         return
     try:
         extracted = record.extract()
@@ -220,6 +211,15 @@ def _sync_record(record, existing, source, objects, report, seen, pending, react
         )
     )
     _count_write(report, state, new_content_hash)
+
+
+def _unchanged(state: DocumentState | None, report: DocumentSyncReport, reactivate: list[str]) -> None:
+    """A record whose bytes did not change: its document is reactivated if archived, else skipped."""
+    if state is not None and state.status == "archived":
+        reactivate.append(state.id)
+        report.unarchived += 1
+    else:
+        report.skipped += 1
 
 
 _GROUP_BYTES = 16 * 1024 * 1024

@@ -205,6 +205,11 @@ class _OpenShards:
 _OPEN = _OpenShards()
 
 
+def _write_manifest(path: Path, dimension: int) -> None:
+    """Our ``collection.json`` beside a shard's files: what makes the folder a collection."""
+    _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+
+
 def _copy_without_trailing_zeros(source: Path, dest: Path, block: int = 1 << 20) -> int:
     """Copy ``source`` to ``dest`` up to its last non-zero byte; returns ``source``'s length."""
     length = source.stat().st_size
@@ -342,7 +347,7 @@ class EdgeVectorStore(VectorStore):
         # A directory without our manifest is a create that died half way: nothing served it.
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir()
-        _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+        _write_manifest(path, dimension)
         self._hold(name)
 
     def drop_collection(self, name: str) -> bool:
@@ -389,7 +394,7 @@ class EdgeVectorStore(VectorStore):
             os.truncate(file, length)  # zeros, as holes
         shutil.rmtree(path, ignore_errors=True)
         shutil.move(source, path)
-        _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+        _write_manifest(path, dimension)
         try:
             with self._shard(name) as shard:
                 shard.info()
