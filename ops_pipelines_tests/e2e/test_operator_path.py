@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -48,8 +49,13 @@ class Deployment:
         return DagsterRemote(self.url)
 
     def cli(self, *args: str) -> tuple[int, str]:
+        """Exit code and output; after an exception the command did not handle, its traceback too
+        (CliRunner catches it, so an assertion on the output would show nothing)."""
         result = CliRunner().invoke(main, list(args))
-        return result.exit_code, result.output
+        output = result.output
+        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+            output += "".join(traceback.format_exception(*result.exc_info))
+        return result.exit_code, output
 
     def diagnostics(self) -> str:
         return "".join(
