@@ -53,7 +53,7 @@ class Deployment:
         (CliRunner catches it, so an assertion on the output would show nothing)."""
         result = CliRunner().invoke(main, list(args))
         output = result.output
-        if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
             output += "".join(traceback.format_exception(*result.exc_info))
         return result.exit_code, output
 
