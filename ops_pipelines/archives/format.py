@@ -1,13 +1,19 @@
-"""The container archive, format version 1 (documented in the README, "Archive format").
+"""The container archive, format version 2 (documented in the README, "Archive format").
 
 A tar (POSIX pax, uncompressed) or zip (stored, zip64) whose first member is ``manifest.json``:
 
     manifest.json     format, format_version, created_at, run_id, container, embedder, options,
-                      counts, and members: [{name, size, sha256}] for every other member
+                      counts, members: [{name, size, sha256}] for every other member but the
+                      blobs, and blobs: {count, bytes}
     documents.jsonl   one JSON object per active document
     chunks.jsonl      one JSON object per active chunk, ordered by (source_key, ordinal)
     vectors.npy       optional: float32 (chunks x dimension), row i = line i of chunks.jsonl
-    blobs/<sha256>    optional: the raw bytes each document was read from
+    blobs/<sha256>    optional: the raw bytes each document was read from, after the other
+                      members, in ascending name order
+
+Blobs are counted, not listed: a blob's name is its sha256, so it needs no manifest entry to be
+verified, and a list of them (one per document) was the one part of a manifest that grew with
+the container. Version 1 listed them; it is still read.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from dataclasses import dataclass
 from ops_pipelines.errors import OperatorError
 
 FORMAT = "ops-pipelines/container-archive"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 counts the blobs instead of listing them
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.npy"
 BLOB_PREFIX = "blobs/"
+BLOBS = "blobs"  # the manifest's {count, bytes} of the blob members (from the versions that count them)
 FORMATS = ("tar", "zip")
 
 MEMBER_NAME = re.compile(r"^(documents\.jsonl|chunks\.jsonl|vectors\.npy|blobs/[0-9a-f]{64})$")
@@ -37,7 +44,8 @@ class ArchiveSpec:
     names it may hold besides the manifest, the manifest sections that must be objects, and what
     else must hold of a manifest and the headers of its ``.npy`` members once every member is
     verified (``check(manifest, arrays)`` raises ``ArchiveError`` if not). ``version`` is the one
-    written; ``older_versions`` are still read."""
+    written; ``older_versions`` are still read. From ``blobs_counted_from`` on, the manifest
+    counts the ``blobs/<sha256>`` members (``BLOBS``) instead of listing them."""
 
     format: str
     version: int
@@ -45,6 +53,10 @@ class ArchiveSpec:
     sections: tuple[str, ...]
     check: Callable[[dict, dict], None] | None = None
     older_versions: tuple[int, ...] = ()
+    blobs_counted_from: int | None = None
+
+    def counts_blobs(self, version: int) -> bool:
+        return self.blobs_counted_from is not None and version >= self.blobs_counted_from
 
 DOCUMENT_FIELDS = {
     "id": str, "source_key": str, "title": str, "uri": str, "raw_sha256": str,
@@ -135,7 +147,8 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 CONTAINER_ARCHIVE = ArchiveSpec(
-    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"), check_container_manifest
+    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"), check_container_manifest,
+    older_versions=(1,), blobs_counted_from=2,
 )
 
 

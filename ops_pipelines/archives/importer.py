@@ -190,12 +190,10 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     """Everything of the container, up to its generation checked and recorded live (nothing
     serves it yet: it is not at its slug)."""
     blobs = 0
-    for name in (m["name"] for m in archive.manifest["members"]):
-        if name.startswith("blobs/"):
-            sha = name.removeprefix("blobs/")
-            if not objects.exists(blob_key(sha)):
-                objects.put_file(blob_key(sha), archive.member(name))
-            blobs += 1
+    for sha, path in archive.extracted_blobs():
+        if not objects.exists(blob_key(sha)):
+            objects.put_file(blob_key(sha), path)
+        blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})
     vectors = np.load(archive.member(VECTORS), mmap_mode="r") if with_vectors else None
@@ -264,10 +262,6 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
     for key in ("source_kind", "source_location"):
         if not isinstance(manifest["container"].get(key), str):
             raise ArchiveError(f"the manifest's container lacks {key!r}")
-    for member in manifest["members"]:
-        # Blobs land in the shared content-addressed store: the name must be the content's hash.
-        if member["name"].startswith("blobs/") and member["name"] != f"blobs/{member['sha256']}":
-            raise ArchiveError(f"member {member['name']} does not hold the bytes its name promises")
     keys: set[str] = set()
     documents = 0
     for record in _records(archive, DOCUMENTS):

@@ -4,7 +4,10 @@ Nothing in an archive is trusted. Members are read one at a time, never with ``e
 only regular files with the format's own names are accepted (no absolute paths, no ``..``, no
 links, no devices, no directories), the manifest must come first, sizes are capped per member
 and in total, zip members may not be encrypted or compressed beyond a ratio, and every member's
-bytes must match the manifest's size and sha256 (and no member may be missing or extra). The
+bytes must match the manifest's size and sha256 (and no member may be missing or extra). Where
+the format counts its blobs instead of listing them, each ``blobs/<sha256>`` member must hash to
+its name, come in ascending name order (so none repeats) and add up to the manifest's count and
+bytes: memory stays flat however many documents an archive holds. The
 header of every ``.npy`` member is read on the way (``VerifiedArchive.arrays``), so a manifest can
 be checked against the arrays it describes without extracting them (``ArchiveSpec.check``).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import stat
 import tarfile
 import zipfile
@@ -26,6 +30,8 @@ from typing import IO
 import numpy as np
 
 from ops_pipelines.archives.format import (
+    BLOB_PREFIX,
+    BLOBS,
     CONTAINER_ARCHIVE,
     DEFAULT_LIMITS,
     MANIFEST,
@@ -57,13 +63,23 @@ class VerifiedArchive:
     manifest: dict
     format: str
     root: Path | None  # where members were extracted, if they were
-    skipped: frozenset[str] = frozenset()  # members verified but, by the caller's choice, not extracted
+    # members verified but, by the caller's choice, not extracted (blobs are never named here:
+    # the ones extracted are the files under ``root / "blobs"``)
+    skipped: frozenset[str] = frozenset()
     arrays: dict[str, ArrayHeader | None] = field(default_factory=dict)  # each .npy member's header
 
     def member(self, name: str) -> Path:
         assert self.root is not None, "archive was verified, not extracted"
         assert name not in self.skipped, f"member {name} was verified, not extracted"
         return self.root / name
+
+    def extracted_blobs(self) -> Iterator[tuple[str, Path]]:
+        """(sha256, file) of each blob member extracted, in name order; each was verified to hash
+        to its name, against the manifest's entry where the format lists blobs."""
+        assert self.root is not None, "archive was verified, not extracted"
+        folder = self.root / BLOB_PREFIX
+        for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
+            yield name, folder / name
 
 
 @dataclass(frozen=True)
@@ -92,43 +108,52 @@ def read_archive(
     root = Path(dest) if dest is not None else None
     try:
         with _open(path) as (fmt, members):
-            manifest, expected = None, {}
+            manifest, expected, blobs = None, {}, None
             seen: set[str] = set()
             total = 0
             for index, (member, stream) in enumerate(members):
-                _check_member(member, index, seen, limits, spec)
+                counted = blobs is not None and member.name.startswith(BLOB_PREFIX)
+                _check_member(member, index, None if counted else seen, limits, spec)
                 total += member.size
                 if total > limits.total_bytes or index >= limits.members:
                     raise UnsafeMember(f"archive exceeds the limit of {limits.total_bytes} bytes or {limits.members} members")
                 if index == 0:
                     manifest = _read_manifest(stream(), member.size, limits, spec)
                     expected = {m["name"]: m for m in manifest["members"]}
+                    if spec.counts_blobs(manifest["format_version"]):
+                        blobs = _BlobTally(manifest[BLOBS])
                     if root is not None:
                         root.mkdir(parents=True, exist_ok=True)
                         (root / MANIFEST).write_text(json.dumps(manifest))
                     continue
-                if member.name not in expected:
+                if counted:
+                    blobs.add(member)
+                    want = {"size": member.size, "sha256": member.name.removeprefix(BLOB_PREFIX)}
+                elif member.name not in expected:
                     raise UnsafeMember(f"member {member.name!r} is not listed in the manifest")
-                want = expected[member.name]
+                else:
+                    want = expected[member.name]
                 if member.size != want["size"]:
                     raise ChecksumMismatch(f"member {member.name}: {member.size} bytes, the manifest says {want['size']}")
                 target = root / member.name if root else None
                 if target is not None and extract is not None and not extract(member.name):
-                    skipped.add(member.name)
+                    if not member.name.startswith(BLOB_PREFIX):
+                        skipped.add(member.name)
                     target = None
                 head = bytearray() if member.name.endswith(".npy") else None
                 digest = _copy(stream(), target, member.size, head)
                 if head is not None:
                     arrays[member.name] = _array_header(bytes(head))
                 if digest != want["sha256"]:
-                    raise ChecksumMismatch(
-                        f"member {member.name}: sha256 {digest} does not match the manifest's {want['sha256']}"
-                    )
+                    source = "its name" if counted else "the manifest's"
+                    raise ChecksumMismatch(f"member {member.name}: sha256 {digest} does not match {source} {want['sha256']}")
             if manifest is None:
                 raise ArchiveError("the archive is empty")
             missing = sorted(set(expected) - seen)
             if missing:
                 raise ArchiveError(f"members listed in the manifest are missing (truncated archive?): {', '.join(missing[:5])}")
+            if blobs is not None:
+                blobs.check()
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise ArchiveError(f"{path.name} is truncated or corrupt: {exc}") from exc
     if spec.check is not None:
@@ -136,7 +161,31 @@ def read_archive(
     return VerifiedArchive(manifest, fmt, root, frozenset(skipped), arrays)
 
 
-def _check_member(member: _Member, index: int, seen: set[str], limits: Limits, spec: ArchiveSpec) -> None:
+class _BlobTally:
+    """The blob members of an archive that counts them: in ascending name order (so none
+    repeats, and no set of their names is kept), adding up to the manifest's count and bytes."""
+
+    def __init__(self, declared: dict):
+        self.declared, self.count, self.bytes, self.last = declared, 0, 0, ""
+
+    def add(self, member: _Member) -> None:
+        if member.name <= self.last:
+            raise UnsafeMember(f"blob member {member.name!r} repeats or is out of order (blobs come in ascending name order)")
+        self.last = member.name
+        self.count += 1
+        self.bytes += member.size
+
+    def check(self) -> None:
+        if (self.count, self.bytes) != (self.declared["count"], self.declared["bytes"]):
+            raise ArchiveError(
+                f"the archive holds {self.count} blobs of {self.bytes} bytes, the manifest says "
+                f"{self.declared['count']} of {self.declared['bytes']} (truncated or altered archive?)"
+            )
+
+
+def _check_member(member: _Member, index: int, seen: set[str] | None, limits: Limits, spec: ArchiveSpec) -> None:
+    """``seen``: the names met so far, to refuse a repeat (None for a counted blob: ``_BlobTally``
+    refuses those)."""
     name = member.name
     if name.startswith("/") or "\\" in name or ".." in name.split("/") or ":" in name:
         raise UnsafeMember(f"member {name!r} has an unsafe path")
@@ -148,9 +197,10 @@ def _check_member(member: _Member, index: int, seen: set[str], limits: Limits, s
         raise ArchiveError(f"the first member is {name!r}, not {MANIFEST}: not an ops-pipelines archive")
     if index > 0 and not spec.member_name.match(name):
         raise UnsafeMember(f"member {name!r} is not part of the archive format")
-    if name in seen:
-        raise UnsafeMember(f"member {name!r} appears twice")
-    seen.add(name)
+    if seen is not None:
+        if name in seen:
+            raise UnsafeMember(f"member {name!r} appears twice")
+        seen.add(name)
     if member.size > limits.member_bytes:
         raise UnsafeMember(f"member {name!r} declares {member.size} bytes, over the limit of {limits.member_bytes}")
     if member.compressed is not None and member.size > limits.compression_ratio * max(member.compressed, 1):
@@ -186,6 +236,20 @@ def _read_manifest(stream: IO[bytes], size: int, limits: Limits, spec: ArchiveSp
         for m in members
     ):
         raise ArchiveError(f"{MANIFEST} has an invalid members list")
+    # Blobs land in the shared content-addressed store: a blob's name must be its content's hash.
+    for m in members:
+        if m["name"].startswith(BLOB_PREFIX) and m["name"] != BLOB_PREFIX + m["sha256"]:
+            raise ArchiveError(f"member {m['name']} does not hold the bytes its name promises (sha256 {m['sha256']})")
+    if spec.counts_blobs(version):
+        declared = manifest.get(BLOBS)
+        if not (
+            isinstance(declared, dict)
+            and all(isinstance(declared.get(k), int) and not isinstance(declared[k], bool) and declared[k] >= 0
+                    for k in ("count", "bytes"))
+        ):
+            raise ArchiveError(f"{MANIFEST} lacks a valid {BLOBS!r} section ({{count, bytes}} of the blob members)")
+        if any(m["name"].startswith(BLOB_PREFIX) for m in members):
+            raise ArchiveError(f"{MANIFEST} lists blob members, which format version {version} counts instead")
     for key in spec.sections:
         if not isinstance(manifest.get(key), dict):
             raise ArchiveError(f"{MANIFEST} lacks {key!r}")

@@ -2,8 +2,9 @@
 member files (hashed as they are written), then into the archive behind the manifest; blobs go
 straight from the object store into the archive, their sha256 checked on the way. A tar is
 hashed as it is written; a zip (its writer seeks back to fill in headers) once it is written.
-Memory stays flat in the container size; disk needs the archive plus its JSONL and vectors once
-more."""
+Memory stays flat in the container size (the blobs are counted in the manifest, not listed, and
+held as packed digests and sizes: 40 bytes each); disk needs the archive plus its JSONL and
+vectors once more."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from ops_pipelines.archives.digests import hex_of, packed
 from ops_pipelines.archives.format import (
     BLOB_PREFIX,
+    BLOBS,
     CHUNK_FIELDS,
     CHUNKS,
     DOCUMENT_FIELDS,
@@ -139,6 +142,7 @@ def write_archive(
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".staging-") as tmp:
         staging = Path(tmp)
         members: dict[str, dict] = {}
+        blobs = BlobList.empty()
         with kb.snapshot(container.id) as snap:
             counts = {"documents": snap.count("documents"), "chunks": snap.count("chunks")}
             members[DOCUMENTS] = _write_documents(snap, staging / DOCUMENTS)
@@ -150,8 +154,7 @@ def write_archive(
                 counts["vectors"] = counts["chunks"]
             log.info("archive: %d chunks staged%s", counts["chunks"], " with vectors" if include_vectors else "")
             if include_blobs:
-                blobs = blob_members(snap.blob_hashes(), objects, repr(container.slug))
-                members.update(blobs)
+                blobs = BlobList.of(snap.blob_hashes(), objects, repr(container.slug))
                 counts["blobs"] = len(blobs)
                 log.info("archive: %d blobs staged", len(blobs))
         manifest = {
@@ -172,12 +175,13 @@ def write_archive(
             "options": {"include_vectors": include_vectors, "include_blobs": include_blobs},
             "counts": counts,
             "members": manifest_members(members),
+            BLOBS: blobs.summary(),
         }
         write_manifest(staging / MANIFEST, manifest)
         partial = out_path.with_name(out_path.name + ".partial")
         try:
             written = (write_tar if fmt == "tar" else _write_zip)(
-                partial, ArchiveSources(staging, objects, members), [MANIFEST, *members], created_at
+                partial, ArchiveSources(staging, objects, members, blobs), created_at
             )
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -263,46 +267,79 @@ def _write_chunks(snap, staging: Path, count: int, version: EmbedderVersion | No
 
 
 def manifest_members(members: dict[str, dict]) -> list[dict]:
-    """The manifest's ``members`` list, made of the entries' own dicts (each given its name): a
-    backup has a member per blob, and copies of 200,000 of them cost about 50 MB."""
-    for name, facts in members.items():
-        facts["name"] = name
-    return list(members.values())
+    """The manifest's ``members`` list: each entry given its name."""
+    return [{"name": name, **facts} for name, facts in members.items()]
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
-    """``manifest.json``, by orjson (the standard encoder with an indent built a 200,000-member
-    manifest out of small strings: 190 MB more at its peak). Keys may be ``str`` subclasses (table
-    names from SQLAlchemy)."""
+    """``manifest.json``, by orjson. Keys may be ``str`` subclasses (table names from SQLAlchemy)."""
     path.write_bytes(
         orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     )
 
 
-def blob_members(hashes, objects: ObjectStore, owner: str, operation: str = "export") -> dict[str, dict]:
-    """Manifest entries of the blobs: content-addressed, so the name is the sha256 (checked
-    when the bytes are copied into the archive). ``owner`` and ``operation`` word the error."""
-    members = {}
-    for sha in hashes:
-        try:
-            members[f"{BLOB_PREFIX}{sha}"] = {"size": objects.size(blob_key(sha)), "sha256": sha}
-        except ObjectNotFound:
-            raise ArchiveError(
-                f"blob {sha} of a document of {owner} is missing from the object store: put it back "
-                f"at {blob_key(sha)} (from a backup or another copy), or {operation} with --no-blobs / include_blobs: false"
-            ) from None
-    return members
+class BlobList:
+    """The blobs an archive holds, in ascending sha256 order (the order of their members), as
+    packed digests and sizes: 40 bytes a blob, where a manifest entry per blob cost about 700."""
+
+    def __init__(self, digests: np.ndarray, sizes: np.ndarray):
+        self.digests, self.sizes = digests, sizes
+
+    @classmethod
+    def empty(cls) -> BlobList:
+        return cls(packed([]), np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def of(cls, hashes: Iterable[str], objects: ObjectStore, owner: str, operation: str = "export") -> BlobList:
+        """The blobs of ``hashes`` (sha256 hex, any order), their sizes from ``objects``; an
+        ``ArchiveError`` names a missing one. ``owner`` and ``operation`` word the error."""
+        sizes = []
+
+        def sized(hashes):
+            for sha in hashes:
+                try:
+                    sizes.append(objects.size(blob_key(sha)))
+                except ObjectNotFound:
+                    raise ArchiveError(
+                        f"blob {sha} of a document of {owner} is missing from the object store: put it back at "
+                        f"{blob_key(sha)} (from a backup or another copy), or {operation} with --no-blobs / "
+                        "include_blobs: false"
+                    ) from None
+                yield sha
+
+        digests = packed(sized(hashes))
+        order = np.argsort(digests, kind="stable")
+        return cls(digests[order], np.array(sizes, dtype=np.int64)[order])
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def summary(self) -> dict[str, int]:
+        """The manifest's ``blobs`` section."""
+        return {"count": len(self), "bytes": int(self.sizes.sum())}
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        """(member name, size) of each blob."""
+        for digest, size in zip(self.digests, self.sizes.tolist()):
+            yield f"{BLOB_PREFIX}{hex_of(digest)}", size
 
 
 class ArchiveSources:
-    """Opens each member for reading: a staged file, or a blob in the object store whose bytes
-    are hashed as they are read and checked when it is closed."""
+    """The members in archive order, each opened for reading: a staged file, or a blob in the
+    object store whose bytes are hashed as they are read and checked when it is closed."""
 
-    def __init__(self, staging: Path, objects: ObjectStore, members: dict[str, dict]):
-        self.staging, self.objects, self.members = staging, objects, members
+    def __init__(self, staging: Path, objects: ObjectStore, members: dict[str, dict], blobs: BlobList):
+        self.staging, self.objects, self.members, self.blobs = staging, objects, members, blobs
+
+    def entries(self) -> Iterator[tuple[str, int]]:
+        """(name, size) of every member: the manifest, the staged members, then the blobs."""
+        yield MANIFEST, (self.staging / MANIFEST).stat().st_size
+        for name, facts in self.members.items():
+            yield name, facts["size"]
+        yield from self.blobs
 
     @contextmanager
-    def open(self, name: str):
+    def open(self, name: str, size: int):
         if not name.startswith(BLOB_PREFIX):
             with open(self.staging / name, "rb") as handle:
                 yield handle
@@ -311,25 +348,23 @@ class ArchiveSources:
         with self.objects.reader(blob_key(sha)) as stream:
             hashing = _HashingReader(stream)
             yield hashing
-        self._check_blob(name, hashing.digest.hexdigest(), hashing.size)
+        _check_blob(name, size, hashing.digest.hexdigest(), hashing.size)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, size: int) -> bytes:
         """All the bytes of a member at once (for small ones: cheaper than ``open``)."""
         if not name.startswith(BLOB_PREFIX):
             data = (self.staging / name).read_bytes()
-            if len(data) != self.size(name):
+            if len(data) != size:
                 raise ArchiveError(f"staged {name} changed while it was copied into the archive")
             return data
         data = self.objects.get_bytes(blob_key(name.removeprefix(BLOB_PREFIX)))
-        self._check_blob(name, hashlib.sha256(data).hexdigest(), len(data))
+        _check_blob(name, size, hashlib.sha256(data).hexdigest(), len(data))
         return data
 
-    def size(self, name: str) -> int:
-        return self.members[name]["size"] if name in self.members else (self.staging / name).stat().st_size
 
-    def _check_blob(self, name: str, sha256: str, size: int) -> None:
-        if sha256 != name.removeprefix(BLOB_PREFIX) or size != self.members[name]["size"]:
-            raise ArchiveError(f"blob {sha256} in the object store is corrupt or changed while exporting")
+def _check_blob(name: str, size: int, sha256: str, read: int) -> None:
+    if sha256 != name.removeprefix(BLOB_PREFIX) or read != size:
+        raise ArchiveError(f"blob {sha256} in the object store is corrupt or changed while exporting")
 
 
 class _HashingReader:
@@ -343,20 +378,19 @@ class _HashingReader:
         return data
 
 
-def write_tar(path: Path, sources: ArchiveSources, names: list[str], created_at: datetime) -> dict:
+def write_tar(path: Path, sources: ArchiveSources, created_at: datetime) -> dict:
     """The bytes ``tarfile`` writes in pax format (regular files, mode 0644, the archive's
     mtime; end blocks and record padding as ``TarFile.close`` writes them), hashed on the way."""
     header = _TarHeader(int(created_at.timestamp()))
-    small = [name for name in names if sources.size(name) <= _COPY]
+    small = ((name, size) for name, size in sources.entries() if size <= _COPY)
     with HashingWriter(path) as out, _ReadAhead(sources, small) as read_ahead:
-        for name in names:
-            size = sources.size(name)
+        for name, size in sources.entries():
             padding = bytes(-size % tarfile.BLOCKSIZE)
             if size <= _COPY:  # most blobs: header, bytes and padding in one write
                 out.write(b"".join((header(name, size), read_ahead.next(name), padding)))
                 continue
             out.write(header(name, size))
-            with sources.open(name) as source:
+            with sources.open(name, size) as source:
                 _copy_exact(source, out, size, name)
             out.write(padding)
         out.write(bytes(2 * tarfile.BLOCKSIZE))
@@ -372,9 +406,9 @@ class _ReadAhead:
     overlap (the reads and sha256 release the GIL). A group is one task: a task per blob would
     cost about as much as the read of a cached one."""
 
-    def __init__(self, sources: ArchiveSources, names: list[str]):
+    def __init__(self, sources: ArchiveSources, members: Iterator[tuple[str, int]]):
         self.sources = sources
-        self.groups = iter(_groups(names, sources.size))
+        self.groups = _groups(members)
         self.pool = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="archive-read-ahead")
         self.ahead: deque[Future] = deque()
         self.current: deque[tuple[str, bytes]] = deque()
@@ -399,15 +433,15 @@ class _ReadAhead:
         if (group := next(self.groups, None)) is not None:
             self.ahead.append(self.pool.submit(self._read, group))
 
-    def _read(self, group: list[str]) -> list[tuple[str, bytes]]:
-        return [(name, self.sources.read(name)) for name in group]
+    def _read(self, group: list[tuple[str, int]]) -> list[tuple[str, bytes]]:
+        return [(name, self.sources.read(name, size)) for name, size in group]
 
 
-def _groups(names: list[str], size) -> Iterator[list[str]]:
+def _groups(members: Iterator[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
     group, total = [], 0
-    for name in names:
-        group.append(name)
-        total += size(name)
+    for name, size in members:
+        group.append((name, size))
+        total += size
         if total >= _GROUP:
             yield group
             group, total = [], 0
@@ -456,13 +490,13 @@ def _copy_exact(source, out: HashingWriter, size: int, name: str) -> None:
         remaining -= len(block)
 
 
-def _write_zip(path: Path, sources: ArchiveSources, names: list[str], created_at: datetime) -> dict:
+def _write_zip(path: Path, sources: ArchiveSources, created_at: datetime) -> dict:
     stamp = created_at.timetuple()[:6]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name in names:
+        for name, size in sources.entries():
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.external_attr = 0o100644 << 16
-            with sources.open(name) as source, archive.open(info, "w", force_zip64=True) as target:
+            with sources.open(name, size) as source, archive.open(info, "w", force_zip64=True) as target:
                 shutil.copyfileobj(source, target, _COPY)
     with open(path, "rb") as handle:
         return {"size": path.stat().st_size, "sha256": hashlib.file_digest(handle, "sha256").hexdigest()}

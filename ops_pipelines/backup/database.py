@@ -158,13 +158,13 @@ def open_copy(path: Path) -> Iterator[KnowledgeBase]:
             con.close()
 
 
-def blob_hashes(path: Path) -> list[str]:
-    """Every blob a document of the copy refers to, active or archived."""
+def blob_hashes(path: Path) -> Iterator[str]:
+    """Every blob a document of the copy refers to, active or archived, in order, streamed."""
     engine = _sqlite_engine(path)
     d = schema.documents.c
     try:
         with engine.connect() as conn:
-            return list(conn.execute(select(d.raw_sha256).distinct().order_by(d.raw_sha256)).scalars())
+            yield from conn.execute(select(d.raw_sha256).distinct().order_by(d.raw_sha256)).scalars()
     finally:
         engine.dispose()
 

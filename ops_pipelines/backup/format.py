@@ -1,11 +1,13 @@
-"""The knowledge-base backup, format version 2 (documented in the README, "Backup format").
+"""The knowledge-base backup, format version 3 (documented in the README, "Backup format").
 
 A tar (POSIX pax, uncompressed) whose first member is ``manifest.json``, read and verified by the
 same safe reader as container archives (``archives.reader``):
 
     manifest.json                      format, format_version, created_at, run_id, database
                                        (dialect, schema_version), containers, collections,
-                                       options, counts, and members: [{name, size, sha256}]
+                                       options, counts, members: [{name, size, sha256}] of
+                                       every other member but the blobs, and blobs: {count,
+                                       bytes}
     database.sqlite                    every knowledge-base table, as a SQLite database (the
                                        SQLite online backup of an embedded KB; a copy of the
                                        rows of one REPEATABLE READ transaction of PostgreSQL)
@@ -17,7 +19,10 @@ same safe reader as container archives (``archives.reader``):
                                        one {"id", "payload"}
                                        object per point
     collections/<name>/vectors.npy     float32 (points x dimension), row i = line i above
-    blobs/<sha256>                     optional: the raw bytes the documents were read from
+    blobs/<sha256>                     optional: the raw bytes the documents were read from,
+                                       after the other members, in ascending name order; counted,
+                                       not listed (versions 1 and 2 listed them; see
+                                       ``archives.format``)
 
 Stored at ``backups/<YYYYmmddTHHMMSSZ>_<run id>.tar``: names sort by time.
 """
@@ -31,7 +36,7 @@ from datetime import UTC, datetime
 from ops_pipelines.archives.format import ArchiveSpec
 
 FORMAT = "ops-pipelines/kb-backup"
-FORMAT_VERSION = 2  # 2 added the shard layout: a version 1 reader refuses it by its version
+FORMAT_VERSION = 3  # 2 added the shard layout, 3 counts the blobs: an older reader refuses each by its version
 DATABASE = "database.sqlite"
 COLLECTION_PREFIX = "collections/"
 POINTS = "points.jsonl"
@@ -46,7 +51,7 @@ MEMBER_NAME = re.compile(
     r"|blobs/[0-9a-f]{64})$"
 )
 BACKUP_ARCHIVE = ArchiveSpec(
-    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"), older_versions=(1,)
+    FORMAT, FORMAT_VERSION, MEMBER_NAME, ("database", "options", "counts"), older_versions=(1, 2), blobs_counted_from=3
 )
 
 _KEY = re.compile(r"^backups/(\d{8}T\d{6}Z)_([A-Za-z0-9-]+)\.tar$")

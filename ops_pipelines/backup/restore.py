@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ops_pipelines.archives.format import ArchiveError
+from ops_pipelines.archives.digests import DigestSet
+from ops_pipelines.archives.format import BLOB_PREFIX, SHA256, ArchiveError
 from ops_pipelines.archives.reader import VerifiedArchive, read_archive
 from ops_pipelines.backup.database import TABLES, check_integrity, open_copy, replace_rows
 from ops_pipelines.backup.format import (
@@ -71,7 +72,6 @@ _log = logging.getLogger(__name__)
 _COLLECTION = re.compile(r"^kb_[a-z0-9_-]{1,230}$")
 _RESTORED = re.compile(r"__r[0-9a-f]{8}$")
 _MAX_SHARD_FILE = 1 << 40  # a shard file's length, zeros restored: more is a forged manifest
-BLOB_PREFIX = "blobs/"
 _UNCHANGED_TABLES = {t.name for t in TABLES if t is not schema.generations}  # rows restored as they are
 
 
@@ -336,27 +336,22 @@ def _live_collection(kb: KnowledgeBase, container: Container) -> str | None:
 def verify_backup(path: Path, dest: Path, objects: ObjectStore) -> VerifiedArchive:
     """Every member of the backup at ``path`` checked against its manifest and extracted into
     ``dest``, except the blobs ``objects`` already holds: those are verified, not written."""
-    stored = set(objects.list(BLOB_PREFIX))
+    names = (key.rsplit("/", 1)[1] for key in objects.list(BLOB_PREFIX))  # keys blobs/ab/<sha256>
+    stored = DigestSet(name for name in names if SHA256.match(name))
     return read_archive(
         path,
         dest,
         spec=BACKUP_ARCHIVE,
-        extract=lambda name: not name.startswith(BLOB_PREFIX) or blob_key(name[len(BLOB_PREFIX) :]) not in stored,
+        extract=lambda name: not name.startswith(BLOB_PREFIX) or name[len(BLOB_PREFIX) :] not in stored,
     )
 
 
 def _put_blobs(objects: ObjectStore, archive: VerifiedArchive) -> int:
+    """The blobs extracted (those the object store lacked when the backup was verified)."""
     put = 0
-    for member in archive.manifest["members"]:
-        name = member["name"]
-        if not name.startswith(BLOB_PREFIX):
-            continue
-        if name != f"{BLOB_PREFIX}{member['sha256']}":
-            raise ArchiveError(f"member {name} does not hold the bytes its name promises")
-        if name in archive.skipped:
-            continue
-        if not objects.exists(blob_key(member["sha256"])):
-            objects.put_file(blob_key(member["sha256"]), archive.member(name))
+    for sha, path in archive.extracted_blobs():
+        if not objects.exists(blob_key(sha)):
+            objects.put_file(blob_key(sha), path)
             put += 1
     return put
 

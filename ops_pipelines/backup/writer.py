@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ops_pipelines.archives.format import MANIFEST, ArchiveError
+from ops_pipelines.archives.format import BLOBS, MANIFEST, ArchiveError
 from ops_pipelines.archives.writer import (
     ArchiveReport,
     ArchiveSources,
-    blob_members,
+    BlobList,
     manifest_members,
     write_manifest,
     write_tar,
@@ -63,10 +63,10 @@ def write_backup(
         members: dict[str, dict] = {}
         with open_copy(staging / DATABASE) as snapshot:
             containers, collections = _dump_collections(snapshot, store, staging, members, log)
-        hashes = blob_hashes(staging / DATABASE)
+        blobs = BlobList.empty()
         if include_blobs:
-            members.update(blob_members(hashes, objects, "the knowledge base", operation="back up"))
-            log.info("backup: %d blobs", len(hashes))
+            blobs = BlobList.of(blob_hashes(staging / DATABASE), objects, "the knowledge base", operation="back up")
+            log.info("backup: %d blobs", len(blobs))
         members = {DATABASE: file_facts(staging / DATABASE), **members}
         manifest = {
             "format": FORMAT,
@@ -81,14 +81,15 @@ def write_backup(
                 **rows,
                 "collections": len(collections),
                 "points": sum(c["points"] for c in collections),
-                "blobs": len(hashes) if include_blobs else 0,
+                "blobs": len(blobs),
             },
             "members": manifest_members(members),
+            BLOBS: blobs.summary(),
         }
         write_manifest(staging / MANIFEST, manifest)
         partial = out_path.with_name(out_path.name + ".partial")
         try:
-            written = write_tar(partial, ArchiveSources(staging, objects, members), [MANIFEST, *members], created_at)
+            written = write_tar(partial, ArchiveSources(staging, objects, members, blobs), created_at)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

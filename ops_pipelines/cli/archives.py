@@ -93,5 +93,11 @@ def archive_verify(source: str) -> None:
         f"  container   {m['container']['slug']} ({m['container']['id']})\n"
         f"  embedder    {m['embedder']['version']}, {m['embedder']['dimension']}-d{unknown}\n"
         f"  contents    {counts}\n"
-        f"  members     {len(m['members']) + 1}, every size and sha256 as in the manifest"
+        f"  members     {_members_line(m)}"
     )
+
+
+def _members_line(manifest: dict) -> str:
+    listed = f"{len(manifest['members']) + 1}, every size and sha256 as in the manifest"
+    blobs = manifest.get("blobs")  # counted, not listed, from format version 2
+    return f"{listed}, and {blobs['count']} blobs, each hashing to its name" if blobs else listed

@@ -33,7 +33,7 @@ from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
-from ops_pipelines.objects import FolderObjectStore
+from ops_pipelines.objects import FolderObjectStore, blob_key
 from ops_pipelines.search import search_container
 from ops_pipelines.sources import open_source
 from ops_pipelines.vectors import EdgeVectorStore, open_vector_store
@@ -97,11 +97,15 @@ def test_round_trip_answers_the_same_searches(world, fmt):
     path = export(world, fmt)
     verified = read_archive(path)
     manifest = verified.manifest
-    assert (manifest["format_version"], manifest["run_id"], manifest["container"]["slug"]) == (1, "run-1", "docs")
+    assert (manifest["format_version"], manifest["run_id"], manifest["container"]["slug"]) == (2, "run-1", "docs")
     assert manifest["counts"] == {"documents": 5, "chunks": 5, "vectors": 5, "blobs": 5}
-    assert [m["name"] for m in manifest["members"]][:3] == ["documents.jsonl", "chunks.jsonl", "vectors.npy"]
+    # blobs are counted, not listed: they follow the listed members in ascending name order
+    assert [m["name"] for m in manifest["members"]] == ["documents.jsonl", "chunks.jsonl", "vectors.npy"]
     names = _names(path)
-    assert names[0] == "manifest.json" and len(names) == 9
+    blobs = names[4:]
+    assert names[0] == "manifest.json" and len(blobs) == 5 and blobs == sorted(blobs)
+    sizes = [world.objects.size(blob_key(name.removeprefix("blobs/"))) for name in blobs]
+    assert manifest["blobs"] == {"count": 5, "bytes": sum(sizes)}
 
     report = world.load(path, slug="copy")
     assert (report.documents, report.chunks, report.vectors_from_archive, report.embedded) == (5, 5, True, 0)
@@ -178,11 +182,24 @@ def _repacked(world: World, edit, fix_manifest: bool = True) -> Path:
     members = dict(_members(export(world)))
     manifest = json.loads(members.pop("manifest.json"))
     edit(members, manifest)
+    listed = {n: b for n, b in members.items() if not n.startswith("blobs/")}
+    blobs = sorted((n, b) for n, b in members.items() if n.startswith("blobs/"))
     if fix_manifest:
-        manifest["members"] = [
-            {"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in members.items()
-        ]
-    return _tar(world.tmp.parent / "edited.tar", [("manifest.json", json.dumps(manifest).encode()), *members.items()])
+        manifest["members"] = [{"name": n, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in listed.items()]
+        manifest["blobs"] = {"count": len(blobs), "bytes": sum(len(b) for _, b in blobs)}
+    entries = [("manifest.json", json.dumps(manifest).encode()), *listed.items(), *blobs]
+    return _tar(world.tmp.parent / "edited.tar", entries)
+
+
+def _unlisting(name: str):
+    """Members whose manifest (the first) no longer lists ``name``."""
+
+    def edit(members):
+        manifest = json.loads(members[0][1])
+        manifest["members"] = [m for m in manifest["members"] if m["name"] != name]
+        return [("manifest.json", json.dumps(manifest).encode()), *members[1:]]
+
+    return edit
 
 
 def _link(kind: bytes, name: str, target: str) -> tuple:
@@ -203,7 +220,10 @@ def _hostile_cases():
         "unknown member": (lambda m: [m[0], ("run.sh", b"rm -rf /")], UnsafeMember, "not part of the archive format"),
         "manifest not first": (lambda m: [m[1], m[0], *m[2:]], ArchiveError, "not an ops-pipelines archive"),
         "duplicate member": (lambda m: [*m, m[1]], UnsafeMember, "appears twice"),
-        "unlisted member": (lambda m: [*m, (f"blobs/{'0' * 64}", b"x")], UnsafeMember, "not listed in the manifest"),
+        "unlisted member": (_unlisting("vectors.npy"), UnsafeMember, "not listed in the manifest"),
+        "repeated blob": (lambda m: [*m, m[-1]], UnsafeMember, "repeats or is out of order"),
+        "blob out of order": (lambda m: [*m, (f"blobs/{'0' * 64}", b"x")], UnsafeMember, "repeats or is out of order"),
+        "missing blob": (lambda m: m[:-1], ArchiveError, "holds 4 blobs of .* the manifest says 5"),
         "missing member": (lambda m: [x for x in m if x[0] != "vectors.npy"], ArchiveError, "missing"),
     }
 
@@ -245,9 +265,27 @@ def test_a_truncated_archive_is_refused(world, where):
 
 
 def test_an_unknown_format_version_is_refused(world):
-    path = _repacked(world, lambda members, manifest: manifest.update(format_version=2))
-    with pytest.raises(UnsupportedFormat, match=r"format version 2 is not supported.*reads version\(s\) 1$"):
+    path = _repacked(world, lambda members, manifest: manifest.update(format_version=3))
+    with pytest.raises(UnsupportedFormat, match=r"format version 3 is not supported.*reads version\(s\) 1, 2$"):
         read_archive(path)
+
+
+def test_a_manifest_that_lists_its_blobs_or_miscounts_them_is_refused(world):
+    def listing(members, manifest):  # version 2 counts blobs: a list of them is a forgery or a bug
+        blob = next(n for n in members if n.startswith("blobs/"))
+        manifest["members"] = [{"name": blob, "size": len(members[blob]), "sha256": blob.removeprefix("blobs/")}]
+
+    listed = _repacked(world, listing, fix_manifest=False)
+    with pytest.raises(ArchiveError, match="lists blob members, which format version 2 counts instead"):
+        read_archive(listed)
+    without = _repacked(world, lambda members, manifest: manifest.pop("blobs"), fix_manifest=False)
+    with pytest.raises(ArchiveError, match="lacks a valid 'blobs' section"):
+        read_archive(without)
+    extra = hashlib.sha256(b"x").hexdigest()  # a sound blob, in its place, that the manifest does not count
+    added = _repacked(world, lambda members, manifest: members.__setitem__(f"blobs/{extra}", b"x"), fix_manifest=False)
+    with pytest.raises(ArchiveError, match=r"holds 6 blobs of \d+ bytes, the manifest says 5"):
+        world.load(added, slug="copy")
+    assert world.slugs() == ["docs"]
 
 
 def test_not_an_archive(world):
@@ -283,7 +321,7 @@ def test_a_zip_bomb_is_refused_by_its_ratio(world):
         (lambda m, mf: mf["counts"].update(chunks=6), "the manifest counts"),
         (lambda m, _: m.__setitem__("vectors.npy", _npy(np.full((5, 256), np.nan, dtype="<f4"))), "NaN"),
         (lambda m, _: m.__setitem__("vectors.npy", _npy(np.ones((5, 8), dtype="<f4"))), r"expected float32 \(5, 256\)"),
-        (lambda m, _: m.__setitem__(f"blobs/{'a' * 64}", m.pop(next(k for k in m if k.startswith("blobs/")))), "does not hold the bytes"),
+        (lambda m, _: m.__setitem__(f"blobs/{'a' * 64}", m.pop(next(k for k in m if k.startswith("blobs/")))), "does not match its name"),
     ],
 )
 def test_consistent_but_wrong_contents_are_refused_and_nothing_is_written(world, edit, message):
@@ -355,9 +393,9 @@ def test_the_tar_is_the_one_tarfile_writes(world):
 
 
 def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_byte(tmp_path):
-    """The KB the old code exported (fixtures/legacy) exported again: every member is the old
-    archive's, byte for byte; of the manifest only the time and run id differ, and the container's
-    sync time was added."""
+    """The KB the old code exported (fixtures/legacy, format version 1) exported again: every
+    member is the old archive's, byte for byte; of the manifest only the time and run id differ,
+    the container's sync time was added, and the blobs are counted instead of listed (version 2)."""
     shutil.copy(LEGACY / "kb.sqlite", tmp_path / "kb.sqlite")
     objects = FolderObjectStore(tmp_path / "objects")
     for path in (LEGACY / "corpus").rglob("*"):
@@ -372,8 +410,12 @@ def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_
     assert list(new) == list(old) and len(old) == 8  # manifest, documents, chunks, vectors, 4 blobs
     assert {name: data for name, data in new.items() if old[name] != data}.keys() == {"manifest.json"}
     old_manifest, new_manifest = json.loads(old["manifest.json"]), json.loads(new["manifest.json"])
-    assert {key for key in old_manifest if old_manifest[key] != new_manifest[key]} == {"created_at", "run_id", "container"}
-    assert new_manifest.keys() == old_manifest.keys()
+    changed = {key for key in old_manifest if old_manifest[key] != new_manifest[key]}
+    assert changed == {"created_at", "run_id", "container", "format_version", "members"}
+    assert new_manifest.keys() - old_manifest.keys() == {"blobs"}
+    old_blobs = [m for m in old_manifest["members"] if m["name"].startswith("blobs/")]
+    assert new_manifest["members"] == [m for m in old_manifest["members"] if m not in old_blobs]
+    assert new_manifest["blobs"] == {"count": 4, "bytes": sum(m["size"] for m in old_blobs)}
     added = {k: v for k, v in new_manifest["container"].items() if k not in old_manifest["container"]}
     assert old_manifest["container"] == {k: v for k, v in new_manifest["container"].items() if k not in added}
     assert added == {"last_synced_at": "2026-12-01T21:28:53.156163+00:00"}  # the legacy KB's last sync

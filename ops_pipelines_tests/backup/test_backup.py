@@ -128,7 +128,9 @@ def test_backup_wipe_restore_gives_back_the_same_knowledge_base(world):
     manifest = read_archive(path, spec=BACKUP_ARCHIVE).manifest
     assert manifest["counts"]["collections"] == 3 and manifest["counts"]["points"] == 5 + 5 + 1
     assert manifest["counts"]["blobs"] == 6 and manifest["counts"]["documents"] == 6
-    assert manifest["format_version"] == 2 and {c["layout"] for c in manifest["collections"]} == {"shard"}
+    assert manifest["format_version"] == 3 and {c["layout"] for c in manifest["collections"]} == {"shard"}
+    # blobs are counted, not listed (a manifest no longer grows with the documents)
+    assert manifest["blobs"]["count"] == 6 and not [m for m in manifest["members"] if m["name"].startswith("blobs/")]
     # Edge preallocates 128 MiB of files for a small collection: the backup holds their data only
     assert path.stat().st_size < 5 << 20
 
@@ -243,10 +245,16 @@ def test_corrupt_truncated_and_hostile_backups_change_nothing(world):
     with pytest.raises(ArchiveError, match="kb-backup"):
         world.restore(_rewrite(path, world.tmp / "other-format.tar", container_format), force=True)
 
-    def version_1(name, data):  # version 1 had no shard layout
+    with tarfile.open(path) as tar:
+        blob_sizes = {m.name: m.size for m in tar if m.name.startswith("blobs/")}
+
+    def version_1(name, data):  # version 1 had no shard layout (and listed its blobs)
         if name != "manifest.json":
             return name, data
-        return name, json.dumps({**json.loads(data), "format_version": 1}).encode()
+        manifest = {**json.loads(data), "format_version": 1}
+        del manifest["blobs"]
+        manifest["members"] += [{"name": n, "size": size, "sha256": n.removeprefix("blobs/")} for n, size in blob_sizes.items()]
+        return name, json.dumps(manifest).encode()
 
     with pytest.raises(ArchiveError, match="collection entry .* is invalid"):
         world.restore(_rewrite(path, world.tmp / "version-1.tar", version_1), force=True)
@@ -268,7 +276,7 @@ def test_blobs_the_object_store_holds_are_verified_but_not_extracted(world):
     path = world.backup()
     blobs = {name for name in _names(path) if name.startswith("blobs/")}
     verified = verify_backup(path, world.tmp / "held", world.objects)
-    assert verified.skipped == blobs and len(blobs) == 6
+    assert len(blobs) == 6 and list(verified.extracted_blobs()) == []
     assert not (world.tmp / "held" / "blobs").exists()
 
     def corrupt_blob(name, data):
@@ -279,7 +287,7 @@ def test_blobs_the_object_store_holds_are_verified_but_not_extracted(world):
 
     world.wipe()  # the object store lost its blobs: they are extracted and put back
     verified = verify_backup(path, world.tmp / "lost", world.objects)
-    assert verified.skipped == frozenset()
+    assert [f"blobs/{sha}" for sha, _ in verified.extracted_blobs()] == sorted(blobs)
     assert world.restore_verified(verified).blobs_put == 6
 
 
@@ -307,7 +315,8 @@ def test_a_consistent_but_wrong_backup_fails_its_checks_before_anything_changes(
         point["payload"]["chunk_hash"] = "0" * 64
         members[target] = json.dumps(point).encode() + b"\n"
     manifest["members"] = [
-        {"name": n, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for n, data in members.items()
+        {"name": n, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        for n, data in members.items() if not n.startswith("blobs/")
     ]
     forged = world.tmp / "forged.tar"
     with tarfile.open(forged, "w") as dst:
