@@ -74,12 +74,14 @@ class VerifiedArchive:
         return self.root / name
 
     def extracted_blobs(self) -> Iterator[tuple[str, Path]]:
-        """(sha256, file) of each blob member extracted, in name order; each was verified to hash
-        to its name, against the manifest's entry where the format lists blobs."""
+        """(sha256, file) of each blob member extracted, in no set order; each was verified to
+        hash to its name (and to the manifest's entry, where the format lists blobs)."""
         assert self.root is not None, "archive was verified, not extracted"
         folder = self.root / BLOB_PREFIX
-        for name in sorted(os.listdir(folder)) if folder.is_dir() else ():
-            yield name, folder / name
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    yield entry.name, Path(entry.path)
 
 
 @dataclass(frozen=True)
