@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, DocumentState, DocumentWrite, KnowledgeBase, SourceState
 from ops_pipelines.kb.clock import utcnow
@@ -39,6 +41,7 @@ from ops_pipelines.sources import (
     sha256_hex,
     too_large,
 )
+from ops_pipelines.vectors.ids import contains
 
 MODES = ("auto", "incremental", "full")
 FULL_EVERY = timedelta(hours=24)
@@ -133,7 +136,7 @@ def sync_documents(
             _sync_record(record, existing, source, objects, report, seen, pending, reactivate, log)
             unidentified += isinstance(record, SourceSkip) and record.key is None
         flush(existing)
-        progress("documents: %d read so far", len(seen))
+        progress("documents: %d read so far", seen.count)
     incremental_source = isinstance(source, IncrementalSource)
     if incremental_source:  # the documents it describes are committed
         report.state = source.next_state or {}
@@ -141,8 +144,13 @@ def sync_documents(
     if mode == "incremental":
         return report
 
-    gone = [doc_id for page in kb.active_document_keys(container.id) for doc_id, key in page if key not in seen]
-    if not seen and active_before and not allow_empty_source:
+    gone = [
+        doc_id
+        for page in kb.active_document_keys(container.id)
+        for (doc_id, _), unseen in zip(page, seen.lacks([key for _, key in page]))
+        if unseen
+    ]
+    if not seen.count and active_before and not allow_empty_source:
         raise ArchiveRefused(
             f"source {source.spec} returned no documents, but container {container.slug!r} has "
             f"{active_before} active: refusing to archive them all. If the source really is "
@@ -155,7 +163,7 @@ def sync_documents(
         )
         log.warning(report.archive_withheld)
         return report
-    if gone and active_before and len(gone) > max_archive_fraction * active_before and seen:
+    if gone and active_before and len(gone) > max_archive_fraction * active_before and seen.count:
         raise ArchiveRefused(
             f"source {source.spec} no longer has {len(gone)} of {active_before} active documents "
             f"of container {container.slug!r}, more than max_archive_fraction="
@@ -239,25 +247,40 @@ def _groups(records: Iterable, size: int) -> Iterator[list]:
 
 
 class _SeenKeys:
-    """The source keys a pass saw, as 8-byte digests: a set of a million keys costs about 60 MB
-    as strings, 20 as digests (a collision would keep a vanished document active, never archive
-    one that exists)."""
+    """The source keys a pass saw, as 8-byte digests in numpy arrays: 8 bytes a key, where a set
+    of a million keys costs about 60 MB as strings and 70 as Python ints (a collision would keep
+    a vanished document active, never archive one that exists)."""
+
+    _BLOCK = 1 << 16
 
     def __init__(self):
-        self._digests: set[int] = set()
+        self._pending: list[int] = []
+        self._blocks: list[np.ndarray] = []
+        self._sorted: np.ndarray | None = None  # the blocks merged, once the pass is over
+        self.count = 0  # keys added (a key read twice counts twice)
 
     @staticmethod
     def _digest(key: str) -> int:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
     def add(self, key: str) -> None:
-        self._digests.add(self._digest(key))
+        self._pending.append(self._digest(key))
+        self.count += 1
+        if len(self._pending) >= self._BLOCK:
+            self._seal()
 
-    def __contains__(self, key: str) -> bool:
-        return self._digest(key) in self._digests
+    def lacks(self, keys: list[str]) -> np.ndarray:
+        """For each of ``keys``, whether the pass did not see it (call once the pass is over)."""
+        self._seal()
+        if self._sorted is None:
+            self._sorted = np.unique(np.concatenate(self._blocks)) if self._blocks else np.zeros(0, dtype=np.uint64)
+            self._blocks = []
+        return ~contains(self._sorted, np.array([self._digest(k) for k in keys], dtype=np.uint64))
 
-    def __len__(self) -> int:
-        return len(self._digests)
+    def _seal(self) -> None:
+        if self._pending:
+            self._blocks.append(np.array(self._pending, dtype=np.uint64))
+            self._pending = []
 
 
 def _fail(report: DocumentSyncReport, key: str | None, reason: str, log: logging.Logger) -> None:

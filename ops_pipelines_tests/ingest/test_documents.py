@@ -151,3 +151,15 @@ def test_a_pass_holds_the_states_of_one_group_of_documents_at_a_time(sqlite_url,
     assert (report.skipped, report.archived) == (40, 5)
     assert asked and None not in asked and max(asked) <= 10
     kb.close()
+
+
+def test_the_keys_a_pass_saw_are_kept_as_digests_across_blocks(monkeypatch):
+    from ops_pipelines.ingest import documents
+
+    monkeypatch.setattr(documents._SeenKeys, "_BLOCK", 3)  # several sealed blocks and a pending tail
+    seen = documents._SeenKeys()
+    for key in ["a.md", "b.md", "c.md", "d.md", "b.md", "e.md", "f.md"]:
+        seen.add(key)
+    assert seen.count == 7
+    assert seen.lacks(["a.md", "z.md", "f.md", "e.md", "y.md"]).tolist() == [False, True, False, False, True]
+    assert documents._SeenKeys().lacks(["a.md"]).tolist() == [True]
