@@ -3,6 +3,7 @@ step in a fresh process, with its seconds and its peak memory.
 
 Run:  .venv/bin/python bench/scale.py [--chunks 100000,1000000] [--workdir DIR] [--keep] [--keep-going]
                                       [--code PATH] [--baseline OLD.json] [--out bench/scale.json]
+                                      [--again STEP,...]
 
 For each size, in its own folder under ``--workdir`` (a fresh temp folder by default, deleted at
 the end; a failed run keeps it), with ``DAGSTER_HOME``, ``OPS_QDRANT_PATH``, ``OPS_OBJECTS_DIR``
@@ -48,6 +49,11 @@ Targets (issue 14, at 1M chunks on 2 cores), checked at the largest size: full s
 unchanged re-sync <= 60 s, refresh <= 5 min without its index build, restore <= 5 min, search
 p95 <= 50 ms once indexed, every step's peak memory <= 2 GB and within 1.5x of the smaller
 size's (the smallest size of this run, or the largest of ``--baseline``, an earlier run's JSON).
+
+``--again backup_and_restore,export_and_import`` (the names of ``STEPS``) measures those steps
+once more in the size folders an earlier run kept (``--keep`` and the same ``--workdir`` and
+``--chunks``), e.g. with another ``--code``: the rows are those steps' alone, and the import
+goes to a slug of its own. Nothing is generated or synced again.
 
 A step that fails stops the benchmark with its output's tail, after the table of what ran;
 ``--keep-going`` records it (``FAILED`` in ``detail``) and goes on with the next steps (not after
@@ -183,6 +189,19 @@ def child_generate(p: dict) -> dict:
     return {"documents": documents, "chunks": chunks, "corpus_mb": size / MB, "code": ops_pipelines.__file__}
 
 
+def child_count(p: dict) -> dict:
+    """What a kept size folder holds (``--again``)."""
+    from ops_pipelines import settings
+    from ops_pipelines.kb import KnowledgeBase
+
+    kb = KnowledgeBase(settings.kb_url())
+    try:
+        container = kb.get_container(SLUG)
+        return {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
+    finally:
+        kb.close()
+
+
 def child_mutate(p: dict) -> dict:
     root, words = Path(p["corpus"]), Words(p["seed"])
     changed = changed_documents(p["seed"], p["documents"])
@@ -273,7 +292,7 @@ def child_recall(p: dict) -> dict:
 
 
 CHILDREN = {"generate": child_generate, "mutate": child_mutate, "index": child_index, "recall": child_recall,
-            "search": child_search}
+            "search": child_search, "count": child_count}
 
 
 # ---- measuring one step (parent side) ---------------------------------------------------------
@@ -377,12 +396,13 @@ def tail(path: Path, lines: int = 40) -> str:
 class Size:
     """One size's folder, environment and rows."""
 
-    def __init__(self, chunks: int, root: Path, code: Path, seed: int):
+    def __init__(self, chunks: int, root: Path, code: Path, seed: int, kept: bool = False):
         self.chunks, self.root, self.seed, self.rows = chunks, root, seed, []
         self.home, self.corpus, self.logs = root / "home", root / "corpus", root / "logs"
         for d in (self.home, self.logs, root / "tmp"):
-            d.mkdir(parents=True)
-        shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
+            d.mkdir(parents=True, exist_ok=kept)
+        if not kept:
+            shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OPS_", "DAGSTER_"))}
         self.env |= {
             "PYTHONPATH": str(code), "DAGSTER_HOME": str(self.home), "OPS_QDRANT_PATH": str(root / "qdrant"),
@@ -395,6 +415,7 @@ class Size:
         """Run ``argv`` as a fresh process, measured; its stdout and stderr go to ``logs/``. A
         process that fails still gets its row (``detail`` says why), then raises ``StepFailed``."""
         name = f"{len(self.rows):02d}-{re.sub(r'[^a-z0-9]+', '-', step.lower()).strip('-')}"
+        name = name if not (self.logs / f"{name}.out").exists() else f"{name}-{int(time.time())}"  # --again
         out, err = self.logs / f"{name}.out", self.logs / f"{name}.err"
         print(f"[{self.chunks}] {step} ...", end=" ", flush=True)
         runs_before = run_databases(self.home)
@@ -589,10 +610,11 @@ def export_and_import(size: Size, state: dict) -> None:
     export = size.cli("export", "export", SLUG)
     (export_bytes,) = expect(export, r"tar, (\d+) bytes")
     export["detail"] = f"{export_bytes / MB:.0f} MB archive"
-    (archive,) = (size.root / "objects" / "exports").glob("*/*.tar")
-    imported = size.cli("import", "import", str(archive.relative_to(size.root / "objects")), "--slug", COPY_SLUG)
+    archive = max((size.root / "objects" / "exports").glob("*/*.tar"), key=lambda p: p.stat().st_mtime)
+    slug = state.get("copy_slug", COPY_SLUG)
+    imported = size.cli("import", "import", str(archive.relative_to(size.root / "objects")), "--slug", slug)
     expect(imported, r"(\d+) chunks, \d+ blobs", (state["chunks"],))
-    imported["detail"] = f"as {COPY_SLUG}, {state['chunks']} chunks, vectors from the archive"
+    imported["detail"] = f"as {slug}, {state['chunks']} chunks, vectors from the archive"
 
 
 STEPS = [generate, add_container, full_sync, index_build, index_recall, search_cold, search_warm, unchanged_sync,
@@ -600,15 +622,20 @@ STEPS = [generate, add_container, full_sync, index_build, index_recall, search_c
 NEEDED = 3  # the first three: nothing after them can run without them
 
 
-def bench_size(size: Size, keep_going: bool) -> bool:
-    """Every step on one size; False if one failed (with ``keep_going``, the others still ran)."""
+def bench_size(size: Size, keep_going: bool, again: list | None = None) -> bool:
+    """Every step on one size (or the ``again`` ones on a kept folder); False if one failed (with
+    ``keep_going``, the others still ran)."""
     state, passed = {}, True
+    if again:
+        kept = size.child("what the kept folder holds", "count", kind="setup")
+        state = kept.pop("result") | {"copy_slug": f"{COPY_SLUG}-{int(time.time())}"}
+        size.chunks = kept["chunks"] = state["chunks"]
     try:
-        for n, step in enumerate(STEPS):
+        for n, step in enumerate(again or STEPS):
             try:
                 step(size, state)
             except StepFailed as exc:
-                if not keep_going or n < NEEDED:
+                if not keep_going or (n < NEEDED and not again):
                     raise
                 print(f"\n{exc}\n(--keep-going: on with the next step)", flush=True)
                 passed = False
@@ -625,10 +652,12 @@ def at_largest(rows: list[dict]) -> dict[str, dict]:
     return {r["step"]: r for r in rows if r["chunks"] == largest}
 
 
-def time_targets(rows: list[dict]) -> list[dict]:
+def time_targets(rows: list[dict], again: bool = False) -> list[dict]:
     at, largest = at_largest(rows), max(r["chunks"] for r in rows)
     found = []
     for step, column, limit, unit in TARGETS:
+        if again and step not in at:
+            continue  # not measured again
         row = at.get(step, {"failed": "not run"})
         value = row.get(column)
         found.append({"chunks": largest, "target": f"{step}: {column} <= {limit} {unit}", "value": value,
@@ -687,7 +716,7 @@ def report(rows: list[dict], base_rows: list[dict], out: Path, config: dict, loa
     with pd.option_context("display.width", 250, "display.max_colwidth", 90):
         print()
         print(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.1f}"))
-    timed, memory = time_targets(rows), memory_targets(rows, base_rows)
+    timed, memory = time_targets(rows, bool(config.get("again"))), memory_targets(rows, base_rows)
     print()
     for t in timed:
         value = "-" if t["value"] is None else f"{t['value']:.1f}"
@@ -726,6 +755,8 @@ def main() -> None:
                         help="after a failed step (past the full sync), record it and run the next ones")
     parser.add_argument("--baseline", default=None, help="an earlier run's JSON: its largest size is the 1.5x base")
     parser.add_argument("--out", default=str(REPO / "bench" / "scale.json"))
+    parser.add_argument("--again", default=None,
+                        help="re-measure these steps (comma-separated names of STEPS) in the folders a --keep run left")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -740,24 +771,31 @@ def main() -> None:
         old = json.loads(Path(args.baseline).read_text())["rows"]
         base_rows = [r for r in old if r["chunks"] == max(r["chunks"] for r in old)]
 
+    again = None
+    if args.again:
+        named = {step.__name__: step for step in STEPS}
+        unknown = [name for name in args.again.split(",") if name not in named]
+        if unknown or not args.workdir:
+            parser.error(f"--again takes step names of {', '.join(named)}, and the --workdir of a --keep run")
+        again = [named[name] for name in args.again.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     code = Path(args.code).resolve()
     config = {"chunks": sizes, "seed": args.seed, "embedder": EMBEDDER, "code": str(code), "commit": git_commit(code),
-              "workdir": str(work), "baseline": args.baseline}
+              "workdir": str(work), "baseline": args.baseline, "again": args.again}
     print(f"measuring {code} ({config['commit']}) in {work}", flush=True)
     loads, rows, failures = [list(os.getloadavg())], [], []
     for chunks in sizes:
-        size = Size(chunks, work / str(chunks), code, args.seed)
+        size = Size(chunks, work / str(chunks), code, args.seed, kept=again is not None)
         try:
-            if not bench_size(size, args.keep_going):
+            if not bench_size(size, args.keep_going, again):
                 failures.append(f"at {size.chunks} chunks, a step failed: see FAILED in the table")
         except StepFailed as exc:
             failures.append(str(exc))
         rows += size.rows
         if failures and not args.keep_going:
             break
-        if not failures and not args.keep:
+        if not failures and not args.keep and not again:
             shutil.rmtree(size.root)
     loads.append(list(os.getloadavg()))
     if not base_rows and len(sizes) > 1:
@@ -765,7 +803,7 @@ def main() -> None:
     report(rows, base_rows, Path(args.out), config, loads)
     if failures:
         sys.exit("\n" + "\n\n".join(failures) + f"\n\nwork folder kept: {work} ({du_mb(work):.0f} MB)")
-    if not args.keep:
+    if not args.keep and not again:
         shutil.rmtree(work, ignore_errors=True)
 
 
