@@ -52,8 +52,9 @@ size's (the smallest size of this run, or the largest of ``--baseline``, an earl
 
 ``--again backup_and_restore,export_and_import`` (the names of ``STEPS``) measures those steps
 once more in the size folders an earlier run kept (``--keep`` and the same ``--workdir`` and
-``--chunks``), e.g. with another ``--code``: the rows are those steps' alone, and the import
-goes to a slug of its own. Nothing is generated or synced again.
+``--chunks``), e.g. with another ``--code``: the rows are those steps' alone. The containers an
+earlier import added are removed first (a backup would hold them too), and the import goes to a
+slug of its own. Nothing is generated or synced again.
 
 A step that fails stops the benchmark with its output's tail, after the table of what ran;
 ``--keep-going`` records it (``FAILED`` in ``detail``) and goes on with the next steps (not after
@@ -197,7 +198,8 @@ def child_count(p: dict) -> dict:
     kb = KnowledgeBase(settings.kb_url())
     try:
         container = kb.get_container(SLUG)
-        return {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
+        return {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id),
+                "copies": [c.slug for c in kb.list_containers() if c.slug != SLUG]}
     finally:
         kb.close()
 
@@ -630,6 +632,8 @@ def bench_size(size: Size, keep_going: bool, again: list | None = None) -> bool:
         kept = size.child("what the kept folder holds", "count", kind="setup")
         state = kept.pop("result") | {"copy_slug": f"{COPY_SLUG}-{int(time.time())}"}
         size.chunks = kept["chunks"] = state["chunks"]
+        for copy in state.pop("copies"):  # what an earlier import added: the backup would hold it too
+            size.cli(f"remove {copy}", "container", "remove", copy, "--force")["kind"] = "setup"
     try:
         for n, step in enumerate(again or STEPS):
             try:

@@ -90,6 +90,13 @@ class ChunkRow:
     uri: str
 
 
+class KnowledgeBaseBusy(OperatorError, RuntimeError):
+    """An embedded (SQLite) knowledge base stayed locked by another writer past the busy timeout."""
+
+
+_BUSY_TIMEOUT_MS = 30_000  # how long a SQLite statement waits for another writer's lock
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
@@ -97,6 +104,7 @@ def _engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
+        timeout = _BUSY_TIMEOUT_MS
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -104,8 +112,17 @@ def _engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={timeout}")
             cur.close()
+
+        @event.listens_for(engine, "handle_error")
+        def _locked(context):
+            if "database is locked" in str(context.original_exception):
+                raise KnowledgeBaseBusy(
+                    f"the knowledge base {parsed.database} stayed locked by another writer for {timeout / 1000:g} s "
+                    "(a restore, an import or a sync writing a large batch): run this again once it has ended; "
+                    "`ops-pipelines health` names a run that stopped while holding the knowledge base"
+                ) from context.original_exception
 
         return engine
     return create_engine(parsed, pool_pre_ping=True)

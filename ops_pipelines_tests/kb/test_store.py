@@ -192,3 +192,27 @@ def test_last_synced_at_is_aware_utc_on_both_databases(kb):
     earlier = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # an import records when its content was synced
     assert kb.mark_synced(container.id, at=earlier) == earlier
     assert kb.get_container(container.id).last_synced_at == earlier
+
+
+def test_a_sqlite_knowledge_base_locked_too_long_is_an_operator_error(sqlite_url, tmp_path, monkeypatch):
+    """Another writer (here a raw connection in a write transaction) holds the lock past the busy
+    timeout: one message saying so and what to do, not a driver traceback."""
+    import sqlite3
+
+    from ops_pipelines.errors import OperatorError
+    from ops_pipelines.kb import store
+
+    KnowledgeBase(sqlite_url).close()  # migrated
+    monkeypatch.setattr(store, "_BUSY_TIMEOUT_MS", 100)
+    kb = KnowledgeBase(sqlite_url)
+    holder = sqlite3.connect(tmp_path / "kb.sqlite")
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(store.KnowledgeBaseBusy, match=r"stayed locked by another writer for 0.1 s.*run this again") as caught:
+            kb.add_container("docs", "folder", str(tmp_path), "hash-256@1")
+        assert isinstance(caught.value, OperatorError)
+        holder.rollback()
+        assert kb.add_container("docs", "folder", str(tmp_path), "hash-256@1").slug == "docs"  # free again: it works
+    finally:
+        holder.close()
+        kb.close()
