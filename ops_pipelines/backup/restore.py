@@ -393,6 +393,7 @@ def _write_collections(
         if scan is not None:
             results = _passed(container, scan.results())
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
+        store.release(new)  # one collection open at a time (the retrieval checks reopen the live ones)
         log.info("restore: %s: %d points", new, points)
     return checked
 

@@ -112,6 +112,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
             # The embedded engine's shards are copied as files; a server's points are scrolled out.
             dump = dump_shard if store.keeps_files else dump_collection
             dumped = dump(store, generation.collection, staging)
+            store.release(generation.collection)  # one collection open at a time
             if generation.state == LIVE and not np.array_equal(dumped.ids, expected):
                 raise BackupError(
                     f"live collection {generation.collection} of {container.slug!r} holds "

@@ -201,5 +201,10 @@ class VectorStore(ABC):
         """Move ``alias`` to ``collection`` in one atomic alias update."""
         raise NotImplementedError(f"{self.description} keeps no aliases")
 
+    def release(self, name: str) -> None:
+        """Let go of collection ``name`` until it is next used: what an operation that goes
+        through many collections calls as it is done with each, so no more than one is held open
+        (and mapped) at a time. Nothing to do on a server."""
+
     def close(self) -> None:
         """Release what the store holds open."""

@@ -490,6 +490,13 @@ class EdgeVectorStore(VectorStore):
             found = shard.query(request)
         return [Hit(str(p.id), p.score, p.payload or {}) for p in found]
 
+    def release(self, name: str) -> None:
+        # the shard is closed (its pages unmapped) unless another store of this process uses it
+        path = self._path(name)
+        if path in self._held:
+            self._held.discard(path)
+            _OPEN.release(path)
+
     def close(self) -> None:
         for path in self._held:
             _OPEN.release(path)

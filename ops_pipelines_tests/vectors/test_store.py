@@ -186,6 +186,33 @@ def test_edge_shares_one_open_shard_between_stores_of_a_process(tmp_path):
         EdgeVectorStore(tmp_path / "q").count("nope")
 
 
+_COUNT = """
+import sys
+from ops_pipelines.vectors import EdgeVectorStore
+store = EdgeVectorStore(sys.argv[1], wait_seconds=0.3)
+print(store.count(sys.argv[2]))
+store.close()
+"""
+
+
+def test_edge_releases_one_shard_and_opens_it_again_on_its_next_use(tmp_path):
+    root = tmp_path / "q"
+    store = EdgeVectorStore(root)
+    for name in ("g1", "g2"):
+        store.ensure_collection(name, 3)
+        store.upsert(name, IDS, np.eye(3, dtype=np.float32), [{}] * 3)
+    store.release("g1")
+
+    def count_elsewhere(name):
+        return subprocess.run([sys.executable, "-c", _COUNT, str(root), name], capture_output=True, text=True)
+
+    released, held = count_elsewhere("g1"), count_elsewhere("g2")
+    assert released.stdout.strip() == "3", released.stderr  # closed here: another process opens it
+    assert held.returncode != 0 and "held open by another process" in held.stderr
+    assert store.count("g1") == 3  # opened again for its next use
+    store.close()
+
+
 def test_edge_refuses_a_local_mode_folder_and_names_the_migration(tmp_path):
     (tmp_path / "q").mkdir()
     (tmp_path / "q" / "meta.json").write_text("{}")
