@@ -23,7 +23,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +38,7 @@ from ops_pipelines.archives.format import (
     ArchiveError,
     check_registered_dimension,
 )
+from ops_pipelines.archives.npy import Rows
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.containers import drop_container, settle_replacement
@@ -196,21 +197,8 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})
-    vectors = np.load(archive.member(VECTORS), mmap_mode="r") if with_vectors else None
-    row = 0
-    for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
-        documents = kb.document_states(container.id, keys=[key for key, _ in batch])  # this batch's only
-        # Whole documents per batch: replace_chunks swaps all of a document's chunks at once.
-        kb.replace_chunks(
-            [
-                (documents[key].id, documents[key].content_hash, [(r["content_hash"], r["text"]) for r in rows])
-                for key, rows in batch
-            ]
-        )
-        hashes = [r["content_hash"] for _, rows in batch for r in rows]
-        if vectors is not None:
-            kb.put_archive_vectors(container.id, target.name, hashes, np.asarray(vectors[row : row + len(hashes)]))
-        row += len(hashes)
+    with Rows(archive.member(VECTORS), VECTORS) if with_vectors else nullcontext() as vectors:
+        _write_chunks(kb, archive, container, target, vectors)
     written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
     if written != counts:
         raise ArchiveError(f"the import wrote {written}, the archive holds {counts}: nothing kept")
@@ -240,6 +228,22 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         replaced=False,
         checks=checks,
     )
+
+
+def _write_chunks(kb: KnowledgeBase, archive: VerifiedArchive, container: Container, target, vectors: Rows | None) -> None:
+    """The chunks of chunks.jsonl, whole documents a batch at a time (replace_chunks swaps all of a
+    document's chunks at once), with their rows of vectors.npy if given."""
+    for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
+        documents = kb.document_states(container.id, keys=[key for key, _ in batch])  # this batch's only
+        kb.replace_chunks(
+            [
+                (documents[key].id, documents[key].content_hash, [(r["content_hash"], r["text"]) for r in rows])
+                for key, rows in batch
+            ]
+        )
+        if vectors is not None:
+            hashes = [r["content_hash"] for _, rows in batch for r in rows]
+            kb.put_archive_vectors(container.id, target.name, hashes, vectors.next(len(hashes)))
 
 
 def content_synced_at(manifest: dict) -> datetime | None:
@@ -295,16 +299,13 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
 
 
 def _check_vectors(archive: VerifiedArchive, rows: int, dimension: int) -> None:
-    try:
-        vectors = np.load(archive.member(VECTORS), mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(f"{VECTORS} is not a float32 .npy array: {exc}") from exc
-    if vectors.dtype != np.dtype("<f4") or vectors.shape != (rows, dimension):
-        raise ArchiveError(f"{VECTORS} is {vectors.dtype} {vectors.shape}, expected float32 ({rows}, {dimension})")
-    for start in range(0, rows, 4096):
-        block = np.asarray(vectors[start : start + 4096])
-        if not np.isfinite(block).all() or (np.linalg.norm(block, axis=1) == 0).any():
-            raise ArchiveError(f"{VECTORS} holds NaN, infinite or zero vectors (rows {start}-{start + len(block) - 1})")
+    with Rows(archive.member(VECTORS), VECTORS) as vectors:
+        if vectors.dtype != np.dtype("<f4") or vectors.shape != (rows, dimension):
+            raise ArchiveError(f"{VECTORS} is {vectors.dtype} {vectors.shape}, expected float32 ({rows}, {dimension})")
+        for start in range(0, rows, 4096):
+            block = vectors.next(min(4096, rows - start))
+            if not np.isfinite(block).all() or (np.linalg.norm(block, axis=1) == 0).any():
+                raise ArchiveError(f"{VECTORS} holds NaN, infinite or zero vectors (rows {start}-{start + len(block) - 1})")
 
 
 def _check_fields(record, fields: dict, member: str, index: int) -> None:

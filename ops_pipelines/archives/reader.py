@@ -43,6 +43,7 @@ from ops_pipelines.archives.format import (
     UnsafeMember,
     UnsupportedFormat,
 )
+from ops_pipelines.archives.npy import read_header
 
 _NPY_HEAD = 64 << 10  # bytes of a .npy member kept to read its header (numpy writes at most 64 KiB of it)
 
@@ -72,6 +73,11 @@ class VerifiedArchive:
         assert self.root is not None, "archive was verified, not extracted"
         assert name not in self.skipped, f"member {name} was verified, not extracted"
         return self.root / name
+
+    @property
+    def member_count(self) -> int:
+        """Every member verified: the manifest, the members it lists, the blobs it counts."""
+        return 1 + len(self.manifest["members"]) + self.manifest.get(BLOBS, {}).get("count", 0)
 
     def extracted_blobs(self) -> Iterator[tuple[str, Path]]:
         """(sha256, file) of each blob member extracted, in no set order; each was verified to
@@ -286,13 +292,8 @@ def _copy(stream: IO[bytes], target: Path | None, size: int, head: bytearray | N
 
 def _array_header(head: bytes) -> ArrayHeader | None:
     """The dtype and shape a ``.npy`` file's header declares; None if it is not one numpy reads."""
-    try:
-        stream = io.BytesIO(head)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        shape, fortran, dtype = read[np.lib.format.read_magic(stream)](stream)
-    except (ValueError, EOFError, SyntaxError, TypeError, KeyError):
-        return None
-    return None if fortran else ArrayHeader(dtype, tuple(shape))
+    header = read_header(io.BytesIO(head))
+    return None if header is None else ArrayHeader(*header)
 
 
 @contextmanager

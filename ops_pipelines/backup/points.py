@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 
 from ops_pipelines.archives.format import ArchiveError
+from ops_pipelines.archives.npy import Rows
 from ops_pipelines.archives.writer import HashingWriter
 from ops_pipelines.backup.format import POINTS, VECTORS, collection_member
 from ops_pipelines.vectors import VectorStore
@@ -62,16 +63,17 @@ def point_batches(folder: Path, name: str, dimension: int, count: int) -> Iterat
     a time: ids are canonical UUIDs, payloads are objects, vectors have the manifest's shape and
     only finite values, and there are ``count`` points (repeated ids are the checks' to find)."""
     where, vectors_member = collection_member(name, POINTS), collection_member(name, VECTORS)
-    try:
-        vectors = np.load(folder / vectors_member, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ArchiveError(f"{vectors_member} is not a float32 array: {exc}") from None
-    if vectors.dtype != np.float32 or vectors.shape != (count, dimension):
-        raise ArchiveError(f"{vectors_member}: {vectors.dtype} {vectors.shape}, expected float32 ({count}, {dimension})")
+    with Rows(folder / vectors_member, vectors_member) as vectors:
+        if vectors.dtype != np.float32 or vectors.shape != (count, dimension):
+            raise ArchiveError(f"{vectors_member}: {vectors.dtype} {vectors.shape}, expected float32 ({count}, {dimension})")
+        yield from _batches(folder / where, where, vectors, count)
+
+
+def _batches(lines_path: Path, where: str, vectors: Rows, count: int) -> Iterator[tuple[list[str], list[dict], np.ndarray]]:
     ids: list[str] = []
     payloads: list[dict] = []
     number = 0
-    with open(folder / where, "rb") as lines:
+    with open(lines_path, "rb") as lines:
         for number, line in enumerate(lines, 1):
             if number > count:
                 break
@@ -86,18 +88,19 @@ def point_batches(folder: Path, name: str, dimension: int, count: int) -> Iterat
             ids.append(point_id)
             payloads.append(payload)
             if len(ids) == _PAGE:
-                yield ids, payloads, _finite(vectors, number - len(ids), number, vectors_member)
+                yield ids, payloads, _finite(vectors, number - len(ids), number)
                 ids, payloads = [], []
     if number != count:
         raise ArchiveError(f"{where}: {'more than ' if number > count else ''}{number} points, the manifest says {count}")
     if ids:
-        yield ids, payloads, _finite(vectors, number - len(ids), number, vectors_member)
+        yield ids, payloads, _finite(vectors, number - len(ids), number)
 
 
-def _finite(vectors: np.ndarray, start: int, end: int, member: str) -> np.ndarray:
-    block = np.array(vectors[start:end])
+def _finite(vectors: Rows, start: int, end: int) -> np.ndarray:
+    """The next rows, ``start`` to ``end``, all finite."""
+    block = vectors.next(end - start)
     if not np.isfinite(block).all():
-        raise ArchiveError(f"{member}: rows {start}-{end - 1} hold NaN or infinite values")
+        raise ArchiveError(f"{vectors.member}: rows {start}-{end - 1} hold NaN or infinite values")
     return block
 
 

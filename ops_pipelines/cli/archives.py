@@ -93,11 +93,6 @@ def archive_verify(source: str) -> None:
         f"  container   {m['container']['slug']} ({m['container']['id']})\n"
         f"  embedder    {m['embedder']['version']}, {m['embedder']['dimension']}-d{unknown}\n"
         f"  contents    {counts}\n"
-        f"  members     {_members_line(m)}"
+        f"  members     {verified.member_count}, every size and sha256 as in the manifest"
+        + (", each blob's as its name" if "blobs" in m else "")  # counted, not listed, from version 2
     )
-
-
-def _members_line(manifest: dict) -> str:
-    listed = f"{len(manifest['members']) + 1}, every size and sha256 as in the manifest"
-    blobs = manifest.get("blobs")  # counted, not listed, from format version 2
-    return f"{listed}, and {blobs['count']} blobs, each hashing to its name" if blobs else listed

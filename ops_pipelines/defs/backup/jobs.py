@@ -64,7 +64,7 @@ def restore_knowledge_base(
         store_objects = objects.open()
         source = resolve_backup(store_objects, config.backup)
         verified = verify_backup(fetch_archive(source, store_objects, Path(tmp)), Path(tmp) / "members", store_objects)
-        context.log.info("backup %s verified: %d members", source, len(verified.manifest["members"]) + 1)
+        context.log.info("backup %s verified: %d members", source, verified.member_count)
         if config.dry_run:
             plan = plan_restore(store, qdrant, verified)
             report = None

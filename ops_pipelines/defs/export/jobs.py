@@ -66,7 +66,7 @@ def import_container(
         store_objects = objects.open()
         path = fetch_archive(config.archive, store_objects, Path(tmp))
         verified = read_archive(path, Path(tmp) / "members")
-        context.log.info("archive verified: %s members", len(verified.manifest["members"]) + 1)
+        context.log.info("archive verified: %s members", verified.member_count)
         # It holds the leases of the containers it writes and removes, as this run.
         report = import_archive(
             store, store_objects, qdrant, verified, embedders.get,
