@@ -193,7 +193,7 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
     blobs = 0
     for sha, path in archive.extracted_blobs():
         if not objects.exists(blob_key(sha)):
-            objects.put_file(blob_key(sha), path)
+            objects.move_file(blob_key(sha), path)
         blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})

@@ -351,7 +351,7 @@ def _put_blobs(objects: ObjectStore, archive: VerifiedArchive) -> int:
     put = 0
     for sha, path in archive.extracted_blobs():
         if not objects.exists(blob_key(sha)):
-            objects.put_file(blob_key(sha), path)
+            objects.move_file(blob_key(sha), path)
             put += 1
     return put
 

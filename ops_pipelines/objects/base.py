@@ -37,6 +37,11 @@ class ObjectStore(ABC):
     def put_file(self, key: str, path: str | os.PathLike) -> None:
         """Upload a local file, streamed (multipart on S3); the object appears whole or not at all."""
 
+    def move_file(self, key: str, path: str | os.PathLike) -> None:
+        """Put a local file the caller is done with: moved into place where the store can (a
+        folder on the same file system), else uploaded as ``put_file`` does (the file is left)."""
+        self.put_file(key, path)
+
     @abstractmethod
     def get_file(self, key: str, path: str | os.PathLike) -> None:
         """Download to a local file, streamed; ``ObjectNotFound`` if there is none."""

@@ -199,3 +199,30 @@ def test_open_object_store_uses_s3_when_an_endpoint_is_set(monkeypatch, s3_serve
     assert store.description == f"s3://{env['OPS_S3_BUCKET']} at {s3_server.endpoint}"
     store.put_bytes("k", b"v")
     assert s3_server.store(env["OPS_S3_BUCKET"]).get_bytes("k") == b"v"
+
+
+def test_move_file_puts_a_file_the_caller_is_done_with(store, tmp_path):
+    source = tmp_path / "blob"
+    source.write_bytes(b"moved bytes")
+    store.move_file("blobs/ab/moved", source)
+    assert store.get_bytes("blobs/ab/moved") == b"moved bytes"
+    if isinstance(store, FolderObjectStore):  # renamed into place, not copied; private as put_file's
+        assert not source.exists() and os.stat(store.path("blobs/ab/moved")).st_mode & 0o777 == 0o600
+
+
+def test_a_folder_store_copies_a_moved_file_across_file_systems(tmp_path, monkeypatch):
+    import errno
+
+    store = FolderObjectStore(tmp_path / "objects")
+    source = tmp_path / "blob"
+    source.write_bytes(b"copied bytes")
+    rename = os.replace
+
+    def across_devices(src, dst):  # the moved file is on another file system; put_file's temp file is not
+        if os.fspath(src) == os.fspath(source):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "replace", across_devices)
+    store.move_file("blobs/cd/copied", source)
+    assert store.get_bytes("blobs/cd/copied") == b"copied bytes" and source.exists()
