@@ -8,6 +8,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ops_pipelines.vectors.ids import contains
+
 DTYPE = np.dtype("S32")
 
 
@@ -34,6 +36,4 @@ class DigestSet:
         return len(self._sorted)
 
     def __contains__(self, sha: str) -> bool:
-        digest = packed([sha])
-        at = int(np.searchsorted(self._sorted, digest)[0])
-        return at < len(self._sorted) and self._sorted[at] == digest[0]
+        return bool(contains(self._sorted, packed([sha]))[0])
