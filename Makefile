@@ -21,6 +21,16 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed
 
+# infinity-emb, the served model of the tests and bench/embed.py, in its own venv: it pins
+# numpy<2, sentence-transformers<4 and click<8.2. Built once, reused.
+INFINITY_VENV := .venv-infinity
+$(INFINITY_VENV)/.installed: ops_pipelines_tests/infinity-requirements.txt
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFINITY_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(INFINITY_VENV)/bin/python -m pip install --quiet -r ops_pipelines_tests/infinity-requirements.txt
+	touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -28,7 +38,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ops-pipelines demo --source folder:$(CURDIR)/docs
 
-test: install
+test: install $(INFINITY_VENV)/.installed
 	$(BIN)/python -m pytest
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
@@ -40,7 +50,7 @@ bench: install
 	$(BIN)/python bench/export.py
 
 clean:
-	rm -rf $(VENV) $(DAGSTER_HOME) .pytest_cache
+	rm -rf $(VENV) $(INFINITY_VENV) $(DAGSTER_HOME) .pytest_cache
 
 # The production stack: PostgreSQL, Qdrant, MinIO, and the Dagster user-code server, webserver and
 # daemon built from the Dockerfile. Secrets come from .env (see .env.example).

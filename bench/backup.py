@@ -71,7 +71,7 @@ def census(url: str, qdrant: Path) -> dict:
     with opened_kb(url) as kb, open_vector_store(path=str(qdrant)) as store:
         container = kb.get_container(SLUG)
         collection = serving_collection(kb, store, container)
-        query = load_embedder(container.embedder_version).embed(["section document"])[0]
+        query = load_embedder(container.embedder_version).embed_queries(["section document"])[0]
         # An exact search: an HNSW index (rebuilt by the restore) is approximate. Scores, not ids:
         # points of equal score come back in either order.
         hits = store.search(collection, query, 3, exact=True)

@@ -167,7 +167,7 @@ class Sampler:
 
 def availability(kb: KnowledgeBase, store: VectorStore, embedder_version: str, docs: int, swaps: int) -> tuple[dict, dict]:
     """Search the live alias continuously during a rebuild + swap and ``swaps - 1`` rollbacks."""
-    vector = load_embedder(embedder_version).embed([QUERY])[0]
+    vector = load_embedder(embedder_version).embed_queries([QUERY])[0]
     rollbacks = []
     started = time.perf_counter()
     with Sampler(kb, store, SLUG, vector) as sampler:

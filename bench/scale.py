@@ -284,7 +284,7 @@ def child_recall(p: dict) -> dict:
         def exact(vector: np.ndarray) -> set[str]:
             return {h.id for h in store.search(collection, vector, 5, exact=True)}
 
-        vectors = load_embedder(EMBEDDER).embed(queries(Words(p["seed"]), p["seed"]))
+        vectors = load_embedder(EMBEDDER).embed_queries(queries(Words(p["seed"]), p["seed"]))
         recall = [len({h.id for h in store.search(collection, v, 5)} & exact(v)) / 5 for v in vectors]
         first = next(store.pages(collection, with_vectors=True, page=QUERIES))  # in id order: the smallest ids
         found = [store.search(collection, v, 1)[0].id == i for i, v in zip(first.id_strings(), first.vectors)]

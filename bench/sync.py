@@ -49,7 +49,7 @@ from ops_pipelines.sources.extract import EXTRACTORS  # noqa: E402
 from ops_pipelines.vectors import open_vector_store  # noqa: E402
 
 SLUG = "bench"
-EMBED_BATCH = 64  # EmbeddingsConfig.batch_size default
+EMBED_BATCH = 256  # EmbeddingsConfig.batch_size default
 STEPS = ("documents", "chunks", "embeddings", "collection")
 COLUMNS = [
     "embedder", "scenario", "docs", "chunks_embedded", "upserted", "deleted", "seconds",

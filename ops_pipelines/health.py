@@ -100,7 +100,7 @@ def check_objects(objects: ObjectStore) -> str:
 def check_embedders(versions: list[str]) -> str:
     """Each version loads (offline) and embeds a sentence to a finite vector of its dimension."""
     for name in versions:
-        vector = np.asarray(load_embedder(name).embed(["health check"]))
+        vector = np.asarray(load_embedder(name).embed_queries(["health check"]))
         dimension = get_version(name).dimension
         if vector.shape != (1, dimension) or not np.isfinite(vector).all():
             raise RuntimeError(f"{name} returned {vector.shape}, expected (1, {dimension}) finite values")

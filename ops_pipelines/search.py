@@ -30,7 +30,7 @@ def _search(kb: KnowledgeBase, store: VectorStore, container: Container, query: 
     if live is None or not served:
         raise NotSynced(f"container {container.slug!r} has no live collection yet: run sync_job for it first "
                         f"(ops-pipelines sync {container.slug})")
-    vector = load_embedder(live.embedder_version).embed([query])[0]
+    vector = load_embedder(live.embedder_version).embed_queries([query])[0]
     return ranked(store.search(target, vector, limit))
 
 

@@ -367,6 +367,22 @@ def s3_server(tmp_path_factory):
             Path(f"/tmp/seaweedfs-{name}-grpc-{grpc[name]}.sock").unlink(missing_ok=True)
 
 
+@pytest.fixture(scope="session")
+def infinity(tmp_path_factory):
+    """The real infinity-emb serving all-MiniLM-L6-v2 over its OpenAI-compatible API, for the
+    session (its start loads the model: ~10 s)."""
+    from ops_pipelines_tests.embedding_servers import InfinityMissing, start_infinity
+
+    try:
+        server = start_infinity(_free_ports(1)[0], tmp_path_factory.mktemp("infinity") / "infinity.log")
+    except (InfinityMissing, RuntimeError) as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def _free_ports(count: int) -> list[int]:
     import socket
     from contextlib import ExitStack

@@ -38,6 +38,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     status: int | None = None  # None: no response (dropped, or slow past the client)
+    body: bytes = b""
 
 
 @dataclass
@@ -57,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.server.app.dispatch(self, "HEAD")
 
+    def do_POST(self) -> None:
+        self.server.app.dispatch(self, "POST")
+
     def log_message(self, *args) -> None:  # quiet
         pass
 
@@ -69,6 +73,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeServer:
+    serialized = True  # route() runs under the server's lock, one request at a time
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
@@ -110,7 +116,10 @@ class FakeServer:
     def dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request(method, unquote(parts.path), query, {k.lower(): v for k, v in handler.headers.items()})
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        length = int(headers.get("content-length", "0") or 0)
+        body = handler.rfile.read(length) if length else b""
+        request = Request(method, unquote(parts.path), query, headers, body=body)
         with self._lock:
             self.requests.append(request)
             fault = next((f for f in self._faults if f.path is None or request.path.startswith(f.path)), None)
@@ -127,9 +136,11 @@ class FakeServer:
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             response = Response(fault.status, b'{"errors": ["injected"]}', headers)
-        else:
+        elif self.serialized:
             with self._lock:
                 response = self.route(request)
+        else:
+            response = self.route(request)
         request.status = response.status
         try:
             handler.send_response(response.status)

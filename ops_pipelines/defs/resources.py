@@ -12,7 +12,7 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 
 from ops_pipelines import settings
 from ops_pipelines.defs.leases import release_run_leases
-from ops_pipelines.embedders import Embedder, load_embedder
+from ops_pipelines.embedders import VersionEmbedder, load_embedder
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.objects import FolderObjectStore, ObjectStore
 from ops_pipelines.vectors import VectorStore, open_vector_store
@@ -86,7 +86,7 @@ class AlertWebhookResource(ConfigurableResource):
 class EmbeddersResource(ConfigurableResource):
     """Embedder versions from the registry, each loaded once per process."""
 
-    def get(self, version: str) -> Embedder:
+    def get(self, version: str) -> VersionEmbedder:
         return load_embedder(version)
 
 

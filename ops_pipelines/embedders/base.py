@@ -1,4 +1,5 @@
-"""The embedder interface: texts in, L2-normalised float32 vectors out."""
+"""The interface of a model: texts in, L2-normalised float32 vectors out. The registry wraps each
+in a ``VersionEmbedder``, which adds the version's prompts for documents and queries."""
 
 from __future__ import annotations
 

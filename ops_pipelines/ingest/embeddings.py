@@ -38,7 +38,7 @@ def embed_chunks(
     container: Container,
     load_embedder: Callable[[str], Embedder],
     embedder_version: str,
-    batch_size: int = 64,
+    batch_size: int = 256,
     recompute: bool = False,
     log: logging.Logger = _log,
 ) -> EmbedReport:

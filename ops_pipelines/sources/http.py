@@ -153,7 +153,8 @@ class HttpClient:
         self.name = name
         self._origin = _origin(origin) if origin else None
         self._secret_headers = dict(secret_headers or {})
-        self._secrets = [v for v in self._secret_headers.values() if v]
+        # a header's value, and its credential alone ("Bearer <key>" -> "<key>")
+        self._secrets = [s for v in self._secret_headers.values() if v for s in {v, v.split(" ", 1)[-1]}]
         self.log = log or _log
         self._sleep = sleep
         import requests
@@ -166,9 +167,10 @@ class HttpClient:
         self._session.close()
 
     def get(self, url: str, *, params: Mapping[str, object] | None = None, headers: Mapping[str, str] | None = None,
-            method: str = "GET", max_bytes: int | None = None) -> HttpResult:
+            method: str = "GET", max_bytes: int | None = None, json: object = None) -> HttpResult:
         """The response (any status but 429/5xx), after retries; ``SourceUnavailable`` if none came.
-        A body over ``max_bytes`` (default: the policy's) raises ``ResponseTooLarge`` unread."""
+        A body over ``max_bytes`` (default: the policy's) raises ``ResponseTooLarge`` unread.
+        ``json`` is sent as the request's body (``method="POST"``)."""
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
         check_url(url, self.policy)
@@ -181,7 +183,7 @@ class HttpClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, method, url, params, headers or {}, max_bytes or self.policy.max_bytes)
+            return retrying(self._attempt, method, url, params, headers or {}, max_bytes or self.policy.max_bytes, json)
         except _Transient as exc:
             raise SourceUnavailable(
                 self.redact(
@@ -196,7 +198,7 @@ class HttpClient:
 
     # ---- one attempt ------------------------------------------------------------------------
 
-    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str], max_bytes: int) -> HttpResult:
+    def _attempt(self, method: str, url: str, params, headers: Mapping[str, str], max_bytes: int, body) -> HttpResult:
         import requests
 
         current, query = url, params
@@ -211,6 +213,7 @@ class HttpClient:
                     current,
                     params=query,
                     headers=sent,
+                    json=body,
                     timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                     allow_redirects=False,
                     stream=True,

@@ -72,7 +72,11 @@ class SourceDocumentsConfig(Config):
 
 
 class EmbeddingsConfig(Config):
-    batch_size: int = Field(default=64, ge=1, le=4096, description="Chunks per embedder call.")
+    batch_size: int = Field(
+        default=256, ge=1, le=4096,
+        description="Chunks per embedder call (a served model's call is cut into requests of its version's "
+        "batch_size, in_flight of them at once).",
+    )
 
 
 @asset(
