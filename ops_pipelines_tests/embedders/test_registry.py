@@ -31,7 +31,20 @@ def test_env_file_adds_and_overrides_versions(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\n', "provider must be one of"),
+        ('[versions."x@1"]\nprovider = "tei"\ndimension = 8\n', "provider must be one of"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nmodel = "m"\n', "base_url must be"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nbase_url = "ftp://h"\nmodel = "m"\n', "base_url must be"),
+        ('[versions."x@1"]\nprovider = "ollama"\ndimension = 8\nbase_url = "http://h"\n', "model must name"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nbase_url = "http://h"\nmodel = "m"\napi_key = "sk-1"\n',
+         "never written in the registry"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nbase_url = "http://h"\nmodel = "m"\napi_key_env = "a b"\n',
+         "api_key_env must be"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nbase_url = "http://h"\nmodel = "m"\nin_flight = 0\n',
+         "in_flight must be an integer from 1 to 64"),
+        ('[versions."x@1"]\nprovider = "openai"\ndimension = 8\nbase_url = "http://h"\nmodel = "m"\ntimeout_s = -1\n',
+         "timeout_s must be"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nbase_url = "http://h"\n', "unknown keys"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nquery_prompt = 3\n', "query_prompt must be a string"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 1\n', "dimension must be an integer"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = "8"\n', "dimension must be an integer"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nnormalize = false\n', "only normalize = true"),
@@ -47,6 +60,23 @@ def test_a_broken_registry_file_names_the_problem(tmp_path, monkeypatch, body, m
     monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(bad))
     with pytest.raises(InvalidRegistry, match=message):
         versions()
+
+
+def test_a_served_version_keeps_its_keys(tmp_path, monkeypatch):
+    extra = tmp_path / "embedders.toml"
+    extra.write_text(
+        '[versions."nomic-embed-text@1"]\nprovider = "ollama"\ndimension = 768\nbase_url = "http://gpu-1:11434"\n'
+        'model = "nomic-embed-text"\nbatch_size = 16\nin_flight = 4\ntimeout_s = 30\n'
+        'query_prompt = "search_query: "\ndocument_prompt = "search_document: "\n'
+    )
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(extra))
+    v = get_version("nomic-embed-text@1")
+    assert (v.provider, v.base_url, v.model, v.batch_size, v.in_flight, v.timeout_s, v.api_key_env) == (
+        "ollama", "http://gpu-1:11434", "nomic-embed-text", 16, 4, 30.0, None
+    )
+    assert (v.query_prompt, v.document_prompt, v.batch_chars, v.send_dimensions) == (
+        "search_query: ", "search_document: ", 100_000, False
+    )
 
 
 def test_missing_registry_file_is_an_error(tmp_path, monkeypatch):
