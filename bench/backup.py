@@ -46,6 +46,7 @@ from sync import SLUG, machine, opened_kb, run_sync, vocabulary
 
 from ops_pipelines.backup import backup_key, restore_backup, verify_backup, write_backup
 from ops_pipelines.embedders import load_embedder
+from ops_pipelines.ingest import serving_chunker
 from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.vectors import open_vector_store
 from ops_pipelines.vectors.serving import serving_collection
@@ -77,7 +78,7 @@ def census(url: str, qdrant: Path) -> dict:
         hits = store.search(collection, query, 3, exact=True)
         return {
             "documents": kb.count_documents(container.id)["active"],
-            "chunks": kb.count_active_chunks(container.id),
+            "chunks": kb.count_active_chunks(container.id, serving_chunker(kb, container)),
             "points": store.count(collection),
             "top": [round(h.score, 4) for h in hits],
         }

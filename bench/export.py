@@ -83,6 +83,7 @@ from sync import SLUG, doc_path, document, machine, opened_kb, run_sync, vocabul
 from ops_pipelines.archives import import_archive, read_archive, write_archive  # noqa: E402
 from ops_pipelines.chunking import chunk_text  # noqa: E402
 from ops_pipelines.embedders import get_version, load_embedder  # noqa: E402
+from ops_pipelines.ingest import serving_chunker  # noqa: E402
 from ops_pipelines.objects import FolderObjectStore  # noqa: E402
 from ops_pipelines.sources.extract import EXTRACTORS  # noqa: E402
 from ops_pipelines.vectors import open_vector_store  # noqa: E402
@@ -165,7 +166,7 @@ def scenario_import(p: dict) -> dict:
     if failed or report.embedded:
         raise RuntimeError(f"import: {report.embedded} chunks embedded, failed checks {failed}")
     with opened_kb(f"sqlite:///{root / 'kb.sqlite'}") as kb:
-        active = kb.count_active_chunks(kb.get_container(IMPORT_SLUG).id)
+        active = kb.count_active_chunks((c := kb.get_container(IMPORT_SLUG)).id, serving_chunker(kb, c))
     return {
         "seconds": imported - started,
         "extract_s": extracted - started,
@@ -297,7 +298,7 @@ def bench_size(target: int, seed: int, words: list[str], runs: int) -> tuple[lis
             kb.add_container(SLUG, "folder", str(corpus), EMBEDDER)
         synced = run_sync(kb_url, tmp / "qdrant", FolderObjectStore(objects_dir), docs, "setup")
         with opened_kb(kb_url) as kb:
-            chunks = kb.count_active_chunks(kb.get_container(SLUG).id)
+            chunks = kb.count_active_chunks((c := kb.get_container(SLUG)).id, serving_chunker(kb, c))
         setup = {"docs": docs, "chunks": chunks, "seconds": time.perf_counter() - started,
                  **{k: synced[k] for k in ("documents_s", "chunks_s", "embeddings_s", "collection_s")}}
         if chunks < target:

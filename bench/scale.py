@@ -193,12 +193,14 @@ def child_generate(p: dict) -> dict:
 def child_count(p: dict) -> dict:
     """What a kept size folder holds (``--again``)."""
     from ops_pipelines import settings
+    from ops_pipelines.ingest import serving_chunker
     from ops_pipelines.kb import KnowledgeBase
 
     kb = KnowledgeBase(settings.kb_url())
     try:
         container = kb.get_container(SLUG)
-        return {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id),
+        chunks = kb.count_active_chunks(container.id, serving_chunker(kb, container))
+        return {"documents": kb.count_documents(container.id)["active"], "chunks": chunks,
                 "copies": [c.slug for c in kb.list_containers() if c.slug != SLUG]}
     finally:
         kb.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ops_pipelines.embedders import get_version
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, KnowledgeBase, LeaseInfo
 from ops_pipelines.kb.lease_rows import CONTAINER_PREFIX, KB_KEY
@@ -112,7 +113,7 @@ def _container_problems(kb: KnowledgeBase, store: VectorStore, container: Contai
                 f"{_sync(slug)} (or maintenance_job, for every container) moves the alias",
             )
         ]
-    points, chunks = store.count(serving), kb.count_active_chunks(container.id)
+    points, chunks = store.count(serving), kb.count_active_chunks(container.id, get_version(live.embedder_version).chunker)
     if points != chunks:
         return [
             ServingProblem(

@@ -125,13 +125,25 @@ def check_registered_dimension(manifest: dict) -> bool:
     known = versions().get(embedder["version"])
     if known is None:
         return False
-    if known.dimension != embedder["dimension"]:
-        raise ManifestMismatch(
-            f"{MANIFEST} says {known.name} makes {embedder['dimension']}-d vectors, this embedder registry says "
-            f"{known.dimension}-d: the archive's manifest was altered, or it comes from a registry where "
-            f"{known.name} means another model; export it again, or import it with --embedder-version to re-embed"
-        )
+    said = {"dimension": f"{embedder['dimension']}-d vectors", "chunker": f"chunks cut by {archive_chunker(manifest)}"}
+    have = {"dimension": f"{known.dimension}-d vectors", "chunker": f"chunks cut by {known.chunker}"}
+    for key in said:
+        if said[key] != have[key]:
+            raise ManifestMismatch(
+                f"{MANIFEST} says {known.name} makes {said[key]}, this embedder registry says {have[key]}: the "
+                f"archive's manifest was altered, or it comes from a registry where {known.name} means another "
+                "model; export it again, or import it with --embedder-version to re-embed"
+            )
     return True
+
+
+def archive_chunker(manifest: dict) -> str:
+    """The chunker the archive's chunks were cut by (every export names it; para-800@1 was the only
+    one there was before versions chose theirs)."""
+    chunker = manifest["embedder"].get("chunker", "para-800@1")
+    if not isinstance(chunker, str) or not chunker:
+        raise ArchiveError(f"{MANIFEST}: embedder.chunker must name a chunker")
+    return chunker
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,15 @@ from ops_pipelines.archives.format import (
     DOCUMENTS,
     VECTORS,
     ArchiveError,
+    archive_chunker,
     check_registered_dimension,
 )
 from ops_pipelines.archives.npy import Rows
 from ops_pipelines.archives.reader import VerifiedArchive
 from ops_pipelines.chunking import chunk_hash
 from ops_pipelines.containers import drop_container, settle_replacement
-from ops_pipelines.embedders import Embedder, get_version
-from ops_pipelines.ingest import embed_chunks, fill_collection
+from ops_pipelines.embedders import Embedder, chunker_of, get_version
+from ops_pipelines.ingest import chunk_documents, embed_chunks, fill_collection
 from ops_pipelines.kb import (
     IMPORTING,
     READY,
@@ -199,10 +200,13 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         kb.write_documents(container.id, [_document(r) for r in batch], {})
     with Rows(archive.member(VECTORS), VECTORS) if with_vectors else nullcontext() as vectors:
         _write_chunks(kb, archive, container, target, vectors)
-    written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id)}
+    cut_by = archive_chunker(archive.manifest)
+    written = {"documents": kb.count_documents(container.id)["active"], "chunks": kb.count_active_chunks(container.id, cut_by)}
     if written != counts:
         raise ArchiveError(f"the import wrote {written}, the archive holds {counts}: nothing kept")
     log.info("import: %d documents, %d chunks, %d blobs written", counts["documents"], counts["chunks"], blobs)
+    if target.chunker != cut_by:  # re-embedding under a version with its own chunker: its chunks first
+        chunk_documents(kb, container, chunker_of(target.name), log=log)
     embedded = embed_chunks(kb, container, load_embedder, target.name, log=log).computed
     generation, _ = kb.open_generation(
         container.id, target.name, lambda n: generation_name(container.import_slug, target.name, n),
@@ -231,11 +235,14 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
 
 
 def _write_chunks(kb: KnowledgeBase, archive: VerifiedArchive, container: Container, target, vectors: Rows | None) -> None:
-    """The chunks of chunks.jsonl, whole documents a batch at a time (replace_chunks swaps all of a
-    document's chunks at once), with their rows of vectors.npy if given."""
+    """The chunks of chunks.jsonl, under the chunker that cut them, whole documents a batch at a
+    time (replace_chunks swaps all of a document's chunks at once), with their rows of
+    vectors.npy if given."""
+    cut_by = archive_chunker(archive.manifest)
     for batch in _document_batches(_records(archive, CHUNKS), _BATCH):
         documents = kb.document_states(container.id, keys=[key for key, _ in batch])  # this batch's only
         kb.replace_chunks(
+            cut_by,
             [
                 (documents[key].id, documents[key].content_hash, [(r["content_hash"], r["text"]) for r in rows])
                 for key, rows in batch
@@ -274,7 +281,7 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
             raise ArchiveError(f"{DOCUMENTS} line {documents + 1}: source_key {record['source_key']!r} repeats")
         keys.add(record["source_key"])
         documents += 1
-    chunks, previous = 0, None
+    chunks, previous, cut_by = 0, None, archive_chunker(manifest)
     for record in _records(archive, CHUNKS):
         _check_fields(record, CHUNK_FIELDS, CHUNKS, chunks)
         where = f"{CHUNKS} line {chunks + 1}"
@@ -283,7 +290,7 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
         expected_ordinal = previous[1] + 1 if previous and previous[0] == record["source_key"] else 0
         if record["ordinal"] != expected_ordinal:
             raise ArchiveError(f"{where}: ordinal {record['ordinal']}, expected {expected_ordinal}")
-        if chunk_hash(record["text"]) != record["content_hash"]:
+        if chunk_hash(record["text"], cut_by) != record["content_hash"]:
             raise ArchiveError(f"{where}: content_hash does not match the chunk's text")
         previous = (record["source_key"], record["ordinal"])
         chunks += 1

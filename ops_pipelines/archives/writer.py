@@ -42,7 +42,6 @@ from ops_pipelines.archives.format import (
     VECTORS,
     ArchiveError,
 )
-from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.embedders import EmbedderVersion, get_version
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.objects import ObjectStore, blob_key
@@ -143,7 +142,7 @@ def write_archive(
         staging = Path(tmp)
         members: dict[str, dict] = {}
         blobs = BlobList.empty()
-        with kb.snapshot(container.id) as snap:
+        with kb.snapshot(container.id, version.chunker) as snap:
             counts = {"documents": snap.count("documents"), "chunks": snap.count("chunks")}
             members[DOCUMENTS] = _write_documents(snap, staging / DOCUMENTS)
             log.info("archive: %d documents staged", counts["documents"])
@@ -171,7 +170,7 @@ def write_archive(
                 # when the content was last in step with its source: an import records it
                 "last_synced_at": container.last_synced_at.isoformat() if container.last_synced_at else None,
             },
-            "embedder": {"version": version.name, "dimension": version.dimension, "chunker": CHUNKER_VERSION},
+            "embedder": {"version": version.name, "dimension": version.dimension, "chunker": version.chunker},
             "options": {"include_vectors": include_vectors, "include_blobs": include_blobs},
             "counts": counts,
             "members": manifest_members(members),

@@ -54,7 +54,8 @@ from ops_pipelines.backup.format import (
 )
 from ops_pipelines.backup.points import point_batches
 from ops_pipelines.backup.shards import shard_points
-from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points
+from ops_pipelines.embedders import get_version
+from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points, serving_chunker
 from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
@@ -324,7 +325,7 @@ def _sizes(when: str, kb: KnowledgeBase, container: Container | None) -> dict:
         return {f"documents_{when}": 0, f"chunks_{when}": 0}
     return {
         f"documents_{when}": kb.count_documents(container.id)["active"],
-        f"chunks_{when}": kb.count_active_chunks(container.id),
+        f"chunks_{when}": kb.count_active_chunks(container.id, serving_chunker(kb, container)),
     }
 
 
@@ -381,7 +382,7 @@ def _write_collections(
         scan = None
         if old in live:
             container, generation = live[old]
-            expected = expected_points(backup, container)
+            expected = expected_points(backup, container, get_version(generation.embedder_version).chunker)
             scan = content_scan(expected, generation.embedder_version, entry["dimension"])
         written.append(new)
         if entry.get("layout") == SHARD:

@@ -30,6 +30,7 @@ from ops_pipelines.backup.database import blob_hashes, dump_database, open_copy,
 from ops_pipelines.backup.format import DATABASE, FORMAT, FORMAT_VERSION, POINTS_LAYOUT, SHARD
 from ops_pipelines.backup.points import dump_collection
 from ops_pipelines.backup.shards import dump_shard, file_facts
+from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import expected_points
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.kb.generations import LIVE, RETIRED
@@ -102,7 +103,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
     containers, collections = [], []
     for container in snapshot.list_containers():
         live = snapshot.live_generation(container.id)
-        expected = expected_points(snapshot, container).ids if live else EMPTY
+        expected = expected_points(snapshot, container, get_version(live.embedder_version).chunker).ids if live else EMPTY
         for generation in snapshot.generations(container.id):
             if generation.state not in (LIVE, RETIRED):
                 continue

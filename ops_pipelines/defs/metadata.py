@@ -46,13 +46,33 @@ def _pandas_missing(value) -> bool:
 
 
 def embedding_metadata(version, report) -> dict:
-    """What an embeddings step reports: the version, and computed vs cached counts."""
-    return {
+    """What an embeddings step reports: the version, computed vs cached counts, and, for a version
+    whose chunker can cut chunks longer than its model reads, how many of those it computed were."""
+    metadata = {
         "embedder_version": version.name,
         "dimension": version.dimension,
+        "chunker": version.chunker,
         "computed": report.computed,
         "cached": report.cached,
         "active_chunks": report.active_chunks,
         "embed_seconds": round(report.seconds, 3),
         "chunks_per_second": round(report.computed / report.seconds, 1) if report.computed else 0.0,
     }
+    if report.over_window is not None:
+        metadata["chunks_over_window"] = report.over_window
+    return metadata
+
+
+def chunk_metadata(reports) -> dict:
+    """What a chunking step reports, per chunker it cut with (the first: the live version's)."""
+    first = reports[0]
+    metadata = {
+        "chunker": first.chunker,
+        "documents_chunked": first.documents_chunked,
+        "chunks_written": first.chunks_written,
+        "active_chunks": first.active_chunks,
+    }
+    if len(reports) > 1:
+        columns = ["chunker", "documents_chunked", "chunks_written", "active_chunks"]
+        metadata["chunkers"] = rows_table([{c: getattr(r, c) for c in columns} for r in reports], columns)
+    return metadata

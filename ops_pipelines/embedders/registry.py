@@ -18,14 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ops_pipelines.chunking import CHUNKER_VERSION
+from ops_pipelines.chunking import (
+    PARAGRAPH_CHUNKER,
+    Chunker,
+    ParagraphChunker,
+    TokenChunker,
+    count_tokens,
+    load_tokenizer,
+)
 from ops_pipelines.embedders.base import Embedder
 from ops_pipelines.errors import OperatorError
 
 BUILTIN_FILE = Path(__file__).with_name("versions.toml")
 PROVIDERS = ("sentence-transformers", "hashing", "openai", "ollama")
 SERVED = ("openai", "ollama")
-DEFAULT_VERSION = "minilm-l6-v2@1"
+DEFAULT_VERSION = "minilm-l6-v2@2"
 
 
 class UnknownEmbedderVersion(OperatorError, LookupError):
@@ -43,7 +50,8 @@ class EmbedderVersion:
     dimension: int
     model_path: str | None = None  # None: the bundled all-MiniLM-L6-v2
     normalize: bool = True
-    chunker: str = CHUNKER_VERSION
+    chunker: str = PARAGRAPH_CHUNKER
+    window: int | None = None  # the most tokens the model reads, special tokens included
     query_prompt: str = ""  # put before a search's query
     document_prompt: str = ""  # put before every chunk's text
     # served models (provider openai or ollama)
@@ -57,7 +65,7 @@ class EmbedderVersion:
     timeout_s: float = 120.0  # to wait for one response
 
 
-_COMMON_KEYS = {"provider", "dimension", "normalize", "chunker", "query_prompt", "document_prompt"}
+_COMMON_KEYS = {"provider", "dimension", "normalize", "chunker", "window", "query_prompt", "document_prompt"}
 _PROVIDER_KEYS = {
     "sentence-transformers": {"model_path"},
     "hashing": set(),
@@ -105,53 +113,126 @@ def _served(spec: dict, where: str) -> dict:
     )
 
 
-def _parse(path: Path) -> dict[str, EmbedderVersion]:
+def _chunker(name: str, spec: dict, where: str) -> Chunker:
+    if "@" not in name:
+        raise InvalidRegistry(f"{where}: name must look like <name>@<n>")
+    kind = spec.get("kind")
+    if kind == "paragraphs":
+        if set(spec) - {"kind", "max_chars"}:
+            raise InvalidRegistry(f"{where}: unknown keys {sorted(set(spec) - {'kind', 'max_chars'})}")
+        return ParagraphChunker(name, _whole(spec, "max_chars", 800, 100, 100_000, where))
+    if kind != "tokens":
+        raise InvalidRegistry(f"{where}: kind must be tokens or paragraphs")
+    unknown = set(spec) - {"kind", "tokenizer", "max_tokens", "overlap"}
+    if unknown:
+        raise InvalidRegistry(f"{where}: unknown keys {sorted(unknown)}")
+    tokenizer = _text(spec, "tokenizer", where)
+    if not tokenizer:
+        raise InvalidRegistry(f"{where}: tokenizer must be \"bundled-minilm\" or the path of a tokenizer.json or model folder")
+    path = str(_bundled_minilm()) if tokenizer == "bundled-minilm" else tokenizer
     try:
-        data = tomllib.loads(path.read_text())
+        load_tokenizer(path)
+    except Exception as exc:  # the tokenizers library's own errors: a missing or unreadable file
+        raise InvalidRegistry(f"{where}: no tokenizer at {path} ({exc})") from None
+    max_tokens = _whole(spec, "max_tokens", 0, 16, 100_000, where)
+    overlap = _whole(spec, "overlap", 0, 0, max_tokens // 2, where)
+    return TokenChunker(name, path, max_tokens, overlap)
+
+
+def _bundled_minilm() -> Path:
+    from ops_pipelines.embedders.sentence_transformer import bundled_minilm_path
+
+    return bundled_minilm_path()
+
+
+def _version(name: str, spec: dict, where: str) -> EmbedderVersion:
+    if "@" not in name:
+        raise InvalidRegistry(f"{where}: name must look like <model>@<n>")
+    provider = spec.get("provider")
+    if provider not in PROVIDERS:
+        raise InvalidRegistry(f"{where}: provider must be one of {', '.join(PROVIDERS)}")
+    if "api_key" in spec:
+        raise InvalidRegistry(
+            f"{where}: a key is never written in the registry: put it in an environment variable "
+            "and name that variable with api_key_env"
+        )
+    unknown = set(spec) - _COMMON_KEYS - _PROVIDER_KEYS[provider]
+    if unknown:
+        raise InvalidRegistry(f"{where}: unknown keys {sorted(unknown)} for provider {provider}")
+    dimension = spec.get("dimension")
+    if not isinstance(dimension, int) or isinstance(dimension, bool) or not 2 <= dimension <= 65536:
+        raise InvalidRegistry(f"{where}: dimension must be an integer from 2 to 65536")
+    if spec.get("normalize", True) is not True:
+        raise InvalidRegistry(f"{where}: only normalize = true (cosine) is supported")
+    return EmbedderVersion(
+        name=name,
+        provider=provider,
+        dimension=dimension,
+        model_path=_text(spec, "model_path", where),
+        chunker=_text(spec, "chunker", where) or PARAGRAPH_CHUNKER,
+        window=_whole(spec, "window", 0, 8, 1_000_000, where) if "window" in spec else None,
+        query_prompt=_text(spec, "query_prompt", where) or "",
+        document_prompt=_text(spec, "document_prompt", where) or "",
+        **(_served(spec, where) if provider in SERVED else {}),
+    )
+
+
+def _check_fit(version: EmbedderVersion, chunker: Chunker | None, where: str) -> None:
+    """A version names a known chunker, and a version with a window one whose chunks fit in it
+    (with the special tokens and the document prompt)."""
+    if chunker is None:
+        raise InvalidRegistry(f"{where}: unknown chunker {version.chunker!r}")
+    if isinstance(chunker, TokenChunker) and version.window is None:
+        raise InvalidRegistry(f"{where}: declare window = <tokens the model reads> so the fit of {chunker.name} is checked")
+    if version.window is None:
+        return
+    if not isinstance(chunker, TokenChunker):
+        raise InvalidRegistry(
+            f"{where}: chunker {chunker.name} cuts by characters and can exceed the {version.window}-token window: "
+            "use a token chunker"
+        )
+    tokenizer = chunker.tokenizer
+    prompt = count_tokens(tokenizer, [version.document_prompt])[0] if version.document_prompt else 0
+    needed = chunker.max_tokens + tokenizer.num_special_tokens_to_add(False) + prompt
+    if needed > version.window:
+        raise InvalidRegistry(
+            f"{where}: chunks of {chunker.name} take up to {needed} tokens (max_tokens {chunker.max_tokens}, "
+            f"special tokens and document prompt included), more than the model's window of {version.window}"
+        )
+
+
+@dataclass(frozen=True)
+class Registry:
+    versions: dict[str, EmbedderVersion]
+    chunkers: dict[str, Chunker]
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidRegistry(f"embedder registry {path}: {exc}") from exc
-    versions = {}
-    for name, spec in data.get("versions", {}).items():
-        where = f"embedder registry {path}, version {name!r}"
-        if "@" not in name:
-            raise InvalidRegistry(f"{where}: name must look like <model>@<n>")
-        provider = spec.get("provider")
-        if provider not in PROVIDERS:
-            raise InvalidRegistry(f"{where}: provider must be one of {', '.join(PROVIDERS)}")
-        if "api_key" in spec:
-            raise InvalidRegistry(
-                f"{where}: a key is never written in the registry: put it in an environment variable "
-                "and name that variable with api_key_env"
-            )
-        unknown = set(spec) - _COMMON_KEYS - _PROVIDER_KEYS[provider]
-        if unknown:
-            raise InvalidRegistry(f"{where}: unknown keys {sorted(unknown)} for provider {provider}")
-        dimension = spec.get("dimension")
-        if not isinstance(dimension, int) or isinstance(dimension, bool) or not 2 <= dimension <= 65536:
-            raise InvalidRegistry(f"{where}: dimension must be an integer from 2 to 65536")
-        if spec.get("normalize", True) is not True:
-            raise InvalidRegistry(f"{where}: only normalize = true (cosine) is supported")
-        if spec.get("chunker", CHUNKER_VERSION) != CHUNKER_VERSION:
-            raise InvalidRegistry(f"{where}: chunker must be {CHUNKER_VERSION} (the only one there is)")
-        versions[name] = EmbedderVersion(
-            name=name,
-            provider=provider,
-            dimension=dimension,
-            model_path=_text(spec, "model_path", where),
-            query_prompt=_text(spec, "query_prompt", where) or "",
-            document_prompt=_text(spec, "document_prompt", where) or "",
-            **(_served(spec, where) if provider in SERVED else {}),
-        )
-    return versions
+
+
+def registry() -> Registry:
+    """The built-in versions and chunkers, plus (and overridden by) those of ``OPS_EMBEDDERS_FILE``."""
+    files = [BUILTIN_FILE] + ([Path(os.environ["OPS_EMBEDDERS_FILE"])] if os.environ.get("OPS_EMBEDDERS_FILE") else [])
+    found_versions: dict[str, tuple[EmbedderVersion, str]] = {}
+    found_chunkers: dict[str, Chunker] = {}
+    for path in files:
+        data = _read(path)
+        for name, spec in data.get("chunkers", {}).items():
+            found_chunkers[name] = _chunker(name, spec, f"embedder registry {path}, chunker {name!r}")
+        for name, spec in data.get("versions", {}).items():
+            where = f"embedder registry {path}, version {name!r}"
+            found_versions[name] = (_version(name, spec, where), where)
+    for version, where in found_versions.values():
+        _check_fit(version, found_chunkers.get(version.chunker), where)
+    return Registry({name: v for name, (v, _) in found_versions.items()}, found_chunkers)
 
 
 def versions() -> dict[str, EmbedderVersion]:
-    """The built-in versions, plus (and overridden by) those of ``OPS_EMBEDDERS_FILE``."""
-    found = _parse(BUILTIN_FILE)
-    extra = os.environ.get("OPS_EMBEDDERS_FILE")
-    if extra:
-        found.update(_parse(Path(extra)))
-    return found
+    return registry().versions
 
 
 def get_version(name: str) -> EmbedderVersion:
@@ -161,6 +242,17 @@ def get_version(name: str) -> EmbedderVersion:
     except KeyError:
         raise UnknownEmbedderVersion(
             f"unknown embedder version {name!r}; known: {', '.join(sorted(known))}"
+        ) from None
+
+
+def chunker_of(version_name: str) -> Chunker:
+    """The chunker the chunks of a version are cut with."""
+    found = registry()
+    try:
+        return found.chunkers[found.versions[version_name].chunker]
+    except KeyError:
+        raise UnknownEmbedderVersion(
+            f"unknown embedder version {version_name!r}; known: {', '.join(sorted(found.versions))}"
         ) from None
 
 
@@ -179,6 +271,22 @@ class VersionEmbedder:
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         prompt = self.version.query_prompt
         return self.model.embed([prompt + text for text in texts] if prompt else texts)
+
+    def over_window(self, texts: Sequence[str]) -> int | None:
+        """How many chunk texts (with the document prompt and special tokens) are longer than the
+        model reads, for a version whose chunker can cut them so (None for one whose cannot, or
+        whose model's window or tokenizer is not known here)."""
+        window = self.version.window or getattr(self.model, "window", None)
+        tokenizer = getattr(self.model, "tokenizer_path", None)
+        if window is None or tokenizer is None or self.version.chunker in _token_chunkers():
+            return None
+        prompt = self.version.document_prompt
+        counts = count_tokens(load_tokenizer(tokenizer), [prompt + text for text in texts], special=True)
+        return sum(n > window for n in counts)
+
+
+def _token_chunkers() -> set[str]:
+    return {name for name, chunker in registry().chunkers.items() if isinstance(chunker, TokenChunker)}
 
 
 def load_embedder(name: str) -> VersionEmbedder:

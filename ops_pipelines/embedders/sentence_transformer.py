@@ -36,6 +36,8 @@ class SentenceTransformerEmbedder:
             raise ValueError(f"model at {path} makes {actual}-d vectors, the registry says {dimension}")
         self.dimension = dimension
         self.batch_size = batch_size
+        self.window = self.model.max_seq_length  # word pieces it reads; the rest of a text is cut off
+        self.tokenizer_path = str(path) if (path / "tokenizer.json").is_file() else None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(

@@ -10,7 +10,7 @@ from ops_pipelines.ingest.breaker import (
     open_message,
     source_breaker,
 )
-from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents
+from ops_pipelines.ingest.chunks import ChunkReport, chunk_documents, needed_chunkers, serving_chunker
 from ops_pipelines.ingest.collection import (
     CollectionReport,
     CollectionWriter,
@@ -46,7 +46,9 @@ __all__ = [
     "embed_chunks",
     "expected_points",
     "fill_collection",
+    "needed_chunkers",
     "open_message",
+    "serving_chunker",
     "source_breaker",
     "sync_collection",
     "sync_documents",

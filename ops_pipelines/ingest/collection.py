@@ -118,7 +118,8 @@ def fill_collection(
     """
     present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else store.id_array(collection)
     wanted, lacking_documents = np.zeros(len(present), dtype=bool), set()
-    for batch in kb.chunk_keys(container.id):
+    chunker = get_version(embedder_version).chunker
+    for batch in kb.chunk_keys(container.id, chunker):
         found, at = locate(present, point_id_array(container.id, batch))
         wanted[at[found]] = True
         if not overwrite and len(present):
@@ -189,7 +190,7 @@ def _write_points(
     ``skip``, batch by batch."""
     if documents is not None and not documents:
         return
-    for batch in kb.chunk_points(container.id, embedder_version, documents):
+    for batch in kb.chunk_points(container.id, get_version(embedder_version).chunker, embedder_version, documents):
         rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
         if not rows:
             continue
@@ -204,7 +205,7 @@ def _write_points(
 
 
 def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str) -> MissingEmbeddings:
-    lacking = sum(len(page) for page in kb.chunk_texts(container.id, embedder_version))
+    lacking = sum(len(page) for page in kb.chunk_texts(container.id, get_version(embedder_version).chunker, embedder_version))
     return MissingEmbeddings(
         f"{lacking} chunk(s) of {container.slug!r} have no {embedder_version} embedding in the cache; run the "
         "embeddings step for this container and version first",

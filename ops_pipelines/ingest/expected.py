@@ -26,10 +26,11 @@ class ExpectedPoints:
         return len(self.ids)
 
 
-def expected_points(kb: KnowledgeBase, container: Container, sample_size: int = SAMPLE) -> ExpectedPoints:
+def expected_points(kb: KnowledgeBase, container: Container, chunker: str, sample_size: int = SAMPLE) -> ExpectedPoints:
+    """The points of the container's active chunks that ``chunker`` cut (a generation's version's)."""
     parts: list[np.ndarray] = []
     candidates: list[tuple[bytes, str]] = []
-    for batch in kb.chunk_keys(container.id):
+    for batch in kb.chunk_keys(container.id, chunker):
         ids = point_id_array(container.id, batch)
         parts.append(ids)
         smallest = [(bytes(ids[i]).ljust(16, b"\0"), batch[i][2]) for i in np.argsort(ids)[:sample_size]]

@@ -78,8 +78,34 @@ def _v5_imports(conn: Connection) -> None:
     schema.archive_vectors.create(conn)
 
 
+def _v6_chunkers(conn: Connection) -> None:
+    """Chunks keyed by chunker as well (a rotation to a version with another chunker cuts its own
+    beside the live ones); ``documents.chunked_hash`` becomes a row of ``chunk_sets`` per chunker.
+    Every chunk until now was cut by para-800@1."""
+    postgres = conn.dialect.name == "postgresql"
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_chunks_content_hash")
+    conn.exec_driver_sql("ALTER TABLE chunks RENAME TO chunks_v5")
+    if postgres:  # constraint and index names are per schema there, not per table
+        conn.exec_driver_sql("ALTER TABLE chunks_v5 RENAME CONSTRAINT chunks_pkey TO chunks_v5_pkey")
+        conn.exec_driver_sql("ALTER TABLE chunks_v5 RENAME CONSTRAINT chunks_document_id_fkey TO chunks_v5_document_id_fkey")
+    schema.chunks.create(conn)
+    conn.exec_driver_sql(
+        "INSERT INTO chunks (document_id, chunker, ordinal, text, content_hash) "
+        "SELECT document_id, 'para-800@1', ordinal, text, content_hash FROM chunks_v5"
+    )
+    conn.exec_driver_sql("DROP TABLE chunks_v5")
+    schema.chunk_sets.create(conn)
+    present = {c["name"] for c in inspect(conn).get_columns("documents")}
+    if "chunked_hash" in present:  # v1 creates today's documents table, without it
+        conn.exec_driver_sql(
+            "INSERT INTO chunk_sets (document_id, chunker, content_hash) "
+            "SELECT id, 'para-800@1', chunked_hash FROM documents WHERE chunked_hash IS NOT NULL"
+        )
+        conn.exec_driver_sql("ALTER TABLE documents DROP COLUMN chunked_hash")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports,
+    _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports, _v6_chunkers,
 ]
 LATEST = len(MIGRATIONS)
 

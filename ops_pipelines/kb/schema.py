@@ -63,8 +63,6 @@ documents = Table(
     Column("content_hash", String(64), nullable=False),
     Column("text", Text, nullable=False),
     Column("status", String(16), nullable=False),
-    # the content_hash the current chunk rows were cut from; differs from content_hash = re-chunk.
-    Column("chunked_hash", String(64)),
     Column("source_updated_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -72,6 +70,8 @@ documents = Table(
     UniqueConstraint("container_id", "source_key", name="uq_documents_container_key"),
 )
 
+# A document's chunks under each chunker its container needs (the chunker of the version it
+# syncs under, and of a version being built): ``chunker`` is a chunker's registry name.
 chunks = Table(
     "chunks",
     metadata,
@@ -81,11 +81,27 @@ chunks = Table(
         ForeignKey("documents.id", ondelete="CASCADE"),
         primary_key=True,
     ),
+    Column("chunker", String(64), primary_key=True),
     Column("ordinal", Integer, primary_key=True),
     Column("text", Text, nullable=False),
-    # sha256 of chunker version + text: the embedding-cache key.
+    # sha256 of chunker name + text: the embedding-cache key.
     Column("content_hash", String(64), nullable=False),
     Index("ix_chunks_content_hash", "content_hash"),
+)
+
+# The document content_hash each (document, chunker)'s chunk rows were cut from: a document whose
+# content_hash differs, or that has no row, is cut again (a document may have no chunks at all).
+chunk_sets = Table(
+    "chunk_sets",
+    metadata,
+    Column(
+        "document_id",
+        String(36),
+        ForeignKey("documents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("chunker", String(64), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
 )
 
 embeddings = Table(

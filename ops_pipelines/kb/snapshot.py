@@ -25,9 +25,10 @@ BATCH = 1000
 
 
 class ContainerSnapshot:
-    def __init__(self, conn: Connection, container_id: str):
+    def __init__(self, conn: Connection, container_id: str, chunker: str):
         self.conn = conn
         self.container_id = container_id
+        self.chunker = chunker  # whose chunks are read
         self._names = itertools.count()  # PostgreSQL's server-side cursors are named
         self._open: set = set()  # cursors of batches not read to the end
 
@@ -62,7 +63,7 @@ class ContainerSnapshot:
         return self._batches(
             select(*columns)
             .select_from(joined)
-            .where(d.container_id == self.container_id, d.status == "active")
+            .where(d.container_id == self.container_id, d.status == "active", ch.chunker == self.chunker)
             .order_by(d.source_key, ch.ordinal)
         )
 
@@ -83,7 +84,11 @@ class ContainerSnapshot:
         if what == "documents":
             query = select(func.count()).select_from(schema.documents).where(*active)
         elif what == "chunks":
-            query = select(func.count()).select_from(schema.chunks.join(schema.documents, ch.document_id == d.id)).where(*active)
+            query = (
+                select(func.count())
+                .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
+                .where(*active, ch.chunker == self.chunker)
+            )
         else:
             query = select(func.count(func.distinct(d.raw_sha256))).where(*active)
         return self.conn.execute(query).scalar_one()
@@ -125,7 +130,7 @@ def _processed(row: tuple, processors: list) -> tuple:
 
 
 @contextmanager
-def container_snapshot(engine: Engine, container_id: str) -> Iterator[ContainerSnapshot]:
+def container_snapshot(engine: Engine, container_id: str, chunker: str) -> Iterator[ContainerSnapshot]:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -134,7 +139,7 @@ def container_snapshot(engine: Engine, container_id: str) -> Iterator[ContainerS
                 # The sqlite3 driver opens a transaction only before a write: without this BEGIN
                 # each SELECT would see the latest commit, not one snapshot.
                 conn.exec_driver_sql("BEGIN")
-            snapshot = ContainerSnapshot(conn, container_id)
+            snapshot = ContainerSnapshot(conn, container_id, chunker)
             try:
                 yield snapshot
             finally:

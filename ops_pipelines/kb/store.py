@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
@@ -197,9 +197,9 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
             rows = conn.execute(query if every_state else query.where(c.state == READY))
             return [_container(r) for r in rows]
 
-    def snapshot(self, container_id: str):
-        """A consistent, streamed read of the container (see ``kb.snapshot``)."""
-        return container_snapshot(self.engine, container_id)
+    def snapshot(self, container_id: str, chunker: str):
+        """A consistent, streamed read of the container and its chunks ``chunker`` cut (see ``kb.snapshot``)."""
+        return container_snapshot(self.engine, container_id, chunker)
 
     def complete_import(self, container_id: str, replaces: str | None) -> Container | None:
         """An import's container takes its slug, in one transaction with the container it
@@ -300,7 +300,6 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
                         container_id=container_id,
                         source_key=w.source_key,
                         created_at=now,
-                        chunked_hash=None,
                     )
                 )
         with self.engine.begin() as conn:
@@ -334,45 +333,47 @@ class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkSt
 
     # ---- chunks -----------------------------------------------------------------------------
 
-    def replace_chunks(self, batch: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]) -> None:
-        """For each (document id, content hash, [(chunk hash, text)]), swap its chunk rows.
+    def replace_chunks(self, chunker: str, batch: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]) -> None:
+        """For each (document id, content hash, [(chunk hash, text)]), swap its chunk rows under
+        ``chunker``.
 
         One transaction for the batch: each document ends with all old or all new chunks.
         """
-        ch, d = schema.chunks, schema.documents
+        ch, sets = schema.chunks, schema.chunk_sets
+        ids = [doc_id for doc_id, _, _ in batch]
         with self.engine.begin() as conn:
-            ids = [doc_id for doc_id, _, _ in batch]
-            conn.execute(delete(ch).where(ch.c.document_id.in_(ids)))
+            conn.execute(delete(ch).where(ch.c.document_id.in_(ids), ch.c.chunker == chunker))
             rows = [
-                {"document_id": doc_id, "ordinal": i, "content_hash": h, "text": t}
+                {"document_id": doc_id, "chunker": chunker, "ordinal": i, "content_hash": h, "text": t}
                 for doc_id, _, pieces in batch
                 for i, (h, t) in enumerate(pieces)
             ]
             if rows:
                 conn.execute(insert(ch), rows)
+            conn.execute(delete(sets).where(sets.c.document_id.in_(ids), sets.c.chunker == chunker))
             conn.execute(
-                update(d).where(d.c.id == bindparam("doc_id")).values(chunked_hash=bindparam("chunked")),
-                [{"doc_id": doc_id, "chunked": content_hash} for doc_id, content_hash, _ in batch],
+                insert(sets),
+                [{"document_id": doc_id, "chunker": chunker, "content_hash": content_hash} for doc_id, content_hash, _ in batch],
             )
 
-    def active_chunks(self, container_id: str) -> list[ChunkRow]:
+    def active_chunks(self, container_id: str, chunker: str) -> list[ChunkRow]:
         ch, d = schema.chunks.c, schema.documents.c
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri)
                 .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
-                .where(d.container_id == container_id, d.status == "active")
+                .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
                 .order_by(d.source_key, ch.ordinal)
             )
             return [ChunkRow(*r) for r in rows]
 
-    def count_active_chunks(self, container_id: str) -> int:
+    def count_active_chunks(self, container_id: str, chunker: str) -> int:
         ch, d = schema.chunks.c, schema.documents.c
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.count())
                 .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
-                .where(d.container_id == container_id, d.status == "active")
+                .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
             ).scalar_one()
 
     # ---- embedding cache --------------------------------------------------------------------

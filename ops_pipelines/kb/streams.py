@@ -25,14 +25,14 @@ class ChunkStreams:
 
     engine: Engine
 
-    def chunk_keys(self, container_id: str, batch: int = BATCH) -> Iterator[list[tuple[str, int, str]]]:
-        """(document id, ordinal, chunk hash) of every active chunk, no text: what point ids are
-        made of."""
+    def chunk_keys(self, container_id: str, chunker: str, batch: int = BATCH) -> Iterator[list[tuple[str, int, str]]]:
+        """(document id, ordinal, chunk hash) of every active chunk ``chunker`` cut, no text: what
+        point ids are made of."""
         ch, d = schema.chunks.c, schema.documents.c
         query = (
             select(ch.document_id, ch.ordinal, ch.content_hash)
             .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
-            .where(d.container_id == container_id, d.status == "active")
+            .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
         )
         yield from _streamed(self.engine, query, batch)
 
@@ -43,9 +43,10 @@ class ChunkStreams:
         yield from _streamed(self.engine, query, batch)
 
     def chunk_points(
-        self, container_id: str, embedder_version: str, document_ids: Collection[str] | None = None, batch: int = BATCH
+        self, container_id: str, chunker: str, embedder_version: str, document_ids: Collection[str] | None = None,
+        batch: int = BATCH,
     ) -> Iterator[list]:
-        """Rows of the active chunks (of ``document_ids`` only, if given) with what a point needs:
+        """Rows of the active chunks ``chunker`` cut (of ``document_ids`` only, if given) with what a point needs:
         document_id, ordinal, content_hash, text, source_key, title, uri and the ``vector`` bytes
         of ``embedder_version`` the container may use (``with_vectors``; None where there is
         none), ordered by source key and ordinal."""
@@ -56,7 +57,7 @@ class ChunkStreams:
         query = (
             select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, vector)
             .select_from(joined)
-            .where(d.container_id == container_id, d.status == "active")
+            .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
             .order_by(d.source_key, ch.ordinal)
         )
         if document_ids is None:
@@ -66,11 +67,19 @@ class ChunkStreams:
         for start in range(0, len(ids), _IN_LIST):
             yield from _streamed(self.engine, query.where(ch.document_id.in_(ids[start : start + _IN_LIST])), batch)
 
-    def documents_to_chunk(self, container_id: str, batch: int = 200) -> Iterator[list[tuple[str, str, str]]]:
-        """(id, content_hash, text) of active documents whose chunks are missing or stale, a page
-        at a time, in source key order: each page walks the (container, source key) index from
-        where the last one ended, so a pass costs one walk of the container whatever its size."""
-        d = schema.documents.c
+    def documents_to_chunk(
+        self, container_id: str, chunker: str, batch: int = 200
+    ) -> Iterator[list[tuple[str, str, str]]]:
+        """(id, content_hash, text) of active documents whose chunks under ``chunker`` are missing
+        or stale, a page at a time, in source key order: each page walks the (container, source
+        key) index from where the last one ended, so a pass costs one walk of the container
+        whatever its size."""
+        d, sets = schema.documents.c, schema.chunk_sets.c
+        cut = (
+            select(sets.content_hash)
+            .where(sets.document_id == d.id, sets.chunker == chunker)
+            .scalar_subquery()
+        )
         last = ""
         while True:
             with self.engine.connect() as conn:
@@ -80,7 +89,7 @@ class ChunkStreams:
                         d.container_id == container_id,
                         d.source_key > last,
                         d.status == "active",
-                        or_(d.chunked_hash.is_(None), d.chunked_hash != d.content_hash),
+                        or_(cut.is_(None), cut != d.content_hash),
                     )
                     .order_by(d.source_key)
                     .limit(batch)
@@ -91,9 +100,9 @@ class ChunkStreams:
             last = rows[-1].source_key
 
     def chunk_texts(
-        self, container_id: str, embedder_version: str | None = None, batch: int = 1024
+        self, container_id: str, chunker: str, embedder_version: str | None = None, batch: int = 1024
     ) -> Iterator[list[tuple[str, str]]]:
-        """(chunk hash, text) of the container's active chunks, a page at a time, distinct within
+        """(chunk hash, text) of the container's active chunks ``chunker`` cut, a page at a time, distinct within
         a page; with ``embedder_version``, only those the container has no vector of, in the
         shared cache or from its own archive (``with_vectors``), so a caller that caches a page's
         vectors before asking for the next never meets a hash twice.
@@ -104,7 +113,7 @@ class ChunkStreams:
         ch, d, e, a = schema.chunks.c, schema.documents.c, schema.embeddings.c, schema.archive_vectors.c
         query = (
             select(d.source_key, ch.ordinal, ch.content_hash, ch.text)
-            .select_from(schema.documents.join(schema.chunks, ch.document_id == d.id))
+            .select_from(schema.documents.join(schema.chunks, and_(ch.document_id == d.id, ch.chunker == chunker)))
             .where(d.container_id == container_id, d.status == "active")
             .order_by(d.source_key, ch.ordinal)
             .limit(batch)

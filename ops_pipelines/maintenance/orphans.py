@@ -249,7 +249,7 @@ def _scan_live_generations(kb: KnowledgeBase, store: VectorStore, log: logging.L
         if live is None:
             log.info("%s has no live generation (never synced): no points to compare", container.slug)
             continue
-        wanted = expected_rows(kb, container)
+        wanted = expected_rows(kb, container, get_version(live.embedder_version).chunker)
         exists = store.collection_dimension(live.collection) is not None
         present: set[str] = set()
         extra: dict[str, dict] = {}
@@ -283,6 +283,8 @@ def _repair(kb: KnowledgeBase, store: VectorStore, scan: _LiveScan, writable: li
         log.info("%s: %d/%d chunks without point written", collection, start + len(rows), len(writable))
 
 
-def expected_rows(kb: KnowledgeBase, container: Container) -> dict[str, ChunkRow]:
-    """Point id -> chunk of every active chunk (the repair needs the rows of the missing ones)."""
-    return {point_id(container.id, r.document_id, r.ordinal, r.content_hash): r for r in kb.active_chunks(container.id)}
+def expected_rows(kb: KnowledgeBase, container: Container, chunker: str) -> dict[str, ChunkRow]:
+    """Point id -> chunk of every active chunk ``chunker`` cut (the repair needs the rows of the missing ones)."""
+    return {
+        point_id(container.id, r.document_id, r.ordinal, r.content_hash): r for r in kb.active_chunks(container.id, chunker)
+    }

@@ -42,8 +42,9 @@ class BuildReport:
     index_seconds: float | None = None  # the HNSW build, None when nothing needed indexing
 
 
-def require_chunks(kb: KnowledgeBase, container: Container) -> int:
-    active = kb.count_active_chunks(container.id)
+def require_chunks(kb: KnowledgeBase, container: Container, chunker: str) -> int:
+    """The number of active chunks ``chunker`` cut; ``NoChunks`` if there are none."""
+    active = kb.count_active_chunks(container.id, chunker)
     if not active:
         raise NoChunks(
             f"container {container.slug!r} has no active chunks, so there is nothing to build: run "
@@ -65,7 +66,7 @@ def build_generation(
     every active chunk under this version first (refresh_job's embeddings step, in the same run),
     so a chunk that has no vector now was changed since by a sync, and the error says so."""
     version = get_version(embedder_version)
-    require_chunks(kb, container)
+    require_chunks(kb, container, version.chunker)
     if mode == SHADOW:
         generation, created = kb.open_generation(
             container.id, version.name, lambda n: generation_name(container.slug, version.name, n)

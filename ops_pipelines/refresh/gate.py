@@ -26,7 +26,7 @@ def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Conta
             f"generation {generation.number} of {container.slug!r}: collection {generation.collection} "
             "does not exist in Qdrant; materialize shadow_collection again to rebuild it"
         )
-    expected = expected_points(kb, container)
+    expected = expected_points(kb, container, get_version(generation.embedder_version).chunker)
     scan = content_scan(expected, generation.embedder_version, dimension)
     scan.add_pages(store.pages(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
     return scan.results() + [retrieval_check(kb, store, generation, expected)]

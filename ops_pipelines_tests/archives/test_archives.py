@@ -30,6 +30,7 @@ from ops_pipelines.archives import (
     write_archive,
 )
 from ops_pipelines.archives.writer import HashingWriter
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
@@ -351,7 +352,7 @@ def test_documents_spanning_import_batches_keep_every_chunk(world, corpus, monke
     report = world.load(export(world), slug="copy")
 
     def chunks(slug):
-        return [(r.source_key, r.ordinal, r.content_hash) for r in world.kb.active_chunks(world.kb.get_container(slug).id)]
+        return [(r.source_key, r.ordinal, r.content_hash) for r in world.kb.active_chunks(world.kb.get_container(slug).id, PARA)]
 
     assert len(chunks("docs")) > 9 and chunks("copy") == chunks("docs")
     assert report.chunks == len(chunks("docs")) and all(c.passed for c in report.checks)
@@ -530,7 +531,7 @@ def test_a_forged_vector_from_an_archive_never_reaches_another_container(world, 
     report = elsewhere.load(_repacked(world, forge), slug="imported")
     assert report.vectors_from_archive and all(c.passed for c in report.checks)
     imported = elsewhere.kb.get_container("imported")
-    (row,) = [r for r in elsewhere.kb.active_chunks(imported.id) if r.source_key == sorted_keys(elsewhere, "imported")[2]]
+    (row,) = [r for r in elsewhere.kb.active_chunks(imported.id, PARA) if r.source_key == sorted_keys(elsewhere, "imported")[2]]
 
     other = elsewhere.kb.add_container("other", "folder", str(corpus), "hash-256@1")
     sync_documents(elsewhere.kb, elsewhere.objects, other, open_source("folder", str(corpus)))
@@ -548,7 +549,7 @@ def test_a_forged_vector_from_an_archive_never_reaches_another_container(world, 
 
 
 def sorted_keys(w: World, slug: str) -> list[str]:
-    return sorted(r.source_key for r in w.kb.active_chunks(w.kb.get_container(slug).id))
+    return sorted(r.source_key for r in w.kb.active_chunks(w.kb.get_container(slug).id, PARA))
 
 
 def point_vector(w: World, container, chunk_hash: str) -> np.ndarray:

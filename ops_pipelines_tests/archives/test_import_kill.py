@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from ops_pipelines.archives import write_archive
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.cli import main
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
@@ -114,7 +115,7 @@ def home(tmp_path) -> Home:
         sync_collection(kb, store, docs)
         shadow = build_generation(kb, store, docs, "hash-256@1").generation
         swap_to(kb, store, docs, shadow)
-        assert kb.count_active_chunks(docs.id) > 2048
+        assert kb.count_active_chunks(docs.id, PARA) > 2048
         write_archive(kb, objects, kb.get_container("docs"), home.archive)
 
     home.read(build)

@@ -25,6 +25,7 @@ from ops_pipelines.backup import (
 )
 from ops_pipelines.backup import database as backup_database
 from ops_pipelines.backup.format import DATABASE
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
@@ -59,7 +60,7 @@ class World:
                 "embedder": c.embedder_version,
                 "generations": [(g.number, g.state, g.embedder_version) for g in self.kb.generations(c.id)],
                 "documents": self.kb.count_documents(c.id),
-                "chunks": self.kb.count_active_chunks(c.id),
+                "chunks": self.kb.count_active_chunks(c.id, PARA),
                 "points": self.store.count(serving_of(self.kb, self.store, c.slug)),
                 "top": [self.top(c.slug, q) for q in QUERIES],
             }

@@ -8,6 +8,7 @@ import uuid
 from dagster import build_schedule_context
 
 from ops_pipelines.backup import list_backups
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.defs.backup.schedules import backup_schedule
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import ObjectStoreResource
@@ -41,7 +42,7 @@ def serving_state(harness, slug: str) -> tuple:
     kb = harness.kb()
     try:
         container = kb.get_container(slug)
-        counts = (kb.count_documents(container.id)["active"], kb.count_active_chunks(container.id))
+        counts = (kb.count_documents(container.id)["active"], kb.count_active_chunks(container.id, PARA))
         with harness.vector_store() as store:
             hits = [sorted((-round(h.score, 5), h.payload["source_key"]) for h in search_container(kb, store, slug, q, 10))
                     for q in QUERIES]

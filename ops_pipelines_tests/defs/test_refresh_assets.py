@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.defs.partitions import refresh_partition_key
 from ops_pipelines.defs.resources import VectorStoreResource
 from ops_pipelines.kb import KnowledgeBase
@@ -197,7 +198,7 @@ def test_in_place_to_another_dimension_is_refused_before_any_model_time(synced, 
     assert record.embedder_version == "hash-256@1" and generations_after == generations_before
     kb = synced.kb()
     try:
-        hashes = [row.content_hash for row in kb.active_chunks(record.id)]
+        hashes = [row.content_hash for row in kb.active_chunks(record.id, PARA)]
         assert kb.get_embeddings("hash-64@1", hashes) == {}  # nothing computed, nothing cached
     finally:
         kb.close()

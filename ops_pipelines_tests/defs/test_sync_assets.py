@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.embedders.hashing import HashingEmbedder
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.vectors import EdgeVectorStore, point_id
@@ -30,7 +31,7 @@ def expected_point_ids(kb_url: str, slug: str) -> set[str]:
     kb = KnowledgeBase(kb_url)
     try:
         container = kb.get_container(slug)
-        return {point_id(container.id, r.document_id, r.ordinal, r.content_hash) for r in kb.active_chunks(container.id)}
+        return {point_id(container.id, r.document_id, r.ordinal, r.content_hash) for r in kb.active_chunks(container.id, PARA)}
     finally:
         kb.close()
 
@@ -253,7 +254,7 @@ def test_links_fifos_and_oversized_files_are_named_and_nothing_of_them_is_kept(s
     try:
         container = kb.get_container("kb1")
         assert set(kb.document_states(container.id)) == {"alpha.md", "beta.md", "gamma.md", "delta.md", "notes/epsilon.txt"}
-        assert all(secret not in r.text for r in kb.active_chunks(container.id))
+        assert all(secret not in r.text for r in kb.active_chunks(container.id, PARA))
     finally:
         kb.close()
     assert not any(secret.encode() in p.read_bytes() for p in (sqlite_harness.home / "objects").rglob("*") if p.is_file())

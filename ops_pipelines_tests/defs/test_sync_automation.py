@@ -10,6 +10,7 @@ from contextlib import closing
 from dagster import DeleteDynamicPartitionsRequest, RunsFilter, build_schedule_context, build_sensor_context
 from dagster._core.storage.tags import RUN_KEY_TAG
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.resources import KnowledgeBaseResource
 from ops_pipelines.defs.sync.schedules import sync_schedule
@@ -118,7 +119,7 @@ def test_a_source_that_changes_back_is_synced_back(sqlite_harness, corpus):
     assert json.loads(back.cursor)["one"]["fingerprint"] == json.loads(quiet.cursor)["one"]["fingerprint"]
     assert launch(sqlite_harness, to_a).success  # a run key never used: the daemon launches it
     with closing(sqlite_harness.kb()) as kb:
-        assert [c.text for c in kb.active_chunks(kb.get_container("one").id) if c.source_key == "beta.md"] == [
+        assert [c.text for c in kb.active_chunks(kb.get_container("one").id, PARA) if c.source_key == "beta.md"] == [
             "# Beta\n\nBeta explains bicycles, gears and chains."
         ]
     assert evaluate(sqlite_harness.instance, sqlite_harness.kb_url, back.cursor).run_requests == []

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from ops_pipelines.embedders import InvalidRegistry, UnknownEmbedderVersion, get_version, load_embedder, versions
+from ops_pipelines.embedders import (
+    DEFAULT_VERSION,
+    InvalidRegistry,
+    UnknownEmbedderVersion,
+    chunker_of,
+    get_version,
+    load_embedder,
+    versions,
+)
 
 
 def test_builtin_versions():
-    assert set(versions()) == {"minilm-l6-v2@1", "hash-256@1"}
+    assert set(versions()) == {"minilm-l6-v2@1", "minilm-l6-v2@2", "hash-256@1"}
     minilm = get_version("minilm-l6-v2@1")
-    assert (minilm.provider, minilm.dimension, minilm.model_path, minilm.chunker) == (
-        "sentence-transformers", 384, None, "para-800@1"
+    assert (minilm.provider, minilm.dimension, minilm.model_path, minilm.chunker, minilm.window) == (
+        "sentence-transformers", 384, None, "para-800@1", None
     )
+    default = get_version(DEFAULT_VERSION)
+    assert (default.name, default.chunker, default.window) == ("minilm-l6-v2@2", "minilm-tokens-254@1", 256)
+    chunker = chunker_of(DEFAULT_VERSION)
+    assert (chunker.max_tokens, chunker.overlap) == (254, 32)
 
 
 def test_env_file_adds_and_overrides_versions(tmp_path, monkeypatch):
@@ -48,7 +60,17 @@ def test_env_file_adds_and_overrides_versions(tmp_path, monkeypatch):
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 1\n', "dimension must be an integer"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = "8"\n', "dimension must be an integer"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nnormalize = false\n', "only normalize = true"),
-        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nchunker = "tokens-256@1"\n', "chunker must be para-800@1"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nchunker = "tokens-256@1"\n', "unknown chunker 'tokens-256@1'"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nchunker = "minilm-tokens-254@1"\n', "declare window"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nwindow = 512\n', "cuts by characters and can exceed the 512-token window"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nwindow = 200\nchunker = "minilm-tokens-254@1"\n',
+         "take up to 256 tokens .* more than the model's window of 200"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nwindow = 256\nchunker = "minilm-tokens-254@1"\n'
+         'document_prompt = "passage: "\n', "take up to 258 tokens"),
+        ('[chunkers."t@1"]\nkind = "tokens"\ntokenizer = "/nowhere"\nmax_tokens = 100\n', "no tokenizer at /nowhere"),
+        ('[chunkers."t@1"]\nkind = "tokens"\ntokenizer = "bundled-minilm"\nmax_tokens = 100\noverlap = 60\n',
+         "overlap must be an integer from 0 to 50"),
+        ('[chunkers."t@1"]\nkind = "words"\n', "kind must be tokens or paragraphs"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\ncolour = "red"\n', "unknown keys"),
         ('[versions."noversion"]\nprovider = "hashing"\ndimension = 8\n', "<model>@<n>"),
         ("[versions\n", "embedder registry"),
@@ -86,5 +108,15 @@ def test_missing_registry_file_is_an_error(tmp_path, monkeypatch):
 
 
 def test_unknown_version_lists_the_known_ones():
-    with pytest.raises(UnknownEmbedderVersion, match="known: hash-256@1, minilm-l6-v2@1"):
+    with pytest.raises(UnknownEmbedderVersion, match="known: hash-256@1, minilm-l6-v2@1, minilm-l6-v2@2"):
         get_version("gpt-9@1")
+
+
+def test_a_served_version_shares_a_chunker_that_fits_its_declared_window(tmp_path, monkeypatch):
+    extra = tmp_path / "embedders.toml"
+    extra.write_text(
+        '[versions."minilm-served@1"]\nprovider = "openai"\nbase_url = "http://127.0.0.1:7997/v1"\n'
+        'model = "all-MiniLM-L6-v2"\ndimension = 384\nwindow = 256\nchunker = "minilm-tokens-254@1"\n'
+    )
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(extra))
+    assert chunker_of("minilm-served@1") == chunker_of("minilm-l6-v2@2")

@@ -12,8 +12,8 @@ import pytest
 from ops_pipelines.chunking import chunk_text
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.embedders.hashing import HashingEmbedder
-from ops_pipelines.embedders.served import EmbedderMismatch, EmbedderUnavailable, ServedEmbedder, batches
 from ops_pipelines.embedders.registry import get_version
+from ops_pipelines.embedders.served import EmbedderMismatch, EmbedderUnavailable, ServedEmbedder, batches
 from ops_pipelines.ingest import embed_chunks
 from ops_pipelines.kb import KnowledgeBase
 from ops_pipelines.sources.http import HttpPolicy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.ingest import BadVectors, chunk_documents, embed_chunks
 from ops_pipelines.kb import DocumentWrite
 
@@ -27,7 +28,10 @@ class BrokenEmbedder:
         (lambda n: np.zeros((n, 4), dtype=np.float32), "zero vector"),
     ],
 )
-def test_bad_vectors_are_refused_and_not_cached(kb, make, message):
+def test_bad_vectors_are_refused_and_not_cached(kb, make, message, tmp_path, monkeypatch):
+    registry = tmp_path / "embedders.toml"
+    registry.write_text('[versions."broken@1"]\nprovider = "hashing"\ndimension = 4\n')
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
     container = kb.add_container("docs", "folder", "/x", "hash-256@1")
     kb.write_documents(
         container.id,
@@ -40,7 +44,7 @@ def test_bad_vectors_are_refused_and_not_cached(kb, make, message):
     chunk_documents(kb, container)
     with pytest.raises(BadVectors, match=message):
         embed_chunks(kb, container, lambda _: BrokenEmbedder(make), "broken@1")
-    assert sum(len(page) for page in kb.chunk_texts(container.id, "broken@1")) == 2
+    assert sum(len(page) for page in kb.chunk_texts(container.id, PARA, "broken@1")) == 2
 
 
 def test_nothing_missing_means_no_model_load(kb):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, select
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.kb import DocumentWrite, schema
 from ops_pipelines.kb import snapshot as snapshot_module
 
@@ -26,7 +27,7 @@ def container(kb):
         for i in range(5)
     ], {})
     ids = {key: state.id for key, state in kb.document_states(container.id).items()}
-    kb.replace_chunks([(ids[f"k{i}"], f"c{i}", [(f"h{i}{n}", f"chunk {i}.{n}") for n in range(3)]) for i in range(5)])
+    kb.replace_chunks(PARA, [(ids[f"k{i}"], f"c{i}", [(f"h{i}{n}", f"chunk {i}.{n}") for n in range(3)]) for i in range(5)])
     hashes = [f"h{i}{n}" for i in range(5) for n in range(3)][:-1]
     kb.put_embeddings("v@1", hashes, np.arange(len(hashes) * 4, dtype="<f4").reshape(-1, 4))
     return container
@@ -39,7 +40,7 @@ def _through_sqlalchemy(kb, query) -> list[tuple]:
 
 def test_rows_are_sqlalchemys_in_batches(kb, container, monkeypatch):
     monkeypatch.setattr(snapshot_module, "BATCH", 4)
-    with kb.snapshot(container.id) as snap:
+    with kb.snapshot(container.id, PARA) as snap:
         documents = list(snap.documents())
         chunks = list(snap.chunks("v@1"))
         plain_chunks = [row for rows in snap.chunks() for row in rows]
@@ -61,7 +62,7 @@ def test_rows_are_sqlalchemys_in_batches(kb, container, monkeypatch):
 
 
 def test_streamed_rows_see_the_snapshot_while_another_connection_writes(kb, container):
-    with kb.snapshot(container.id) as snap:
+    with kb.snapshot(container.id, PARA) as snap:
         before = snap.count("documents")
         with kb.engine.begin() as conn:  # another connection of the pool
             conn.execute(delete(schema.documents).where(schema.documents.c.source_key == "k0"))
@@ -74,10 +75,10 @@ def test_a_reader_that_stops_part_way_leaves_the_snapshot_closable(kb, container
     """A failed export leaves a batch generator half read: its cursor is closed while the
     transaction lasts (a PostgreSQL server-side cursor cannot be closed after it)."""
     monkeypatch.setattr(snapshot_module, "BATCH", 2)
-    with pytest.raises(RuntimeError, match="failed part way"), kb.snapshot(container.id) as snap:
+    with pytest.raises(RuntimeError, match="failed part way"), kb.snapshot(container.id, PARA) as snap:
         batches = snap.chunks("v@1")
         next(batches)
         raise RuntimeError("failed part way")
     batches.close()  # the generator's own cleanup, after the transaction: nothing to do
-    with kb.snapshot(container.id) as snap:
+    with kb.snapshot(container.id, PARA) as snap:
         assert snap.count("chunks") == 15

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.kb import ContainerExists, ContainerNotFound, DocumentWrite, KnowledgeBase, schema
 from ops_pipelines.kb.migrations import LATEST, SchemaTooNew, migrate
 
@@ -58,13 +59,13 @@ def test_a_failed_chunk_batch_leaves_every_document_as_it_was(kb):
     kb.write_documents(c.id, [_write("a", "one"), _write("b", "two")], {})
     states = kb.document_states(c.id)
     a, b = states["a"].id, states["b"].id
-    kb.replace_chunks([(a, "c-one", [("h1", "old a")]), (b, "c-two", [("h2", "old b")])])
+    kb.replace_chunks(PARA, [(a, "c-one", [("h1", "old a")]), (b, "c-two", [("h2", "old b")])])
 
     # Second document's rows collide on (document_id, ordinal): the whole batch must roll back.
     with pytest.raises(IntegrityError):
-        kb.replace_chunks([(a, "c-one2", [("h3", "new a")]), (b, "c-two2", [("h4", "x")]), (b, "c-two2", [("h5", "y")])])
-    assert sorted(r.text for r in kb.active_chunks(c.id)) == ["old a", "old b"]
-    assert list(kb.documents_to_chunk(c.id)) == []  # chunked_hash was not advanced either
+        kb.replace_chunks(PARA, [(a, "c-one2", [("h3", "new a")]), (b, "c-two2", [("h4", "x")]), (b, "c-two2", [("h5", "y")])])
+    assert sorted(r.text for r in kb.active_chunks(c.id, PARA)) == ["old a", "old b"]
+    assert list(kb.documents_to_chunk(c.id, PARA)) == []  # the chunk set was not advanced either
 
 
 def test_a_failed_document_batch_writes_nothing(kb):
@@ -88,12 +89,12 @@ def test_missing_embeddings_are_per_version_and_distinct(kb):
     c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
     kb.write_documents(c.id, [_write("a", "one"), _write("b", "two")], {})
     states = kb.document_states(c.id)
-    kb.replace_chunks([(states["a"].id, "c-one", [("same", "t")]), (states["b"].id, "c-two", [("same", "t"), ("h2", "u")])])
+    kb.replace_chunks(PARA, [(states["a"].id, "c-one", [("same", "t")]), (states["b"].id, "c-two", [("same", "t"), ("h2", "u")])])
     assert missing(kb, c, "v@1") == [("same", "t"), ("h2", "u")]  # distinct within a page
     # A page at a time; a hash another page met again is skipped once its vector is cached.
-    assert [len(page) for page in kb.chunk_texts(c.id, "v@1", batch=1)] == [1, 1, 1]
+    assert [len(page) for page in kb.chunk_texts(c.id, PARA, "v@1", batch=1)] == [1, 1, 1]
     cached = []
-    for page in kb.chunk_texts(c.id, "v@1", batch=1):
+    for page in kb.chunk_texts(c.id, PARA, "v@1", batch=1):
         cached += [h for h, _ in page]
         kb.put_embeddings("v@1", [h for h, _ in page], np.ones((len(page), 2), dtype=np.float32))
     assert cached == ["same", "h2"]
@@ -113,7 +114,7 @@ def test_snapshot_sees_one_state_while_another_connection_writes(kb):
 
     container = kb.add_container("snap", "folder", "/nowhere", "hash-256@1")
     kb.write_documents(container.id, [_write(f"d{i}", f"text {i}") for i in range(4)], {})
-    with kb.snapshot(container.id) as snap:
+    with kb.snapshot(container.id, PARA) as snap:
         before = snap.count("documents")
         other = KnowledgeBase(kb.url)
         try:
@@ -156,25 +157,25 @@ def test_source_state_and_breaker_columns(kb):
 
 
 def missing(kb, container, version=None) -> list[tuple[str, str]]:
-    return [row for page in kb.chunk_texts(container.id, version) for row in page]
+    return [row for page in kb.chunk_texts(container.id, PARA, version) for row in page]
 
 
 def test_chunk_streams_read_a_batch_at_a_time(kb):
     c = kb.add_container("docs", "folder", "/srv/docs", "hash-256@1")
     kb.write_documents(c.id, [_write(k, k) for k in "abc"], {})
     states = kb.document_states(c.id)
-    assert [len(page) for page in kb.documents_to_chunk(c.id, batch=2)] == [2, 1]
-    kb.replace_chunks([(states[k].id, f"c-{k}", [(f"h{k}{i}", f"{k}{i}") for i in range(2)]) for k in "abc"])
-    assert list(kb.documents_to_chunk(c.id)) == []
+    assert [len(page) for page in kb.documents_to_chunk(c.id, PARA, batch=2)] == [2, 1]
+    kb.replace_chunks(PARA, [(states[k].id, f"c-{k}", [(f"h{k}{i}", f"{k}{i}") for i in range(2)]) for k in "abc"])
+    assert list(kb.documents_to_chunk(c.id, PARA)) == []
     kb.put_embeddings("v@1", ["ha0"], np.ones((1, 2), dtype=np.float32))
-    keys = [row for page in kb.chunk_keys(c.id, batch=4) for row in page]
+    keys = [row for page in kb.chunk_keys(c.id, PARA, batch=4) for row in page]
     assert sorted((r[2], r[1]) for r in keys) == sorted((f"h{k}{i}", i) for k in "abc" for i in range(2))
-    pages = list(kb.chunk_points(c.id, "v@1", batch=4))
+    pages = list(kb.chunk_points(c.id, PARA, "v@1", batch=4))
     assert [len(p) for p in pages] == [4, 2]
     rows = [r for p in pages for r in p]
     assert [(r.source_key, r.ordinal, r.text) for r in rows] == [(k, i, f"{k}{i}") for k in "abc" for i in range(2)]
     assert [r.vector is not None for r in rows] == [True] + [False] * 5
-    only_b = [r for p in kb.chunk_points(c.id, "v@1", document_ids={states["b"].id}) for r in p]
+    only_b = [r for p in kb.chunk_points(c.id, PARA, "v@1", document_ids={states["b"].id}) for r in p]
     assert [r.text for r in only_b] == ["b0", "b1"]
 
 

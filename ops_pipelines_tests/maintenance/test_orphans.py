@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete
 
+from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest.collection import chunk_payload
 from ops_pipelines.kb import schema
@@ -34,7 +35,7 @@ def damaged(synced, kb_of):
     container = kb.get_container("docs")
     with synced.vector_store() as store:
         live = kb.live_generation(container.id).collection
-        expected = expected_rows(kb, container)
+        expected = expected_rows(kb, container, PARA)
         lost_id = min(expected)
         stray_id = str(uuid.uuid4())
         store.delete(live, [lost_id])
@@ -106,9 +107,9 @@ def test_a_live_collection_missing_from_qdrant_is_rebuilt_from_the_cache(synced,
         live = kb_of.live_generation(container.id).collection
         store.drop_collection(live)
         found = find_orphans(kb_of, store)
-        assert set(found.kind) == {CHUNK_WITHOUT_POINT} and len(found) == kb_of.count_active_chunks(container.id)
+        assert set(found.kind) == {CHUNK_WITHOUT_POINT} and len(found) == kb_of.count_active_chunks(container.id, PARA)
         repair_orphans(kb_of, store)
-        assert store.point_ids(live) == set(expected_rows(kb_of, container))
+        assert store.point_ids(live) == set(expected_rows(kb_of, container, PARA))
 
 
 def test_orphan_collections_are_dropped_and_referenced_ones_kept(synced, kb_of, extra_embedders):

@@ -17,13 +17,13 @@ from pydantic import Field
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.lineage import KB, OWNERS, QDRANT, capability
-from ops_pipelines.defs.metadata import embedding_metadata
+from ops_pipelines.defs.metadata import chunk_metadata, embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
 from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
-from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import embed_chunks
+from ops_pipelines.embedders import chunker_of, get_version
+from ops_pipelines.ingest import chunk_documents, embed_chunks
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.refresh import (
@@ -96,9 +96,10 @@ def version_embeddings(
 ) -> MaterializeResult:
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store:
-        container = store.get_container(slug)
         version = get_version(version_name)
-        require_chunks(store, container)
+        with container_writer(context, store, slug) as container:  # a version with its own chunker cuts its chunks
+            chunked = [chunk_documents(store, container, chunker_of(version.name), log=context.log)]
+        require_chunks(store, container, version.chunker)
         if _build_mode_of_this_run(context) == IN_PLACE:  # refused before any model time
             with vectors.open() as qdrant:
                 check_in_place(store, qdrant, container, version.name)
@@ -106,7 +107,10 @@ def version_embeddings(
             store, container, embedders.get, version.name, config.batch_size,
             recompute=config.recompute, log=context.log,
         )
-    return MaterializeResult(metadata={**embedding_metadata(version, report), "recompute": config.recompute})
+    return MaterializeResult(
+        metadata={**embedding_metadata(version, report), "recompute": config.recompute,
+                  **{k: v for k, v in chunk_metadata(chunked).items() if k != "active_chunks"}}
+    )
 
 
 @asset(
@@ -132,7 +136,7 @@ def shadow_collection(
             store, qdrant, container, version_name, config.mode.value, log=context.log,
             embedded_just_before=_materialized_in_this_run(context, version_embeddings),
         )
-        active = store.count_active_chunks(container.id)
+        active = store.count_active_chunks(container.id, get_version(version_name).chunker)
     return MaterializeResult(
         metadata={
             "mode": report.mode,

@@ -8,11 +8,10 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from ops_pipelines import settings
-from ops_pipelines.chunking import CHUNKER_VERSION
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
-from ops_pipelines.defs.metadata import embedding_metadata, rows_table
+from ops_pipelines.defs.metadata import chunk_metadata, embedding_metadata, rows_table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import (
@@ -26,6 +25,7 @@ from ops_pipelines.ingest import (
     BreakerPolicy,
     chunk_documents,
     embed_chunks,
+    needed_chunkers,
     source_breaker,
     sync_collection,
     sync_documents,
@@ -147,19 +147,15 @@ def _state_summary(state: dict) -> dict:
     **_COMMON,
     deps=[source_documents],
     kinds={KB},
-    description="Active documents cut into chunks (paragraph packing); only new or changed documents are re-cut.",
+    description=(
+        "Active documents cut into chunks by the chunker of the container's embedder version (and of its "
+        "live one, if another); only new or changed documents are cut again."
+    ),
 )
 def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> MaterializeResult:
     with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
-        report = chunk_documents(store, container, log=context.log)
-    return MaterializeResult(
-        metadata={
-            "chunker": CHUNKER_VERSION,
-            "documents_chunked": report.documents_chunked,
-            "chunks_written": report.chunks_written,
-            "active_chunks": report.active_chunks,
-        }
-    )
+        reports = [chunk_documents(store, container, chunker, log=context.log) for chunker in needed_chunkers(store, container)]
+    return MaterializeResult(metadata=chunk_metadata(reports))
 
 
 @asset(
