@@ -22,7 +22,7 @@ def container() -> None:
     help="folder:PATH, jsonl:PATH, redmine:URL?projects=A,B[&wiki=1][&key_env=VAR] or http:URL [URL ...] "
     "(pages, or sitemaps ending in .xml)",
 )
-@click.option("--embedder", default=None, help="Embedder version (default minilm-l6-v2@1).")
+@click.option("--embedder", default=None, help="Embedder version (default minilm-l6-v2@2).")
 def container_add(slug: str, source_spec: str, embedder: str | None) -> None:
     """Register a container and its Dagster partition."""
     created = add_container(slug, source_spec, embedder)

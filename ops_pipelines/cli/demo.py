@@ -18,7 +18,7 @@ DEMO_QUERY = "how do I roll back after a bad re-embed?"
 @click.command()
 @click.option("--source", "source_spec", default=None, help="Default: folder:<repo>/docs")
 @click.option("--slug", default="docs", show_default=True)
-@click.option("--embedder", default=None, help="Default: minilm-l6-v2@1")
+@click.option("--embedder", default=None, help="Default: minilm-l6-v2@2")
 @click.option("--query", default=DEMO_QUERY, show_default=True)
 def demo(source_spec: str | None, slug: str, embedder: str | None, query: str) -> None:
     """Register the demo container (if new), sync it, search it, say where to look next."""

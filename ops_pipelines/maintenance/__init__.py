@@ -37,6 +37,7 @@ from ops_pipelines.maintenance.retention import (
     GENERATION_RETENTION,
     CachePruneReport,
     GenerationRetentionReport,
+    prune_chunks,
     prune_embedding_cache,
     prune_old_generations,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "expired_backups",
     "find_orphans",
     "maintain_database",
+    "prune_chunks",
     "prune_embedding_cache",
     "prune_old_generations",
     "purge_archived_documents",

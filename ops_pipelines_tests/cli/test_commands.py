@@ -133,17 +133,19 @@ def test_demo_twice_second_time_everything_skipped(home, corpus):
 def test_demo_on_the_shipped_docs_with_minilm_answers_the_demo_query(home):
     code, out = run("demo", "--source", f"folder:{REPO_DOCS}")
     assert code == 0, out
-    assert "minilm-l6-v2@1, 384-d" in out
+    assert "minilm-l6-v2@2, 384-d" in out
     first_hit = out.split(f'search docs: "{DEMO_QUERY}"')[1].splitlines()[1]
     assert "[rollback.md]" in first_hit
 
 
 def test_embedders_list_and_sync(home, tmp_path, monkeypatch):
     code, out = run("embedders", "list")
-    assert code == 0 and out.count("NO PARTITION") == 2
+    assert code == 0 and out.count("NO PARTITION") == 3
     code, out = run("embedders", "sync")
-    assert out.splitlines()[-1] == "added hash-256@1, minilm-l6-v2@1"
-    assert sorted(DagsterInstance.get().get_dynamic_partitions("embedder_versions")) == ["hash-256@1", "minilm-l6-v2@1"]
+    assert out.splitlines()[-1] == "added hash-256@1, minilm-l6-v2@1, minilm-l6-v2@2"
+    assert sorted(DagsterInstance.get().get_dynamic_partitions("embedder_versions")) == [
+        "hash-256@1", "minilm-l6-v2@1", "minilm-l6-v2@2"
+    ]
     code, out = run("embedders", "sync")
     assert "nothing to add" in out
 

@@ -118,11 +118,20 @@ def generation_retention(
 def embedding_cache_retention(
     context: AssetExecutionContext, config: DryRunConfig, kb: KnowledgeBaseResource
 ) -> MaterializeResult:
-    """Embedding-cache rows of retired embedder versions (no container and no kept generation uses them) pruned."""
+    """Embedding-cache rows of retired embedder versions (no container and no kept generation uses
+    them) pruned, and each container's chunks cut by a chunker none of those versions uses."""
     with operator_errors(), kb.open() as store:
         report = maintenance.prune_embedding_cache(store, dry_run=config.dry_run, log=context.log)
+        with knowledge_base_writer(context, store):
+            chunks = maintenance.prune_chunks(store, dry_run=config.dry_run, log=context.log)
     return MaterializeResult(
-        metadata={"dry_run": config.dry_run, "rows_deleted": report.rows_deleted, "versions": table(report.table)}
+        metadata={
+            "dry_run": config.dry_run,
+            "rows_deleted": report.rows_deleted,
+            "versions": table(report.table),
+            "chunks_deleted": chunks.chunks_deleted,
+            "chunkers": table(chunks.table),
+        }
     )
 
 

@@ -23,9 +23,10 @@ from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
 from ops_pipelines.embedders import chunker_of, get_version
-from ops_pipelines.ingest import chunk_documents, embed_chunks
+from ops_pipelines.ingest import chunk_documents, embed_chunks, needed_chunkers
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
 from ops_pipelines.kb.generations import LIVE
+from ops_pipelines.kb.leases import holder_for
 from ops_pipelines.refresh import (
     CHECKS,
     IN_PLACE,
@@ -97,8 +98,13 @@ def version_embeddings(
     slug, version_name = refresh_partition(context.partition_key)
     with operator_errors(), kb.open() as store:
         version = get_version(version_name)
-        with container_writer(context, store, slug) as container:  # a version with its own chunker cuts its chunks
-            chunked = [chunk_documents(store, container, chunker_of(version.name), log=context.log)]
+        container = store.get_container(slug)
+        chunked = []
+        if version.chunker not in {c.name for c in needed_chunkers(store, container)}:
+            # A version with a chunker of its own cuts its chunks, beside the live ones, under the
+            # container's lease for as long as that takes (not the whole run: syncs go on meanwhile).
+            with store.container_lease(container.id, holder_for(context.run_id)):
+                chunked = [chunk_documents(store, container, chunker_of(version.name), log=context.log)]
         require_chunks(store, container, version.chunker)
         if _build_mode_of_this_run(context) == IN_PLACE:  # refused before any model time
             with vectors.open() as qdrant:
@@ -107,10 +113,8 @@ def version_embeddings(
             store, container, embedders.get, version.name, config.batch_size,
             recompute=config.recompute, log=context.log,
         )
-    return MaterializeResult(
-        metadata={**embedding_metadata(version, report), "recompute": config.recompute,
-                  **{k: v for k, v in chunk_metadata(chunked).items() if k != "active_chunks"}}
-    )
+    cut = {k: v for k, v in chunk_metadata(chunked).items() if k != "active_chunks"} if chunked else {}
+    return MaterializeResult(metadata={**embedding_metadata(version, report), "recompute": config.recompute, **cut})
 
 
 @asset(
