@@ -99,9 +99,11 @@ def main() -> None:
         finally:
             server.stop()
 
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"in_flight": "Int64"})
     print()
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}" if x < 1.01 else f"{x:.1f}", na_rep="-"))
+    print(table.astype({"in_flight": object}).fillna("-").to_string(index=False, formatters={
+        "seconds": "{:.1f}".format, "chunks_per_s": "{:.1f}".format, "min_cosine_to_in_process": "{:.5f}".format,
+    }))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
