@@ -45,6 +45,11 @@ class BuildReport:
 def require_chunks(kb: KnowledgeBase, container: Container, chunker: str) -> int:
     """The number of active chunks ``chunker`` cut; ``NoChunks`` if there are none."""
     active = kb.count_active_chunks(container.id, chunker)
+    if not active and next(kb.documents_to_chunk(container.id, chunker, 1), None):  # documents it has not cut
+        raise NoChunks(
+            f"container {container.slug!r} has no chunks cut by {chunker} yet: run the whole refresh_job "
+            "(its version_embeddings step cuts them), not shadow_collection alone"
+        )
     if not active:
         raise NoChunks(
             f"container {container.slug!r} has no active chunks, so there is nothing to build: run "

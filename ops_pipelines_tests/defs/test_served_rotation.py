@@ -185,3 +185,24 @@ def test_chunks_of_a_chunker_no_kept_generation_uses_are_pruned(sqlite_harness, 
     sync = harness.sync("docs")  # nothing to cut again: the live chunker's chunks are all there
     assert harness.metadata(sync, "chunks")["documents_chunked"] == 0
     assert harness.metadata(sync, "live_collection")["points"] == 5
+
+
+def test_a_shadow_built_alone_for_a_new_chunker_says_to_run_the_whole_refresh(sqlite_harness, corpus, tmp_path, monkeypatch):
+    from dagster import materialize
+
+    from ops_pipelines.defs.partitions import refresh_partition_key
+    from ops_pipelines.defs.refresh.assets import shadow_collection
+    from ops_pipelines_tests.conftest import step_failure_message
+
+    registry = tmp_path / "embedders.toml"
+    registry.write_text(TOKEN_VERSION)
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+    sqlite_harness.add_container("docs", corpus)
+    sqlite_harness.sync("docs")
+    sqlite_harness.instance.add_dynamic_partitions("embedder_versions", ["hash-256-tokens@1"])
+    result = materialize(
+        [shadow_collection], partition_key=refresh_partition_key("docs", "hash-256-tokens@1"),
+        instance=sqlite_harness.instance, resources=sqlite_harness.resources(), raise_on_error=False,
+    )
+    assert "no chunks cut by minilm-tokens-254@1 yet: run the whole refresh_job" in step_failure_message(result)
+    assert sqlite_harness.serving("docs") == "kb_docs__hash-256-1__g1"
