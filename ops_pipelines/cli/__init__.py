@@ -1,4 +1,4 @@
-"""Operator commands: ``ops-pipelines container|sync|search|refresh|export|backup|restore|demo``
+"""Operator commands: ``ops-pipelines container|sync|search|eval|refresh|export|backup|restore|demo``
 and ``trigger|backfill``, one module per area.
 
 They use the same settings (environment variables) as the Dagster code location, and launch
@@ -24,6 +24,7 @@ from ops_pipelines.cli import (
     demo,
     embedders,
     inspect,
+    quality,
     refresh,
     remote,
     sources,
@@ -61,6 +62,7 @@ class _Commands(click.Group):
         inspect.generations,
         inspect.search,
         inspect.health,
+        quality.eval_command,
         archives.export_command,
         archives.import_command,
         archives.archive,

@@ -104,8 +104,13 @@ def _v6_chunkers(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE documents DROP COLUMN chunked_hash")
 
 
+def _v7_golden_sets(conn: Connection) -> None:
+    """Golden query sets per container, for the retrieval-quality evaluations."""
+    schema.golden_sets.create(conn)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
-    _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports, _v6_chunkers,
+    _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports, _v6_chunkers, _v7_golden_sets,
 ]
 LATEST = len(MIGRATIONS)
 

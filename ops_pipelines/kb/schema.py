@@ -195,3 +195,20 @@ leases = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# A container's golden query sets (``quality.golden``), one row a version: the latest is the one
+# the quality gate and the evaluations use. ``body`` is the JSONL as registered.
+golden_sets = Table(
+    "golden_sets",
+    metadata,
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("content_hash", String(64), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("queries", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -23,6 +23,7 @@ from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
 from ops_pipelines.kb.generations import GenerationRecords
+from ops_pipelines.kb.golden_sets import GoldenSetRecords
 from ops_pipelines.kb.leases import LeaseRecords
 from ops_pipelines.kb.migrations import migrate
 from ops_pipelines.kb.snapshot import container_snapshot
@@ -128,7 +129,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase(GenerationRecords, LeaseRecords, SourceStateRecords, ChunkStreams):
+class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceStateRecords, ChunkStreams):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)

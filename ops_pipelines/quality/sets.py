@@ -1,0 +1,28 @@
+"""A container's golden set in the metadata DB: registered once checked against the container's
+documents, read back as the latest version."""
+
+from __future__ import annotations
+
+from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.quality.golden import GoldenSet, InvalidGoldenSet, parse_golden_set
+
+
+def register_golden_set(kb: KnowledgeBase, container: Container, text: str, origin: str) -> tuple[GoldenSet, bool]:
+    """Check the set (its JSON, and that every source key it names is an active document of the
+    container) and record it as the container's latest; returns it and whether it was new."""
+    golden = parse_golden_set(text, origin)
+    states = kb.document_states(container.id, golden.source_keys)
+    lacking = sorted(key for key in golden.source_keys if key not in states or states[key].status != "active")
+    if lacking:
+        shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
+        raise InvalidGoldenSet(
+            f"{origin} names {len(lacking)} source key(s) that container {container.slug!r} has no active document "
+            f"for: {shown}. Use the keys `ops-pipelines search` shows in brackets; nothing was registered"
+        )
+    added = kb.put_golden_set(container.id, golden.content_hash, text, len(golden.queries))
+    return golden, added
+
+
+def current_golden_set(kb: KnowledgeBase, container: Container) -> GoldenSet | None:
+    record = kb.golden_set(container.id)
+    return None if record is None else parse_golden_set(record.body, f"golden set {record.content_hash[:12]}")
