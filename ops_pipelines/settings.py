@@ -173,3 +173,28 @@ def lease_ttl_seconds() -> float:
     """``OPS_LEASE_TTL_SECONDS``: a lease not renewed for this long (its holder was killed, or its
     host lost) may be taken over; a holder renews every third of it (default 60)."""
     return source_float("OPS_LEASE_TTL_SECONDS", DEFAULT_LEASE_TTL_SECONDS)
+
+
+def _fraction(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name}={raw!r} is not a number from 0 to 1")
+    return value
+
+
+def quality_tolerance() -> float:
+    """``OPS_QUALITY_TOLERANCE``: how much lower (absolute) a shadow generation's recall@10, MRR@10
+    or nDCG@10 may be than the live one's before the retrieval-quality check fails (0.02)."""
+    return _fraction("OPS_QUALITY_TOLERANCE", 0.02)
+
+
+def quality_floor() -> float:
+    """``OPS_QUALITY_FLOOR``: the recall@10 a generation built with nothing live to compare with
+    must reach (0: none)."""
+    return _fraction("OPS_QUALITY_FLOOR", 0.0)

@@ -261,6 +261,16 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
             for r in rows
         }
 
+    def document_titles(self, container_id: str) -> list[tuple[str, str]]:
+        """(source key, title) of the container's active documents, in source key order."""
+        d = schema.documents.c
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(d.source_key, d.title)
+                .where(d.container_id == container_id, d.status == "active")
+                .order_by(d.source_key)
+            )]
+
     def document_updated_at(self, container_id: str) -> dict[str, datetime | None]:
         """Source key -> the source's last update time, of every document of the container."""
         d = schema.documents.c

@@ -33,6 +33,13 @@ class GoldenQuery:
 class GoldenSet:
     queries: tuple[GoldenQuery, ...]
     content_hash: str
+    synthetic: bool = False  # drawn from the container's own documents, not written by anyone
+
+    @property
+    def label(self) -> str:
+        return f"synthetic golden set ({len(self.queries)} document titles)" if self.synthetic else (
+            f"golden set {self.content_hash[:12]} ({len(self.queries)} queries)"
+        )
 
     @property
     def source_keys(self) -> set[str]:

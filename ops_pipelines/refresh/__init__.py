@@ -11,11 +11,12 @@ from ops_pipelines.refresh.build import (
     check_in_place,
     require_chunks,
 )
-from ops_pipelines.refresh.gate import CHECKS, reconcile_generation, refuse_failed_checks
+from ops_pipelines.refresh.gate import CHECKS, SWAP_CHECKS, gate_generation, reconcile_generation, refuse_failed_checks
 from ops_pipelines.refresh.swap import NothingToRollBack, SwapReport, prune_generations, rollback, swap_to
 
 __all__ = [
     "CHECKS",
+    "SWAP_CHECKS",
     "IN_PLACE",
     "SHADOW",
     "BuildReport",
@@ -26,6 +27,7 @@ __all__ = [
     "build_generation",
     "check_in_place",
     "prune_generations",
+    "gate_generation",
     "reconcile_generation",
     "refuse_failed_checks",
     "require_chunks",

@@ -1,10 +1,13 @@
-"""The swap gate: every reconciliation check of ``vectors.reconcile`` on one generation."""
+"""The swap gate: every reconciliation check of ``vectors.reconcile`` on one generation, and
+its retrieval quality (``quality.gate``)."""
 
 from __future__ import annotations
 
 from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import ExpectedPoints, expected_points
 from ops_pipelines.kb import Container, Generation, GenerationNotFound, KnowledgeBase
+from ops_pipelines.quality.gate import DESCRIPTION as QUALITY_DESCRIPTION
+from ops_pipelines.quality.gate import RETRIEVAL_QUALITY, retrieval_quality
 from ops_pipelines.refresh.build import RefreshRefused
 from ops_pipelines.vectors import VectorStore, alias_name, reconcile
 from ops_pipelines.vectors.reconcile import ID_FIELDS, CheckResult, ContentScan
@@ -17,6 +20,8 @@ CHECKS = {
     "payload_hashes": "Each point's payload chunk_hash is the content hash of its chunk.",
     "self_retrieval": "A sample of chunks, queried with their own cached vectors among the sampled points, come back at rank 1.",
 }
+# ...and before a swap, whether it answers as well as the live generation (``quality.gate``)
+SWAP_CHECKS = {**CHECKS, RETRIEVAL_QUALITY: QUALITY_DESCRIPTION}
 
 
 def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation) -> list[CheckResult]:
@@ -30,6 +35,17 @@ def reconcile_generation(kb: KnowledgeBase, store: VectorStore, container: Conta
     scan = content_scan(expected, generation.embedder_version, dimension)
     scan.add_pages(store.pages(generation.collection, with_payload=ID_FIELDS, with_vectors=True, page=1024))
     return scan.results() + [retrieval_check(kb, store, generation, expected)]
+
+
+def gate_generation(kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation) -> list[CheckResult]:
+    """Every check of the swap gate: the reconciliation checks, then retrieval quality (which
+    cannot search a collection of the wrong dimension)."""
+    results = reconcile_generation(kb, store, container, generation)
+    if next(r for r in results if r.name == "vector_dimension").passed:
+        results.append(retrieval_quality(kb, store, container, generation))
+    else:
+        results.append(CheckResult(RETRIEVAL_QUALITY, False, "not measured: the collection has the wrong dimension"))
+    return results
 
 
 def refuse_failed_checks(container: Container, generation: Generation, results: list[CheckResult]) -> None:

@@ -59,7 +59,7 @@ def test_shadow_refresh_builds_checks_and_swaps(synced, monkeypatch):
     result = synced.refresh("docs", "hash-256@1")
     assert result.success
     assert len(reads) == 1  # the swap trusts the checks that passed in the same run
-    assert all(check_outcomes(result).values()) and len(check_outcomes(result)) == 6
+    assert all(check_outcomes(result).values()) and len(check_outcomes(result)) == 7
     assert synced.serving("docs") == G2
     record, generations = container(synced)
     assert (record.active_generation, record.embedder_version) == (2, "hash-256@1")
@@ -85,7 +85,8 @@ def test_a_defective_shadow_fails_its_check_and_is_never_swapped(synced, defect,
     result = synced.refresh("docs", "hash-256@1", raise_on_error=False, vectors=DefectiveVectors(path=synced.qdrant_path, defect=defect))
     assert not result.success
     outcomes = check_outcomes(result)
-    assert {name for name, passed in outcomes.items() if not passed} == failing
+    # retrieval_quality may fail too (a dropped or zeroed point loses its document's queries)
+    assert {name for name, passed in outcomes.items() if not passed} - {"retrieval_quality"} == failing
     message = step_failure_message(result)  # the operator's words, not Dagster's blocking-check error
     assert "not swapping kb_docs to kb_docs__hash-256-1__g2: " in message
     assert all(f"{name}: " in message for name in failing)

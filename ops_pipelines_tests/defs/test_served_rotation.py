@@ -30,7 +30,7 @@ def test_rotation_from_the_in_process_model_to_the_served_one_swaps_and_ranks_th
     before = {q: top_keys(harness, "docs", q) for q in QUERIES}
 
     result = harness.refresh("docs", served)
-    assert result.success and all(check_outcomes(result).values()) and len(check_outcomes(result)) == 6
+    assert result.success and all(check_outcomes(result).values()) and len(check_outcomes(result)) == 7
     assert harness.metadata(result, "version_embeddings")["computed"] == 5
     assert harness.serving("docs") == "kb_docs__minilm-served-1__g2"
     record, _ = container(harness)

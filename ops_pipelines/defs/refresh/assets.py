@@ -28,12 +28,12 @@ from ops_pipelines.kb import Container, Generation, GenerationNotFound, Knowledg
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.kb.leases import holder_for
 from ops_pipelines.refresh import (
-    CHECKS,
     IN_PLACE,
     SHADOW,
+    SWAP_CHECKS,
     build_generation,
     check_in_place,
-    reconcile_generation,
+    gate_generation,
     refuse_failed_checks,
     require_chunks,
     swap_to,
@@ -180,7 +180,7 @@ def live_alias(
         if generation.state != LIVE and not _checks_passed_in_this_run(context):
             # In refresh_job the blocking checks gated this step already; launched on its own
             # (say, live_alias alone from the UI), the swap runs them itself.
-            refuse_failed_checks(container, generation, reconcile_generation(store, qdrant, container, generation))
+            refuse_failed_checks(container, generation, gate_generation(store, qdrant, container, generation))
         report = swap_to(store, qdrant, container, generation, retention=config.retention, log=context.log)
     return MaterializeResult(
         metadata={
@@ -219,7 +219,7 @@ def _checks_passed_in_this_run(context) -> bool:
         for e in events
         if e.dagster_event.asset_check_evaluation_data.passed
     }
-    return passed >= set(CHECKS)
+    return passed >= set(SWAP_CHECKS)
 
 
 def built_generation(context, store: KnowledgeBase, container: Container) -> Generation:

@@ -15,15 +15,18 @@ from ops_pipelines.defs.leases import container_writer
 from ops_pipelines.defs.partitions import refresh_partition
 from ops_pipelines.defs.refresh.assets import built_generation, shadow_collection
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
-from ops_pipelines.refresh import CHECKS, reconcile_generation, refuse_failed_checks
+from ops_pipelines.refresh import SWAP_CHECKS, gate_generation, refuse_failed_checks
 
 
 @multi_asset_check(
     specs=[
         AssetCheckSpec(name, asset=shadow_collection, description=description, blocking=True)
-        for name, description in CHECKS.items()
+        for name, description in SWAP_CHECKS.items()
     ],
-    description="Reconcile the built generation against the container's active chunks.",
+    description=(
+        "Reconcile the built generation against the container's active chunks, then measure it on the "
+        "container's golden set against the live one."
+    ),
 )
 def shadow_collection_checks(
     context: AssetCheckExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
@@ -36,7 +39,7 @@ def shadow_collection_checks(
         vectors.open() as qdrant,
     ):
         generation = built_generation(context.op_execution_context, store, container)
-        results = reconcile_generation(store, qdrant, container, generation)
+        results = gate_generation(store, qdrant, container, generation)
     for result in results:
         context.log.info("%s %s: %s", result.name, "passed" if result.passed else "FAILED", result.summary)
         yield AssetCheckResult(
