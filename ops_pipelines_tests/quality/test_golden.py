@@ -69,3 +69,19 @@ def test_versions_are_kept_by_content_hash_and_the_latest_is_in_use(kb):
     golden, added = register_golden_set(kb, container, second, "g2")
     assert added and current_golden_set(kb, container) == golden
     assert [v.queries for v in kb.golden_set_versions(container.id)] == [2, 1]
+
+
+def test_the_shipped_golden_set_of_the_demo_corpus_matches_its_documents(kb, tmp_path):
+    """bench/docs-golden.jsonl (bench/quality.py) names only documents of docs/, 40 queries or more."""
+    from pathlib import Path
+
+    from ops_pipelines.ingest import sync_documents
+    from ops_pipelines.objects import FolderObjectStore
+    from ops_pipelines.sources import open_source
+
+    repo = Path(__file__).resolve().parents[2]
+    container = kb.add_container("docs", "folder", str(repo / "docs"), "hash-256@1")
+    sync_documents(kb, FolderObjectStore(tmp_path / "objects"), container, open_source("folder", str(repo / "docs")))
+    golden_file = repo / "bench" / "docs-golden.jsonl"
+    golden, added = register_golden_set(kb, container, golden_file.read_text(), str(golden_file))
+    assert added and len(golden.queries) >= 40
