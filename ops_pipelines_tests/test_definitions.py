@@ -58,6 +58,7 @@ def test_refresh_job_gates_the_swap_with_blocking_checks(defs):
     }
     assert set(specs) == {
         "point_count", "point_ids", "vector_dimension", "vector_values", "payload_hashes", "self_retrieval",
+        "retrieval_quality",
     }
     assert all(spec.blocking and spec.description for spec in specs.values())
     assert defs.resolve_job_def("rollback_job")
