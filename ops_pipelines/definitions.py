@@ -2,7 +2,7 @@
 
 from dagster import Definitions
 
-from ops_pipelines.defs import alerts, backup, export, health, maintenance, refresh, sync
+from ops_pipelines.defs import alerts, backup, export, health, maintenance, quality, refresh, sync
 from ops_pipelines.defs.location import location
 
 
@@ -14,6 +14,7 @@ def build_definitions() -> Definitions:
         backup.defs,
         health.defs,
         maintenance.defs,
+        quality.defs,
         alerts.defs,
     )
 

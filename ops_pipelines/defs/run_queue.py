@@ -8,7 +8,7 @@ dimension of a refresh partition (``dagster/partition/container``), a container 
 runs of jobs without partitions name it in their config (rollback_job's ``container``,
 import_job's ``slug``). The coordinator reads them all (``alerts.run_container``, what the failure
 alerts name a run's container by) into the one tag the queue limits. Runs that only read a
-container (an export) are left out: they need not wait for its writers.
+container (an export, an evaluation) are left out: they need not wait for its writers.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dagster import AssetKey, DagsterRun, QueuedRunCoordinator
 from dagster._core.run_coordinator import SubmitRunContext
 
 CONTAINER_TAG = "ops/container"
-READING_JOBS = frozenset({"export_job"})
-READING_ASSETS = frozenset({AssetKey("container_export")})
+READING_JOBS = frozenset({"export_job", "retrieval_eval_job"})
+READING_ASSETS = frozenset({AssetKey("container_export"), AssetKey("retrieval_eval")})
 
 
 def written_container(run: DagsterRun) -> str | None:

@@ -125,10 +125,14 @@ def test_the_queue_runs_one_writer_per_container_at_a_time(queue_instance):
 
 def test_a_reading_run_is_not_held_behind_writers(queue_instance):
     implicit = defs.resolve_implicit_global_asset_job_def()
-    export = [AssetKey("container_export")]
+    export, evaluation = [AssetKey("container_export")], [AssetKey("retrieval_eval")]
     for launch in (
         dict(job_name="export_job", tags=defs.resolve_job_def("export_job").get_tags_for_partition_key("docs", None)),
         dict(job_name=implicit.name, asset_selection=export, tags=implicit.get_tags_for_partition_key("docs", export)),
+        dict(job_name="retrieval_eval_job",
+             tags=defs.resolve_job_def("retrieval_eval_job").get_tags_for_partition_key("docs", None)),
+        dict(job_name=implicit.name, asset_selection=evaluation,
+             tags=implicit.get_tags_for_partition_key("docs", evaluation)),
     ):
         assert CONTAINER_TAG not in submit(queue_instance, launch).tags
 
