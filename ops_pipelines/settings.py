@@ -6,6 +6,7 @@ files, object store folder); production points each piece at a server with its o
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -75,18 +76,22 @@ def source_allowed_hosts() -> tuple[str, ...]:
     return tuple(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
 
 
-def source_float(name: str, default: float) -> float:
-    """A positive number of seconds (or hours) from ``name``."""
+def _env_float(name: str, default: float, valid, expected: str) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"{name}={raw!r} is not a positive number")
+        value = math.nan  # valid() of NaN is false
+    if not valid(value):
+        raise ValueError(f"{name}={raw!r} is not {expected}")
     return value
+
+
+def source_float(name: str, default: float) -> float:
+    """A positive number of seconds (or hours) from ``name``."""
+    return _env_float(name, default, lambda v: v > 0, "a positive number")
 
 
 def source_int(name: str, default: int, minimum: int = 1) -> int:
@@ -176,16 +181,7 @@ def lease_ttl_seconds() -> float:
 
 
 def _fraction(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ValueError(f"{name}={raw!r} is not a number from 0 to 1")
-    return value
+    return _env_float(name, default, lambda v: 0 <= v <= 1, "a number from 0 to 1")
 
 
 def quality_tolerance() -> float:
