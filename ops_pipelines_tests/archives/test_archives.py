@@ -125,6 +125,24 @@ def test_without_vectors_or_in_another_version_the_import_re_embeds(world, extra
     assert world.top("small", "glaciers and ice")[0] == "gamma.md"
 
 
+def test_an_import_into_a_version_with_another_chunker_cuts_its_chunks_first(world, tmp_path, monkeypatch):
+    registry = tmp_path / "tokens.toml"
+    registry.write_text(
+        '[versions."hash-256-tokens@1"]\nprovider = "hashing"\ndimension = 256\nwindow = 256\n'
+        'chunker = "minilm-tokens-254@1"\n'
+    )
+    monkeypatch.setenv("OPS_EMBEDDERS_FILE", str(registry))
+    path = export(world)
+    assert read_archive(path).manifest["embedder"]["chunker"] == "para-800@1"
+    report = world.load(path, slug="tokens", embedder_version="hash-256-tokens@1")
+    assert (report.vectors_from_archive, report.embedded, report.chunks) == (False, 5, 5)
+    assert all(c.passed for c in report.checks)
+    imported = world.kb.get_container("tokens")
+    assert world.kb.count_active_chunks(imported.id, "minilm-tokens-254@1") == 5  # cut beside the archive's
+    assert world.kb.count_active_chunks(imported.id, PARA) == 5
+    assert world.top("tokens", "glaciers and ice")[0] == "gamma.md"
+
+
 def test_import_into_an_existing_slug_needs_force_and_replaces_without_a_gap(world):
     path = export(world)
     before = world.collections()
