@@ -12,6 +12,7 @@ import time
 from dagster import AssetKey, DagsterEventType, RunsFilter
 
 from ops_pipelines.defs.partitions import refresh_partition_key
+from ops_pipelines.refresh import SWAP_CHECKS
 from ops_pipelines_tests.cli.conftest import home  # noqa: F401 - the fixture
 from ops_pipelines_tests.conftest import step_failure_message
 
@@ -180,5 +181,5 @@ def _writing_window(instance, run_id: str) -> tuple[float, float]:
     done = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
     written = [e.timestamp for e in logs if e.is_dagster_event and e.dagster_event_type in done
                and e.step_key != "version_embeddings"]  # the build, its checks and the swap
-    assert len(written) == 1 + 6 + 1 and taken <= min(written) and max(written) <= released
+    assert len(written) == 1 + len(SWAP_CHECKS) + 1 and taken <= min(written) and max(written) <= released
     return taken, released
