@@ -235,42 +235,39 @@ def versions() -> dict[str, EmbedderVersion]:
     return registry().versions
 
 
-def get_version(name: str) -> EmbedderVersion:
-    known = versions()
+def _known(found: Registry, name: str) -> EmbedderVersion:
     try:
-        return known[name]
+        return found.versions[name]
     except KeyError:
         raise UnknownEmbedderVersion(
-            f"unknown embedder version {name!r}; known: {', '.join(sorted(known))}"
+            f"unknown embedder version {name!r}; known: {', '.join(sorted(found.versions))}"
         ) from None
+
+
+def get_version(name: str) -> EmbedderVersion:
+    return _known(registry(), name)
 
 
 def chunker_of(version_name: str) -> Chunker:
     """The chunker the chunks of a version are cut with."""
     found = registry()
-    try:
-        return found.chunkers[found.versions[version_name].chunker]
-    except KeyError:
-        raise UnknownEmbedderVersion(
-            f"unknown embedder version {version_name!r}; known: {', '.join(sorted(found.versions))}"
-        ) from None
+    return found.chunkers[_known(found, version_name).chunker]
 
 
 class VersionEmbedder:
     """A version's model with its prompts: ``embed`` for chunk texts, ``embed_queries`` for searches."""
 
-    def __init__(self, version: EmbedderVersion, model: Embedder):
+    def __init__(self, version: EmbedderVersion, model: Embedder, chunker: Chunker):
         self.version = version
         self.model = model
+        self.chunker = chunker
         self.dimension = version.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.version.document_prompt
-        return self.model.embed([prompt + text for text in texts] if prompt else texts)
+        return self.model.embed(_prompted(self.version.document_prompt, texts))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        prompt = self.version.query_prompt
-        return self.model.embed([prompt + text for text in texts] if prompt else texts)
+        return self.model.embed(_prompted(self.version.query_prompt, texts))
 
     def over_window(self, texts: Sequence[str]) -> int | None:
         """How many chunk texts (with the document prompt and special tokens) are longer than the
@@ -278,15 +275,14 @@ class VersionEmbedder:
         whose model's window or tokenizer is not known here)."""
         window = self.version.window or getattr(self.model, "window", None)
         tokenizer = getattr(self.model, "tokenizer_path", None)
-        if window is None or tokenizer is None or self.version.chunker in _token_chunkers():
+        if window is None or tokenizer is None or isinstance(self.chunker, TokenChunker):
             return None
-        prompt = self.version.document_prompt
-        counts = count_tokens(load_tokenizer(tokenizer), [prompt + text for text in texts], special=True)
+        counts = count_tokens(load_tokenizer(tokenizer), _prompted(self.version.document_prompt, texts), special=True)
         return sum(n > window for n in counts)
 
 
-def _token_chunkers() -> set[str]:
-    return {name for name, chunker in registry().chunkers.items() if isinstance(chunker, TokenChunker)}
+def _prompted(prompt: str, texts: Sequence[str]) -> Sequence[str]:
+    return [prompt + text for text in texts] if prompt else texts
 
 
 def load_embedder(name: str) -> VersionEmbedder:
@@ -296,7 +292,7 @@ def load_embedder(name: str) -> VersionEmbedder:
 
 @lru_cache(maxsize=None)
 def _load(version: EmbedderVersion) -> VersionEmbedder:
-    return VersionEmbedder(version, _model(version))
+    return VersionEmbedder(version, _model(version), chunker_of(version.name))
 
 
 def _model(version: EmbedderVersion) -> Embedder:

@@ -128,7 +128,7 @@ def fill_collection(
     everything = overwrite or not len(present)
     writer = CollectionWriter(store, collection, log)
     _write_points(
-        kb, writer, container, embedder_version,
+        kb, writer, container, embedder_version, chunker,
         documents=None if everything else lacking_documents, skip=EMPTY if overwrite else present,
     )
     if len(stale):
@@ -183,6 +183,7 @@ def _write_points(
     writer: CollectionWriter,
     container: Container,
     embedder_version: str,
+    chunker: str,
     documents: set[str] | None,
     skip: np.ndarray,
 ) -> None:
@@ -190,12 +191,12 @@ def _write_points(
     ``skip``, batch by batch."""
     if documents is not None and not documents:
         return
-    for batch in kb.chunk_points(container.id, get_version(embedder_version).chunker, embedder_version, documents):
+    for batch in kb.chunk_points(container.id, chunker, embedder_version, documents):
         rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
         if not rows:
             continue
         if any(row.vector is None for row in rows):
-            raise _missing_embeddings(kb, container, embedder_version)
+            raise _missing_embeddings(kb, container, embedder_version, chunker)
         chunks = [ChunkRow(*row[:7]) for row in rows]
         vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
         ids = id_strings(point_id_array(container.id, rows))
@@ -204,8 +205,8 @@ def _write_points(
         writer.log.info("%s: %d points written", writer.collection, writer.written)
 
 
-def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str) -> MissingEmbeddings:
-    lacking = sum(len(page) for page in kb.chunk_texts(container.id, get_version(embedder_version).chunker, embedder_version))
+def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str, chunker: str) -> MissingEmbeddings:
+    lacking = sum(len(page) for page in kb.chunk_texts(container.id, chunker, embedder_version))
     return MissingEmbeddings(
         f"{lacking} chunk(s) of {container.slug!r} have no {embedder_version} embedding in the cache; run the "
         "embeddings step for this container and version first",

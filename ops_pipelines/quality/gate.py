@@ -15,7 +15,7 @@ from ops_pipelines import settings
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
 from ops_pipelines.quality.evaluate import Evaluation, evaluate_generation
 from ops_pipelines.quality.golden import GoldenQuery, GoldenSet
-from ops_pipelines.quality.sets import current_golden_set
+from ops_pipelines.quality.sets import current_golden_set, lacking_documents
 from ops_pipelines.vectors import VectorStore
 from ops_pipelines.vectors.reconcile import CheckResult
 
@@ -41,12 +41,16 @@ def synthetic_golden_set(kb: KnowledgeBase, container: Container) -> GoldenSet |
     return GoldenSet(queries, digest, synthetic=True)
 
 
+def golden_set_in_use(kb: KnowledgeBase, container: Container) -> GoldenSet | None:
+    """The container's golden set, else a synthetic one; None if it has no document with a title."""
+    return current_golden_set(kb, container) or synthetic_golden_set(kb, container)
+
+
 def retrieval_quality(kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation) -> CheckResult:
-    golden = current_golden_set(kb, container) or synthetic_golden_set(kb, container)
+    golden = golden_set_in_use(kb, container)
     if golden is None:
         return CheckResult(RETRIEVAL_QUALITY, True, "not measured: the container has no document to query")
-    states = kb.document_states(container.id, golden.source_keys)
-    lacking = sorted(k for k in golden.source_keys if k not in states or states[k].status != "active")
+    lacking = lacking_documents(kb, container, golden)
     if lacking:
         return CheckResult(
             RETRIEVAL_QUALITY, False,

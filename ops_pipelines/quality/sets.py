@@ -11,8 +11,7 @@ def register_golden_set(kb: KnowledgeBase, container: Container, text: str, orig
     """Check the set (its JSON, and that every source key it names is an active document of the
     container) and record it as the container's latest; returns it and whether it was new."""
     golden = parse_golden_set(text, origin)
-    states = kb.document_states(container.id, golden.source_keys)
-    lacking = sorted(key for key in golden.source_keys if key not in states or states[key].status != "active")
+    lacking = lacking_documents(kb, container, golden)
     if lacking:
         shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
         raise InvalidGoldenSet(
@@ -21,6 +20,12 @@ def register_golden_set(kb: KnowledgeBase, container: Container, text: str, orig
         )
     added = kb.put_golden_set(container.id, golden.content_hash, text, len(golden.queries))
     return golden, added
+
+
+def lacking_documents(kb: KnowledgeBase, container: Container, golden: GoldenSet) -> list[str]:
+    """The source keys the set names that are no active document of the container, sorted."""
+    states = kb.document_states(container.id, golden.source_keys)
+    return sorted(key for key in golden.source_keys if key not in states or states[key].status != "active")
 
 
 def current_golden_set(kb: KnowledgeBase, container: Container) -> GoldenSet | None:

@@ -11,8 +11,8 @@ from ops_pipelines.defs.refresh.assets import live_alias
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
 from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.errors import OperatorError
-from ops_pipelines.quality import current_golden_set, evaluate_generation
-from ops_pipelines.quality.gate import synthetic_golden_set
+from ops_pipelines.quality import evaluate_generation
+from ops_pipelines.quality.gate import golden_set_in_use
 
 
 class NothingToEvaluate(OperatorError, LookupError):
@@ -35,7 +35,7 @@ def retrieval_eval(context: AssetExecutionContext, kb: KnowledgeBaseResource, ve
     with operator_errors(), kb.open() as store:
         container = store.get_container(context.partition_key)
         live = store.live_generation(container.id)
-        golden = current_golden_set(store, container) or synthetic_golden_set(store, container)
+        golden = golden_set_in_use(store, container)
         if live is None or golden is None:
             raise NothingToEvaluate(
                 f"container {container.slug!r} has {'no live generation' if live is None else 'no document'} to "
