@@ -41,8 +41,10 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install $(INFINITY_VENV)/.installed
 	$(BIN)/python -m pytest
 
+# Run from DAGSTER_HOME: Dagster warns about a dagster.yaml in the current folder that is not
+# DAGSTER_HOME's (the repository's own, which this target copies there).
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
 	$(BIN)/python bench/sync.py

@@ -141,6 +141,15 @@ def run_container(tags: Mapping[str, str], run_config: Mapping | None = None) ->
     return None
 
 
+def job_label(job_name: str, asset_keys: Sequence[str] = ()) -> str:
+    """What a run ran: its job, or for a run of one of Dagster's implicit asset jobs (``__ASSET_JOB``:
+    assets materialized from the UI or by a sensor; ``__ephemeral_asset_job__``: ``materialize``)
+    the assets it materialized."""
+    if job_name.startswith("__") and "asset_job" in job_name.lower() and asset_keys:
+        return "materialize " + ", ".join(asset_keys)
+    return job_name
+
+
 def failure_record(
     *,
     job: str,

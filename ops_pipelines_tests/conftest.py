@@ -106,6 +106,19 @@ def backend_store(backend: str, folder: Path):
         store.close()
 
 
+def spy_field_indexes(monkeypatch, store) -> list[tuple[str, str]]:
+    """The (collection, key) of every ``create_field_index`` call on ``store``'s class from now on."""
+    calls: list[tuple[str, str]] = []
+    original = type(store).create_field_index
+
+    def create_field_index(self, name: str, key: str) -> None:
+        calls.append((name, key))
+        original(self, name, key)
+
+    monkeypatch.setattr(type(store), "create_field_index", create_field_index)
+    return calls
+
+
 @pytest.fixture(params=["edge", "server"])
 def store_backend(request) -> str:
     return request.param

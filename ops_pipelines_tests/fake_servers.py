@@ -208,6 +208,8 @@ class FakeRedmine(FakeServer):
                 "project_identifier": project,
                 "tracker": {"id": 1, "name": "Bug"},
                 "status": {"id": 1, "name": "New"},
+                "priority": {"id": 2, "name": "Normal"},
+                "author": {"id": 7, "name": "Ada Ops"},
                 "subject": subject,
                 "description": description,
                 "created_on": now,
@@ -243,7 +245,10 @@ class FakeRedmine(FakeServer):
 
     def put_wiki(self, project: str, title: str, text: str) -> None:
         with self._lock:
-            self.wiki[project][title] = {"title": title, "text": text, "version": 1, "updated_on": self._tick()}
+            self.wiki[project][title] = {
+                "title": title, "text": text, "version": 1, "author": {"id": 7, "name": "Ada Ops"},
+                "updated_on": self._tick(),
+            }
 
     # ---- the API ------------------------------------------------------------------------------
 

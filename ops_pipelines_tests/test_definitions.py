@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from dagster import AssetKey, DagsterInvalidConfigError, validate_run_config
+from dagster import AssetKey, DagsterInvalidConfigError, DefaultScheduleStatus, validate_run_config
 
 
 @pytest.fixture
@@ -82,6 +82,9 @@ def test_refresh_job_config_is_typed(defs, bad):
 def test_backup_restore_and_health_are_in_the_code_location(defs):
     assert {"backup_job", "restore_job", "health_job"} <= {j.name for j in defs.jobs}
     assert {s.name for s in defs.schedules} >= {"backup_schedule", "health_schedule", "sync_schedule"}
+    # the probes only read: they run from the start, as the docs say; the schedules that write wait to be turned on
+    running = {s.name for s in defs.schedules if s.default_status == DefaultScheduleStatus.RUNNING}
+    assert running == {"health_schedule"}
     graph = defs.resolve_asset_graph()
     health = {key.name for key in graph.asset_check_keys if key.asset_key.path == ["knowledge_base"]}
     assert health == {"metadata_db", "qdrant", "serving", "object_store", "embedders", "dagster_instance", "sync_freshness"}
@@ -107,6 +110,40 @@ def test_every_asset_and_check_is_described_owned_and_kinded(defs):
     assert {"s3"} <= kinds["container_export"] and {"s3"} <= kinds["kb_backup"]
     # OPS_KB_URL of the code location names PostgreSQL; without it, the embedded SQLite file.
     assert kinds["chunks"] & {"postgres", "sqlite"}
+
+
+def _descriptions(defs):
+    """Every description the UI renders as markdown: assets, checks, jobs, their ops and config
+    fields, schedules and sensors."""
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        yield f"asset {key.to_user_string()}", graph.get(key).description
+    for key in graph.asset_check_keys:
+        yield f"check {key.name}", graph.get_check_spec(key).description
+    repository = defs.get_repository_def()
+    for job in repository.get_all_jobs():
+        yield f"job {job.name}", job.description
+        for node in job.all_node_defs:
+            yield f"op {node.name}", node.description
+            config = getattr(node, "config_schema", None)
+            fields = getattr(getattr(config, "config_type", None), "fields", None) or {}
+            for name, field in fields.items():
+                yield f"config {node.name}.{name}", field.description
+    for schedule in repository.schedule_defs:
+        yield f"schedule {schedule.name}", schedule.description
+    for sensor in repository.sensor_defs:
+        yield f"sensor {sensor.name}", sensor.description
+
+
+def test_no_description_has_a_placeholder_the_markdown_renderer_eats(defs):
+    """``kb_<slug>`` in a description renders as ``kb_``: placeholders go in backticks."""
+    import re
+
+    bare = []
+    for where, text in _descriptions(defs):
+        outside_code = re.sub(r"`[^`]*`", "", text or "")
+        bare += [f"{where}: {tag}" for tag in re.findall(r"<[^<>\s][^<>]*>", outside_code)]
+    assert bare == []
 
 
 def test_the_run_failure_sensor_and_its_asset_are_in_the_code_location(defs):

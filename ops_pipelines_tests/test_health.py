@@ -65,7 +65,7 @@ def test_health_job_checks_fail_on_an_unserved_container(harness, corpus):
     assert not evaluations["serving"].passed
     assert (
         f"docs: its live collection {live} does not exist: run `ops-pipelines sync docs`"
-        in evaluations["serving"].metadata["detail"].value
+        in evaluations["serving"].description  # what the UI shows as the result
     )
     assert all(e.passed for name, e in evaluations.items() if name != "serving")
 

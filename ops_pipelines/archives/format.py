@@ -1,19 +1,22 @@
-"""The container archive, format version 2 (documented in the README, "Archive format").
+"""The container archive, format version 3 (documented in the README, "Archive format").
 
 A tar (POSIX pax, uncompressed) or zip (stored, zip64) whose first member is ``manifest.json``:
 
-    manifest.json     format, format_version, created_at, run_id, container, embedder, options,
-                      counts, members: [{name, size, sha256}] for every other member but the
-                      blobs, and blobs: {count, bytes}
-    documents.jsonl   one JSON object per active document
+    manifest.json     format, format_version, created_at, run_id, container (with its
+                      declared_fields and its quality_gate bounds if it has its own),
+                      embedder, options, counts, members: [{name, size,
+                      sha256}] for every other member but the blobs, and blobs: {count, bytes}
+    documents.jsonl   one JSON object per active document (with its fields)
     chunks.jsonl      one JSON object per active chunk, ordered by (source_key, ordinal)
+    golden_sets.jsonl one JSON object per version of the container's golden set, oldest first
     vectors.npy       optional: float32 (chunks x dimension), row i = line i of chunks.jsonl
     blobs/<sha256>    optional: the raw bytes each document was read from, after the other
                       members, in ascending name order
 
 Blobs are counted, not listed: a blob's name is its sha256, so it needs no manifest entry to be
 verified, and a list of them (one per document) was the one part of a manifest that grew with
-the container. Version 1 listed them; it is still read.
+the container. Version 1 listed them; version 2 had no document fields, declared fields nor
+golden sets. Both are still read.
 """
 
 from __future__ import annotations
@@ -25,16 +28,17 @@ from dataclasses import dataclass
 from ops_pipelines.errors import OperatorError
 
 FORMAT = "ops-pipelines/container-archive"
-FORMAT_VERSION = 2  # 2 counts the blobs instead of listing them
+FORMAT_VERSION = 3  # 2 counts the blobs instead of listing them; 3 adds fields and golden sets
 MANIFEST = "manifest.json"
 DOCUMENTS = "documents.jsonl"
 CHUNKS = "chunks.jsonl"
+GOLDEN_SETS = "golden_sets.jsonl"
 VECTORS = "vectors.npy"
 BLOB_PREFIX = "blobs/"
 BLOBS = "blobs"  # the manifest's {count, bytes} of the blob members (from the versions that count them)
 FORMATS = ("tar", "zip")
 
-MEMBER_NAME = re.compile(r"^(documents\.jsonl|chunks\.jsonl|vectors\.npy|blobs/[0-9a-f]{64})$")
+MEMBER_NAME = re.compile(r"^(documents\.jsonl|chunks\.jsonl|golden_sets\.jsonl|vectors\.npy|blobs/[0-9a-f]{64})$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -63,6 +67,7 @@ DOCUMENT_FIELDS = {
     "source_hash": str, "content_hash": str, "source_updated_at": (str, type(None)), "text": str,
 }
 CHUNK_FIELDS = {"document_id": str, "source_key": str, "ordinal": int, "content_hash": str, "text": str}
+GOLDEN_SET_FIELDS = {"content_hash": str, "body": str, "queries": int, "created_at": str}
 
 
 class ArchiveError(OperatorError, ValueError):
@@ -160,7 +165,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 CONTAINER_ARCHIVE = ArchiveSpec(
     FORMAT, FORMAT_VERSION, MEMBER_NAME, ("container", "embedder", "options", "counts"), check_container_manifest,
-    older_versions=(1,), blobs_counted_from=2,
+    older_versions=(1, 2), blobs_counted_from=2,
 )
 
 

@@ -6,7 +6,8 @@ nothing. Then the container is written under a temporary slug (state ``importing
 documents and chunks, the archive's vectors kept for it alone (``kb.schema.archive_vectors``:
 nothing enters the shared embedding cache that this deployment did not compute), whatever lacks
 a vector embedded, a generation built and checked by the same reconciliation checks as a
-refresh. Only then, in one transaction, does it take its slug, and a container it replaces
+refresh; its golden set versions are recorded as they were. Only then, in one transaction, does
+it take its slug, and a container it replaces
 (``force``) step aside, ``parked``; the alias moves, and the parked container is removed.
 
 Until that transaction the replaced container is untouched and serves; a failure removes what
@@ -34,6 +35,8 @@ from ops_pipelines.archives.format import (
     CHUNKS,
     DOCUMENT_FIELDS,
     DOCUMENTS,
+    GOLDEN_SET_FIELDS,
+    GOLDEN_SETS,
     VECTORS,
     ArchiveError,
     archive_chunker,
@@ -56,9 +59,12 @@ from ops_pipelines.kb import (
     holder_for,
 )
 from ops_pipelines.kb.clock import utcnow
+from ops_pipelines.kb.golden_sets import QualityBounds
 from ops_pipelines.kb.store import SLUG_PATTERN
 from ops_pipelines.objects import ObjectStore, blob_key
+from ops_pipelines.quality.golden import InvalidGoldenSet, parse_golden_set
 from ops_pipelines.refresh import reconcile_generation
+from ops_pipelines.sources import SOURCE_KINDS
 from ops_pipelines.vectors import VectorStore, generation_name
 from ops_pipelines.vectors.reconcile import CheckResult
 from ops_pipelines.vectors.serving import publish
@@ -128,7 +134,7 @@ def import_archive(
         origin = manifest["container"]
         container = kb.add_container(
             f"{slug[:40]}-importing-{new_id[:8]}", origin["source_kind"], origin["source_location"], target.name,
-            container_id=new_id, state=IMPORTING, import_slug=slug,
+            container_id=new_id, state=IMPORTING, import_slug=slug, declared_fields=origin.get("declared_fields") or (),
         )
         try:
             report = _write(kb, objects, store, archive, container, target, with_vectors, counts, load_embedder, log)
@@ -198,6 +204,12 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         blobs += 1
     for batch in _batches(_records(archive, DOCUMENTS), _BATCH):
         kb.write_documents(container.id, [_document(r) for r in batch], {})
+    for record in _golden_sets(archive):  # oldest first: the newest is the one in use
+        kb.put_golden_set(
+            container.id, record["content_hash"], record["body"], record["queries"],
+            created_at=datetime.fromisoformat(record["created_at"]),
+        )
+    kb.set_quality_bounds(container.id, _quality_bounds(archive.manifest["container"]))
     with Rows(archive.member(VECTORS), VECTORS) if with_vectors else nullcontext() as vectors:
         _write_chunks(kb, archive, container, target, vectors)
     cut_by = archive_chunker(archive.manifest)
@@ -212,7 +224,7 @@ def _write(kb, objects, store, archive, container, target, with_vectors, counts,
         container.id, target.name, lambda n: generation_name(container.import_slug, target.name, n),
         exists=lambda name: store.collection_dimension(name) is not None,
     )
-    store.ensure_collection(generation.collection, target.dimension)
+    store.ensure_collection(generation.collection, target.dimension, target.hybrid)
     fill_collection(kb, store, container, generation.collection, target.name, log=log)
     checks = reconcile_generation(kb, store, container, generation)
     failed = [c for c in checks if not c.passed]
@@ -273,10 +285,13 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
     for key in ("source_kind", "source_location"):
         if not isinstance(manifest["container"].get(key), str):
             raise ArchiveError(f"the manifest's container lacks {key!r}")
+    _check_declared_fields(manifest["container"])
+    _quality_bounds(manifest["container"])
     keys: set[str] = set()
     documents = 0
     for record in _records(archive, DOCUMENTS):
         _check_fields(record, DOCUMENT_FIELDS, DOCUMENTS, documents)
+        _check_document_fields(record.get("fields"), documents)
         if record["source_key"] in keys:
             raise ArchiveError(f"{DOCUMENTS} line {documents + 1}: source_key {record['source_key']!r} repeats")
         keys.add(record["source_key"])
@@ -302,7 +317,66 @@ def _validate(archive: VerifiedArchive, with_vectors: bool, dimension: int) -> d
         )
     if with_vectors:
         _check_vectors(archive, chunks, dimension)
+    _check_golden_sets(archive)
     return {"documents": documents, "chunks": chunks}
+
+
+def _quality_bounds(container: dict) -> QualityBounds:
+    """The container's own bounds for the quality gate (none in archives before version 3)."""
+    gate = container.get("quality_gate") or {}
+    values = [gate.get("tolerance"), gate.get("floor")] if isinstance(gate, dict) else []
+    if not values or set(gate) - {"tolerance", "floor"} or not all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1) for v in values
+    ):
+        raise ArchiveError("the manifest's container.quality_gate is not {tolerance, floor} of numbers from 0 to 1")
+    return QualityBounds(*values)
+
+
+def _check_declared_fields(container: dict) -> None:
+    names = container.get("declared_fields") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ArchiveError("the manifest's container.declared_fields is not a list of field names")
+    kind = SOURCE_KINDS.get(container["source_kind"])
+    try:
+        if kind is not None and tuple(names) != kind.declare_fields(names):
+            raise ValueError("they are not sorted, or repeat")
+    except ValueError as exc:
+        raise ArchiveError(f"the manifest's container.declared_fields {names}: {exc}") from None
+
+
+def _check_document_fields(fields, index: int) -> None:
+    """A document's fields: an object of strings, or none (not known: archives before version 3,
+    documents not synced since)."""
+    if fields is not None and not (
+        isinstance(fields, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+    ):
+        raise ArchiveError(f"{DOCUMENTS} line {index + 1}: fields must be an object of strings")
+
+
+def _golden_sets(archive: VerifiedArchive) -> Iterator[dict]:
+    """The golden set versions of golden_sets.jsonl, oldest first (none in archives before version 3)."""
+    if any(m["name"] == GOLDEN_SETS for m in archive.manifest["members"]):
+        yield from _records(archive, GOLDEN_SETS)
+
+
+def _check_golden_sets(archive: VerifiedArchive) -> None:
+    """Each version is a golden set whose hash and query count are the record's, with a time."""
+    versions = 0
+    for versions, record in enumerate(_golden_sets(archive), start=1):
+        _check_fields(record, GOLDEN_SET_FIELDS, GOLDEN_SETS, versions - 1)
+        where = f"{GOLDEN_SETS} line {versions}"
+        try:
+            golden = parse_golden_set(record["body"], where)
+            created = datetime.fromisoformat(record["created_at"])
+        except (InvalidGoldenSet, ValueError) as exc:
+            raise ArchiveError(f"{where}: {exc}") from None
+        if (golden.content_hash, len(golden.queries)) != (record["content_hash"], record["queries"]):
+            raise ArchiveError(f"{where}: content_hash or queries do not match the set's body")
+        if created.tzinfo is None:
+            raise ArchiveError(f"{where}: created_at has no time zone")
+    declared = archive.manifest["counts"].get("golden_sets", versions)
+    if declared != versions:
+        raise ArchiveError(f"the manifest counts {declared} golden set versions, {GOLDEN_SETS} holds {versions}")
 
 
 def _check_vectors(archive: VerifiedArchive, rows: int, dimension: int) -> None:
@@ -371,4 +445,5 @@ def _document(record: dict) -> DocumentWrite:
         content_hash=record["content_hash"],
         text=record["text"],
         source_updated_at=datetime.fromisoformat(updated) if updated else None,
+        fields=record.get("fields"),
     )

@@ -38,12 +38,16 @@ from ops_pipelines.archives.format import (
     FORMAT,
     FORMAT_VERSION,
     FORMATS,
+    GOLDEN_SET_FIELDS,
+    GOLDEN_SETS,
     MANIFEST,
     VECTORS,
     ArchiveError,
 )
 from ops_pipelines.embedders import EmbedderVersion, get_version
 from ops_pipelines.kb import Container, KnowledgeBase
+from ops_pipelines.kb import fields as document_fields
+from ops_pipelines.kb.golden_sets import QualityBounds
 from ops_pipelines.objects import ObjectStore, blob_key
 from ops_pipelines.objects.base import ObjectNotFound
 
@@ -152,6 +156,7 @@ def write_archive(
             if include_vectors:
                 counts["vectors"] = counts["chunks"]
             log.info("archive: %d chunks staged%s", counts["chunks"], " with vectors" if include_vectors else "")
+            members[GOLDEN_SETS], counts["golden_sets"] = _write_golden_sets(snap, staging / GOLDEN_SETS)
             if include_blobs:
                 blobs = BlobList.of(snap.blob_hashes(), objects, repr(container.slug))
                 counts["blobs"] = len(blobs)
@@ -167,6 +172,8 @@ def write_archive(
                 "source_kind": container.source_kind,
                 "source_location": container.source_location,
                 "embedder_version": container.embedder_version,
+                "declared_fields": list(container.declared_fields),
+                **_quality_gate(kb, container),
                 # when the content was last in step with its source: an import records it
                 "last_synced_at": container.last_synced_at.isoformat() if container.last_synced_at else None,
             },
@@ -197,9 +204,11 @@ def _json_lines(records) -> bytes:
 
 
 def _document_record(row) -> dict:
-    record = dict(zip(DOCUMENT_FIELDS, row, strict=True))  # the snapshot's columns, in this order
+    record = dict(zip(DOCUMENT_FIELDS, row[:-1], strict=True))  # the snapshot's columns, in this order
     updated = record["source_updated_at"]
     record["source_updated_at"] = updated.isoformat() if updated else None
+    if row[-1] is not None:  # left out while not known (synced before fields were kept), as before version 3
+        record["fields"] = document_fields.loads(row[-1])
     return record
 
 
@@ -208,6 +217,27 @@ def _write_documents(snap, path: Path) -> dict:
         for rows in snap.documents():
             out.write(_json_lines(_document_record(row) for row in rows))
         return out.close()
+
+
+def _quality_gate(kb, container) -> dict:
+    """The container's own bounds for the swap gate's retrieval_quality check, if it has any."""
+    bounds = kb.quality_bounds(container.id)
+    return {"quality_gate": {"tolerance": bounds.tolerance, "floor": bounds.floor}} if bounds != QualityBounds() else {}
+
+
+def _write_golden_sets(snap, path: Path) -> tuple[dict, int]:
+    """golden_sets.jsonl, oldest version first (an import records them in that order, so the
+    newest is in use there too); its member facts and the number of versions."""
+    rows = snap.golden_sets()
+    with HashingWriter(path) as out:
+        records = (dict(zip(GOLDEN_SET_FIELDS, row, strict=True)) for row in rows)
+        out.write(_json_lines({**r, "created_at": _utc(r["created_at"]).isoformat()} for r in records))
+        return out.close(), len(rows)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class _VectorsWriter:

@@ -31,6 +31,7 @@ class DumpedCollection:
     ids: np.ndarray  # sorted id array (``vectors.ids``)
     members: dict[str, dict]  # member name -> {size, sha256}
     lengths: dict[str, int] | None = None  # the shard layout's: file -> length before its trailing zeros were cut
+    hybrid: bool = False  # BM25 vectors beside the dense ones (computed again from the text on restore)
 
 
 def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedCollection:
@@ -55,7 +56,7 @@ def dump_collection(store: VectorStore, name: str, staging: Path) -> DumpedColle
         collection_member(name, POINTS): points_out.close(),
         collection_member(name, VECTORS): vectors_out.close(),
     }
-    return DumpedCollection(name, dimension, expected, ids, members)
+    return DumpedCollection(name, dimension, expected, ids, members, hybrid=store.is_hybrid(name))
 
 
 def point_batches(folder: Path, name: str, dimension: int, count: int) -> Iterator[tuple[list[str], list[dict], np.ndarray]]:

@@ -55,7 +55,7 @@ from ops_pipelines.backup.format import (
 from ops_pipelines.backup.points import point_batches
 from ops_pipelines.backup.shards import shard_points
 from ops_pipelines.embedders import get_version
-from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points, serving_chunker
+from ops_pipelines.ingest import CollectionWriter, ExpectedPoints, expected_points, index_fields, serving_chunker
 from ops_pipelines.kb import Container, Generation, KnowledgeBase, schema
 from ops_pipelines.kb.generations import DROPPED, LIVE
 from ops_pipelines.kb.migrations import SchemaTooNew
@@ -295,6 +295,7 @@ def _manifest_collections(backup: KnowledgeBase, manifest: dict) -> list[dict]:
             and _COLLECTION.match(entry["name"])
             and isinstance(entry.get("dimension"), int)
             and 1 <= entry["dimension"] <= 65536
+            and isinstance(entry.get("hybrid", False), bool)
             and isinstance(entry.get("points"), int)
             and entry["points"] >= 0
             and entry.get("layout", POINTS_LAYOUT) in (POINTS_LAYOUT, SHARD)
@@ -376,6 +377,7 @@ def _write_collections(
     changed (what was written is dropped)."""
     entries = {c["name"]: c for c in archive.manifest["collections"]}
     live = _live_generations(backup)
+    owners = {c.id: c for c in backup.list_containers(every_state=True)}
     checked = []
     for old, new in plan.collections.items():
         entry = entries[old]
@@ -391,6 +393,8 @@ def _write_collections(
             points = _restore_points(store, archive, old, new, entry, scan, log)
         if points != entry["points"]:
             raise ArchiveError(f"collection {new} holds {points} points, the backup's manifest says {entry['points']}")
+        if (owner := owners.get(entry.get("container_id"))) is not None:
+            index_fields(store, owner, new)
         if scan is not None:
             results = _passed(container, scan.results())
             checked.append(_Checked(container, replace(generation, collection=new), expected, results))
@@ -401,7 +405,7 @@ def _write_collections(
 
 def _restore_points(store: VectorStore, archive: VerifiedArchive, old: str, new: str, entry: dict, scan, log) -> int:
     """A collection backed up as its points, written (and indexed) under its restored name."""
-    store.create_collection(new, entry["dimension"])
+    store.create_collection(new, entry["dimension"], entry.get("hybrid", False))
     writer = CollectionWriter(store, new, log)
     for ids, payloads, vectors in point_batches(archive.root, old, entry["dimension"], entry["points"]):
         if scan is not None:
@@ -421,7 +425,7 @@ def _restore_shard(store: VectorStore, root: Path, old: str, new: str, entry: di
     with shard_points(store, root, old, new, entry, log) as (source, name):
         writer = None
         if source is not store:
-            store.create_collection(new, entry["dimension"])
+            store.create_collection(new, entry["dimension"], entry.get("hybrid", False))
             writer = CollectionWriter(store, new, log)
         if scan is not None or writer is not None:
             payloads = True if writer is not None else ID_FIELDS

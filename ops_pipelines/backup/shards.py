@@ -33,7 +33,7 @@ def dump_shard(store: VectorStore, name: str, staging: Path) -> DumpedCollection
     folder = staging / collection_member(name, SHARD)
     lengths, ids = store.copy_files(name, folder)
     members = {collection_member(name, f"{SHARD}/{f}"): file_facts(folder / f) for f in lengths}
-    return DumpedCollection(name, dimension, len(ids), ids, members, lengths)
+    return DumpedCollection(name, dimension, len(ids), ids, members, lengths, hybrid=store.is_hybrid(name))
 
 
 @contextmanager
@@ -44,17 +44,17 @@ def shard_points(
     the files' lengths), as a collection to read its points from: on an embedded ``store`` it is
     moved in as collection ``name`` (the restore itself); on a server it is opened by a Qdrant
     Edge store of its own, for the restore to write its points over."""
-    dimension, lengths = entry["dimension"], entry["lengths"]
+    dimension, lengths, hybrid = entry["dimension"], entry["lengths"], entry.get("hybrid", False)
     folder = root / collection_member(backed_up, SHARD)
     try:
         if store.keeps_files:
-            store.adopt_files(name, folder, dimension, lengths)
+            store.adopt_files(name, folder, dimension, lengths, hybrid)
             yield store, name
             return
         with tempfile.TemporaryDirectory(dir=root, prefix=".shard-") as tmp:
             reader = EdgeVectorStore(tmp)
             try:
-                reader.adopt_files(backed_up, folder, dimension, lengths)
+                reader.adopt_files(backed_up, folder, dimension, lengths, hybrid)
                 log.info("restore: reading %s's points through Qdrant Edge", backed_up)
                 yield reader, backed_up
             finally:

@@ -130,6 +130,7 @@ def _dump_collections(snapshot: KnowledgeBase, store: VectorStore, staging: Path
                     "state": generation.state,
                     "embedder_version": generation.embedder_version,
                     "dimension": dumped.dimension,
+                    "hybrid": dumped.hybrid,
                     "points": dumped.points,
                     "layout": SHARD if store.keeps_files else POINTS_LAYOUT,
                     **({"lengths": dumped.lengths} if dumped.lengths is not None else {}),

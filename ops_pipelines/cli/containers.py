@@ -23,14 +23,27 @@ def container() -> None:
     "(pages, or sitemaps ending in .xml)",
 )
 @click.option("--embedder", default=None, help="Embedder version (default minilm-l6-v2@2).")
-def container_add(slug: str, source_spec: str, embedder: str | None) -> None:
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME",
+    help="jsonl sources: a record key whose value every point of the record carries, as fields.NAME, to filter "
+    "searches on (repeatable).",
+)
+def container_add(slug: str, source_spec: str, embedder: str | None, fields: tuple[str, ...]) -> None:
     """Register a container and its Dagster partition."""
-    created = add_container(slug, source_spec, embedder)
+    from ops_pipelines.sources import payload_field_names
+
+    created = add_container(slug, source_spec, embedder, fields)
     click.echo(f"container {created.slug} ({created.id}) <- {created.source_kind}:{created.source_location}")
+    carried = payload_field_names(created.source_kind, created.declared_fields)
+    if carried:
+        click.echo(f"fields {', '.join(carried)}; filter searches with: --filter NAME=VALUE")
     click.echo(f"embedder {created.embedder_version}; sync it with: ops-pipelines sync {created.slug}")
 
 
-def add_container(slug: str, source_spec: str, embedder: str | None):
+def add_container(slug: str, source_spec: str, embedder: str | None, fields: tuple[str, ...] = ()):
     from ops_pipelines.defs.partitions import containers_partitions
     from ops_pipelines.embedders import DEFAULT_VERSION, get_version
     from ops_pipelines.sources import open_source, parse_source_spec
@@ -38,7 +51,7 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
 
     try:
         kind, location = parse_source_spec(source_spec)
-        source = open_source(kind, location)
+        source = open_source(kind, location, fields=fields)
         try:
             source.check()  # a Redmine's key, projects, and wiki modules with wiki=1
         finally:
@@ -48,7 +61,7 @@ def add_container(slug: str, source_spec: str, embedder: str | None):
         version = get_version(embedder or DEFAULT_VERSION)
         kb = common.open_kb()
         try:
-            created = kb.add_container(slug, kind, location, version.name)
+            created = kb.add_container(slug, kind, location, version.name, declared_fields=source.declared_fields)
         finally:
             kb.close()
     # A bad source spec or slug is a plain ValueError of its parser; the operator errors (a source
@@ -77,7 +90,8 @@ def container_list() -> None:
         synced = c.last_synced_at.isoformat(timespec="seconds") if c.last_synced_at else "never"
         click.echo(
             f"{c.slug:<20} {c.embedder_version:<16} active={counts['active']:<6} "
-            f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}{_state(c)}"
+            f"archived={counts['archived']:<6} synced={synced}  {c.source_kind}:{c.source_location}"
+            f"{' fields=' + ','.join(c.declared_fields) if c.declared_fields else ''}{_state(c)}"
         )
 
 

@@ -14,8 +14,8 @@ def embedders() -> None:
 
 @embedders.command("list")
 def embedders_list() -> None:
-    """Registered embedder versions (provider, dimension, chunker, model), and whether each has its
-    embedder_versions partition."""
+    """Registered embedder versions (provider, dimension, chunker, model, BM25 if hybrid), and whether
+    each has its embedder_versions partition."""
     from ops_pipelines.defs.partitions import embedder_versions_partitions
 
     registered = set(common.instance().get_dynamic_partitions(embedder_versions_partitions.name))
@@ -24,6 +24,10 @@ def embedders_list() -> None:
             model = f"{v.model} at {v.base_url}"
         else:
             model = v.model_path or ("bundled all-MiniLM-L6-v2" if v.provider == "sentence-transformers" else "-")
+        if v.hybrid:
+            model += f" + {v.sparse.upper()}"
+        if v.min_score is not None:
+            model += f", least score {v.min_score:g}"
         partition = "partition" if v.name in registered else "NO PARTITION (run: ops-pipelines embedders sync)"
         click.echo(f"{v.name:<20} {v.provider:<22} {v.dimension:>5}-d  {v.chunker:<20} {model}  [{partition}]")
 

@@ -3,40 +3,92 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterable
 
 import click
 
 from ops_pipelines import settings
 from ops_pipelines.cli import common
+from ops_pipelines.errors import OperatorError
+
+
+class InvalidFilter(OperatorError, ValueError):
+    pass
 
 
 @click.command()
 @click.argument("slug")
 @click.argument("query")
 @click.option("--limit", default=5, show_default=True)
-def search(slug: str, query: str, limit: int) -> None:
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Only points whose source field NAME (payload fields.NAME) is VALUE, e.g. status=New (repeatable: "
+    "all must hold).",
+)
+def search(slug: str, query: str, limit: int, filters: tuple[str, ...]) -> None:
     """Search a container through its live alias."""
-    for line in format_hits(run_search(slug, query, limit)):
+    where = parse_filters(filters, container_fields(slug)) if filters else None
+    for line in format_hits(run_search(slug, query, limit, where)):
         click.echo(line)
 
 
-def run_search(slug: str, query: str, limit: int):
-    from ops_pipelines.search import search_container
+def container_fields(slug: str) -> tuple[str, ...]:
+    """The fields the documents of container ``slug`` carry."""
+    from ops_pipelines.sources import payload_field_names
+
+    kb = common.open_kb()
+    try:
+        container = kb.get_container(slug)
+    finally:
+        kb.close()
+    return payload_field_names(container.source_kind, container.declared_fields)
+
+
+def parse_filters(filters: Iterable[str], known: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=VALUE`` filters -> the payload match ``{"fields.NAME": VALUE}``; ``InvalidFilter``
+    for one that is not of that form, or names a field the documents do not carry (``known``):
+    a typo would otherwise match nothing, silently."""
+    where: dict[str, str] = {}
+    for text in filters:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidFilter(f"invalid --filter {text!r}: write NAME=VALUE, e.g. --filter status=New")
+        if name not in known:
+            carried = f"they carry {', '.join(known)}" if known else "they carry no fields"
+            raise InvalidFilter(
+                f"invalid --filter {text!r}: the container's documents have no field {name!r}; {carried}"
+            )
+        if where.get(f"fields.{name}", value) != value:
+            raise InvalidFilter(f"invalid --filter {text!r}: {name} is filtered on twice, and a point has one {name}")
+        where[f"fields.{name}"] = value
+    return where
+
+
+def run_search(slug: str, query: str, limit: int, where: dict[str, str] | None = None):
+    """The search's ``Searched``: its hits, and the least score that kept them."""
+    from ops_pipelines.search import search_live
 
     kb = common.open_kb()
     try:
         with common.open_vectors() as store:
-            return search_container(kb, store, slug, query, limit)
+            return search_live(kb, store, slug, query, limit, where)
     finally:
         kb.close()
 
 
-def format_hits(hits) -> list[str]:
+def format_hits(searched) -> list[str]:
     lines = []
-    for rank, hit in enumerate(hits, start=1):
+    for rank, hit in enumerate(searched.hits, start=1):
         snippet = textwrap.shorten(" ".join(hit.payload.get("text", "").split()), 110)
         lines.append(f"{rank}. {hit.score:.3f}  {hit.payload.get('title')}  [{hit.payload.get('source_key')}]")
         lines.append(f"     {snippet}")
+    if not lines and searched.best_dropped is not None:
+        return [f"no match: the best hit scores {searched.best_dropped:.3f}, below the live generation's least score "
+                f"{searched.min_score:.3f}"]
     return lines or ["no hits"]
 
 

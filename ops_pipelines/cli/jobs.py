@@ -26,6 +26,7 @@ CAPABILITIES = {
     "import_job": "export",
     "backup_job": "backup",
     "restore_job": "backup",
+    "maintenance_job": "maintenance",
 }
 
 
@@ -107,9 +108,20 @@ class JobRun:
         return {k: v.value for k, v in obs.metadata.items()}
 
     def checks(self) -> list[tuple[str, bool, str]]:
+        """(name, passed, what it found) of each check: the command's heading names the container,
+        so the description's own ``container version (gN):`` prefix (for the UI) is left out."""
         evaluations = [e.asset_check_evaluation_data for e in self.result.all_events
                        if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        return [(c.check_name, c.passed, c.description or "") for c in evaluations]
+        return [(c.check_name, c.passed, _without_subject(c)) for c in evaluations]
+
+
+def _without_subject(evaluation) -> str:
+    text, metadata = evaluation.description or "", evaluation.metadata
+    if {"container", "embedder_version", "generation"} <= set(metadata):
+        subject = (f"{metadata['container'].value} {metadata['embedder_version'].value} "
+                   f"(g{metadata['generation'].value}): ")
+        return text.removeprefix(subject)
+    return text
 
 
 def failure_reason(result) -> str:

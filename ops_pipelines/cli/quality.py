@@ -2,7 +2,8 @@
 
 ``eval SLUG [--generation N]`` evaluates (the live generation by default); ``eval set SLUG FILE``
 registers a golden set, ``eval show SLUG`` shows it, ``eval compare SLUG A B`` puts two
-generations side by side.
+generations side by side, ``eval gate SLUG`` shows or sets the container's own bounds for the
+swap gate's retrieval_quality check.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _EvalGroup(click.Group):
 @click.group("eval", cls=_EvalGroup)
 def eval_command() -> None:
     """Retrieval quality: `eval SLUG [--generation N]`, `eval set SLUG FILE`, `eval show SLUG`,
-    `eval compare SLUG A B`."""
+    `eval compare SLUG A B`, `eval gate SLUG [--tolerance X] [--floor Y]`."""
 
 
 @eval_command.command("set")
@@ -74,16 +75,58 @@ def eval_show(slug: str) -> None:
         click.echo(f"{q.id:<{width}}  {q.query}  ->  {relevant}")
 
 
+@eval_command.command("gate")
+@click.argument("slug")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=None,
+              help="How much lower (absolute) a shadow's recall@10, MRR@10 or nDCG@10 may be than live's.")
+@click.option("--floor", type=click.FloatRange(0, 1), default=None,
+              help="The recall@10 a generation built with nothing live must reach.")
+@click.option("--default", "reset", is_flag=True, help="Back to OPS_QUALITY_TOLERANCE and OPS_QUALITY_FLOOR.")
+def eval_gate(slug: str, tolerance: float | None, floor: float | None, reset: bool) -> None:
+    """SLUG's bounds for the retrieval_quality check of the swap gate: shown, or set."""
+    from ops_pipelines import settings
+    from ops_pipelines.kb.golden_sets import QualityBounds
+
+    kb = common.open_kb()
+    try:
+        container = kb.get_container(slug)
+        bounds = kb.quality_bounds(container.id)
+        if reset or tolerance is not None or floor is not None:
+            bounds = QualityBounds() if reset else QualityBounds(
+                bounds.tolerance if tolerance is None else tolerance, bounds.floor if floor is None else floor
+            )
+            kb.set_quality_bounds(container.id, bounds)
+    finally:
+        kb.close()
+    for name, own, default in (
+        ("tolerance", bounds.tolerance, settings.quality_tolerance()), ("floor", bounds.floor, settings.quality_floor()),
+    ):
+        click.echo(f"{name:<9} {own if own is not None else default:.3f}"
+                   + ("  (its own)" if own is not None else f"  (the default, OPS_QUALITY_{name.upper()})"))
+
+
 @eval_command.command("run")
 @click.argument("slug")
 @click.option("--generation", type=int, default=None, help="A generation number (default: the live one).")
 @click.option("--k", default=10, show_default=True, help="Documents ranked per query (recall@k).")
-def eval_run(slug: str, generation: int | None, k: int) -> None:
+@click.option("--filter", "filters", multiple=True, metavar="NAME=VALUE",
+              help="One slice: searches keep the points whose source field NAME is VALUE, and the queries are "
+                   "those whose relevant documents are all in it (repeatable: all must hold).")
+def eval_run(slug: str, generation: int | None, k: int, filters: tuple[str, ...]) -> None:
     """How well a generation of SLUG answers its golden set: recall@k, MRR@10, nDCG@10."""
-    evaluation = _evaluate(slug, [generation], k)[0]
+    from ops_pipelines.cli.inspect import container_fields, parse_filters
+    from ops_pipelines.quality.calibrate import NO_MATCH_PROBES
+
+    where = parse_filters(filters, container_fields(slug)) if filters else None
+    ((evaluation, least),) = _evaluate(slug, [generation], k, judge=True, where=where)
     click.echo(_heading(evaluation))
     click.echo("  " + "  ".join(f"{name} {value:.3f}" for name, value in evaluation.metrics.items())
                + f"  search p50 {evaluation.search_ms_p50:.1f} ms, p95 {evaluation.search_ms_p95:.1f} ms")
+    if least is None:
+        click.echo("  least score: none yet (every hit is returned; the swap gate and retrieval_eval calibrate it)")
+    else:
+        click.echo(f"  least score {least.min_score:.3f}: {least.golden_answered:.0%} of the queries answered above it, "
+                   f"{least.probes_refused:.0%} of {len(NO_MATCH_PROBES)} made-up queries get no match")
     click.echo()
     width = max(len(q.id) for q in evaluation.queries)
     for q in evaluation.queries:
@@ -98,7 +141,7 @@ def eval_run(slug: str, generation: int | None, k: int) -> None:
 @click.option("--k", default=10, show_default=True, help="Documents ranked per query (recall@k).")
 def eval_compare(slug: str, first: int, second: int, k: int) -> None:
     """Generations FIRST and SECOND of SLUG on its golden set, side by side."""
-    a, b = _evaluate(slug, [first, second], k)
+    (a, _), (b, _) = _evaluate(slug, [first, second], k)
     click.echo(f"{'':<10} {_label(a):>28} {_label(b):>28} {'delta':>8}")
     for name, value in a.metrics.items():
         click.echo(f"{name:<10} {value:>28.3f} {b.metrics[name]:>28.3f} {b.metrics[name] - value:>+8.3f}")
@@ -110,8 +153,13 @@ def eval_compare(slug: str, first: int, second: int, k: int) -> None:
             click.echo(f"{qa.id:<{width}}  recall {qa.recall:.2f} -> {qb.recall:.2f}  {qa.query}")
 
 
-def _evaluate(slug: str, numbers: list[int | None], k: int):
+def _evaluate(slug: str, numbers: list[int | None], k: int, judge: bool = False, where: dict[str, str] | None = None):
+    """Each generation's evaluation (on the slice ``where`` if given), and (``judge``) how its
+    least score splits the golden answers from made-up queries (None when it has none)."""
     from ops_pipelines.quality import current_golden_set, evaluate_generation
+    from ops_pipelines.quality.calibrate import judged, probe_scores
+    from ops_pipelines.quality.sets import slice_membership
+    from ops_pipelines.search import min_score_of
 
     kb = common.open_kb()
     try:
@@ -120,11 +168,17 @@ def _evaluate(slug: str, numbers: list[int | None], k: int):
         if golden is None:
             raise click.ClickException(f"{slug} has no golden set: register one with ops-pipelines eval set {slug} FILE")
         generations = [_generation(kb, container, n) for n in numbers]
+        in_slice = slice_membership(kb, container, golden, where) if where else None
         with common.open_vectors() as store:
             for g in generations:
                 if store.collection_dimension(g.collection) is None:
                     raise click.ClickException(f"generation {g.number} of {slug}: collection {g.collection} does not exist")
-            return [evaluate_generation(store, container, g, golden, k) for g in generations]
+            evaluated = []
+            for g in generations:
+                evaluation = evaluate_generation(store, container, g, golden, k, where=where, in_slice=in_slice)
+                least = min_score_of(g) if judge else None
+                evaluated.append((evaluation, None if least is None else judged(evaluation, probe_scores(store, g), least)))
+            return evaluated
     finally:
         kb.close()
 
@@ -149,5 +203,6 @@ def _label(evaluation) -> str:
 
 
 def _heading(evaluation) -> str:
+    shown = ", ".join(f"{key.removeprefix('fields.')}={value}" for key, value in (evaluation.where or {}).items())
     return (f"{evaluation.container} {_label(evaluation)}: {len(evaluation.queries)} queries of golden set "
-            f"{evaluation.golden_hash[:12]}")
+            f"{evaluation.golden_hash[:12]}" + (f", slice {shown}" if shown else ""))

@@ -54,6 +54,8 @@ class EmbedderVersion:
     window: int | None = None  # the most tokens the model reads, special tokens included
     query_prompt: str = ""  # put before a search's query
     document_prompt: str = ""  # put before every chunk's text
+    sparse: str | None = None  # "bm25": hybrid search, a BM25 sparse vector beside the dense one
+    min_score: float | None = None  # a search's least score (overrides the calibrated one)
     # served models (provider openai or ollama)
     base_url: str | None = None
     model: str | None = None
@@ -64,8 +66,15 @@ class EmbedderVersion:
     in_flight: int = 2  # requests at once
     timeout_s: float = 120.0  # to wait for one response
 
+    @property
+    def hybrid(self) -> bool:
+        return self.sparse is not None
 
-_COMMON_KEYS = {"provider", "dimension", "normalize", "chunker", "window", "query_prompt", "document_prompt"}
+
+_COMMON_KEYS = {
+    "provider", "dimension", "normalize", "chunker", "window", "query_prompt", "document_prompt", "sparse", "min_score",
+}
+SPARSE_MODELS = ("bm25",)
 _PROVIDER_KEYS = {
     "sentence-transformers": {"model_path"},
     "hashing": set(),
@@ -164,6 +173,11 @@ def _version(name: str, spec: dict, where: str) -> EmbedderVersion:
         raise InvalidRegistry(f"{where}: dimension must be an integer from 2 to 65536")
     if spec.get("normalize", True) is not True:
         raise InvalidRegistry(f"{where}: only normalize = true (cosine) is supported")
+    if spec.get("sparse", SPARSE_MODELS[0]) not in SPARSE_MODELS:
+        raise InvalidRegistry(f"{where}: sparse must be one of {', '.join(SPARSE_MODELS)}")
+    min_score = spec.get("min_score")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, int | float)):
+        raise InvalidRegistry(f"{where}: min_score must be a number (the least score a search returns)")
     return EmbedderVersion(
         name=name,
         provider=provider,
@@ -173,6 +187,8 @@ def _version(name: str, spec: dict, where: str) -> EmbedderVersion:
         window=_whole(spec, "window", 0, 8, 1_000_000, where) if "window" in spec else None,
         query_prompt=_text(spec, "query_prompt", where) or "",
         document_prompt=_text(spec, "document_prompt", where) or "",
+        sparse=spec.get("sparse"),
+        min_score=None if min_score is None else float(min_score),
         **(_served(spec, where) if provider in SERVED else {}),
     )
 

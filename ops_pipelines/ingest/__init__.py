@@ -17,6 +17,7 @@ from ops_pipelines.ingest.collection import (
     MissingEmbeddings,
     build_index,
     fill_collection,
+    index_fields,
     sync_collection,
 )
 from ops_pipelines.ingest.documents import MODES, ArchiveRefused, DocumentSyncReport, choose_mode, sync_documents
@@ -46,6 +47,7 @@ __all__ = [
     "embed_chunks",
     "expected_points",
     "fill_collection",
+    "index_fields",
     "needed_chunkers",
     "open_message",
     "serving_chunker",

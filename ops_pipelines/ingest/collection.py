@@ -3,7 +3,9 @@
 Reconciles by point id (deterministic from container, document, ordinal and chunk hash): ids
 that should exist and do not are upserted from the embedding cache, ids that should not exist
 are deleted. Whatever happened before (a run killed after the DB write, a partial upsert), the
-next run converges, and a re-run with nothing to do writes nothing.
+next run converges, and a re-run with nothing to do writes nothing. A document whose fields
+changed while its text did not keeps its point ids: its points are written again, payload and
+cached vector, when the collection's fields revision is behind the document's (``kb.fields``).
 
 Memory stays flat at any size: ids are compared as sorted id arrays (``vectors.ids``), and the
 text and vectors of a point are read, batch by batch, only for the points being written.
@@ -13,15 +15,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ops_pipelines.embedders import get_version
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import ChunkRow, Container, KnowledgeBase
+from ops_pipelines.kb import fields as document_fields
 from ops_pipelines.kb.generations import LIVE
 from ops_pipelines.progress import Progress
+from ops_pipelines.sources import payload_field_names
 from ops_pipelines.vectors import VectorStore, alias_name, generation_name
 from ops_pipelines.vectors.ids import EMPTY, contains, id_set, id_strings, locate, point_id_array
 from ops_pipelines.vectors.reconcile import ID_FIELDS
@@ -61,7 +67,15 @@ def chunk_payload(container: Container, row: ChunkRow) -> dict:
         "ordinal": row.ordinal,
         "chunk_hash": row.content_hash,
         "text": row.text,
+        "fields": dict(row.fields),  # filters name fields.<name>
     }
+
+
+def index_fields(store: VectorStore, container: Container, collection: str) -> None:
+    """Keyword indexes on ``fields.<name>`` for every field the container's source gives its
+    documents (a JSONL source: the declared ones), so a filtered search does not scan; idempotent."""
+    for name in payload_field_names(container.source_kind, container.declared_fields):
+        store.create_field_index(collection, f"fields.{name}")
 
 
 def sync_collection(
@@ -76,7 +90,7 @@ def sync_collection(
             container.id, first, lambda n: generation_name(container.slug, first, n), state=LIVE
         )
     version = get_version(live.embedder_version)
-    created = store.ensure_collection(live.collection, version.dimension)
+    created = store.ensure_collection(live.collection, version.dimension, version.hybrid)
     publish(store, container, live.collection)
     filled = fill_collection(kb, store, container, live.collection, version.name, log=log)
     return CollectionReport(
@@ -110,12 +124,14 @@ def fill_collection(
     log: logging.Logger = _log,
 ) -> Filled:
     """Make ``collection`` hold exactly the container's active chunks, vectors from the cache, and
-    index it where that pays.
+    index it where that pays (its payload fields too: ``index_fields``).
 
     Upserts the points it lacks (every point with ``overwrite``; with ``verify``, also those whose
-    payload or vector differs from the chunk and the cache) and deletes the ones no active chunk
-    has.
+    payload or vector differs from the chunk and the cache) and those of the documents whose
+    fields changed since the collection's were written, and deletes the ones no active chunk has.
     """
+    index_fields(store, container, collection)
+    revision = kb.fields_revision(container.id)  # read first: what changes during the fill waits for the next
     present = _sound_ids(kb, store, container, collection, embedder_version, log) if verify else store.id_array(collection)
     wanted, lacking_documents = np.zeros(len(present), dtype=bool), set()
     chunker = get_version(embedder_version).chunker
@@ -125,15 +141,24 @@ def fill_collection(
         if not overwrite and len(present):
             lacking_documents.update(batch[i][0] for i in np.flatnonzero(~found))
     stale = present[~wanted]
-    everything = overwrite or not len(present)
     writer = CollectionWriter(store, collection, log)
-    _write_points(
-        kb, writer, container, embedder_version, chunker,
-        documents=None if everything else lacking_documents, skip=EMPTY if overwrite else present,
-    )
+    points = partial(kb.chunk_points, container.id, chunker, embedder_version)
+    if overwrite or not len(present):
+        _write_points(kb, writer, container, embedder_version, chunker, points())
+    else:
+        written = kb.collection_fields_revision(container.id, collection)
+        if lacking_documents:
+            _write_points(
+                kb, writer, container, embedder_version, chunker, points(lacking_documents), skip=present,
+                leave_fields_after=written,
+            )
+        _write_points(kb, writer, container, embedder_version, chunker, points(fields_after=written))
+    if writer.written:
+        log.info("%s: %d points written", collection, writer.written)
     if len(stale):
         store.delete(collection, id_strings(stale))
         log.info("%s: %d stale points deleted", collection, len(stale))
+    kb.record_collection_fields(container.id, collection, revision)
     return Filled(writer.written, len(stale), writer.finish())
 
 
@@ -184,25 +209,25 @@ def _write_points(
     container: Container,
     embedder_version: str,
     chunker: str,
-    documents: set[str] | None,
-    skip: np.ndarray,
+    batches: Iterable[list],
+    skip: np.ndarray = EMPTY,
+    leave_fields_after: int | None = None,
 ) -> None:
-    """Upsert the points of the active chunks (of ``documents`` only, if given) whose id is not in
-    ``skip``, batch by batch."""
-    if documents is not None and not documents:
-        return
-    for batch in kb.chunk_points(container.id, chunker, embedder_version, documents):
+    """Upsert the points of the ``batches`` of ``kb.chunk_points`` whose id is not in ``skip``,
+    but those of documents whose fields changed after ``leave_fields_after`` (another pass
+    writes every point of those)."""
+    for batch in batches:
         rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
+        if leave_fields_after is not None:
+            rows = [row for row in rows if row.fields_revision <= leave_fields_after]
         if not rows:
             continue
         if any(row.vector is None for row in rows):
             raise _missing_embeddings(kb, container, embedder_version, chunker)
-        chunks = [ChunkRow(*row[:7]) for row in rows]
+        chunks = [ChunkRow(*row[:7], fields=document_fields.loads(row.fields) or {}) for row in rows]
         vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
         ids = id_strings(point_id_array(container.id, rows))
         writer.upsert(ids, vectors, [chunk_payload(container, c) for c in chunks])
-    if writer.written:
-        writer.log.info("%s: %d points written", writer.collection, writer.written)
 
 
 def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str, chunker: str) -> MissingEmbeddings:

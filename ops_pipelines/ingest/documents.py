@@ -4,7 +4,9 @@ Content-hash dedupe with the runbook's counts: a record whose bytes did not chan
 ``skipped`` without being parsed; new ones are ``inserted``, changed ones ``updated``; documents
 gone from the source are ``archived``, and ones that come back ``unarchived``. Unreadable records
 are skipped and named, and are never archived for being unreadable; so are records larger than
-the source's ``max_document_bytes``.
+the source's ``max_document_bytes``. A record whose bytes did not change but whose fields did
+(the record fields declared for a JSONL source changed; a document synced before the knowledge
+base kept fields) gets its new fields, and counts as skipped.
 
 Remote sources (``IncrementalSource``) read either incrementally (only what changed since the
 state saved by the last sync; nothing is archived) or fully (every record, so that vanished ones
@@ -115,12 +117,16 @@ def sync_documents(
     unidentified = 0
     pending: list[DocumentWrite] = []
     reactivate: list[str] = []
+    refields: dict[str, dict[str, str]] = {}  # document id -> new fields, nothing else changed
     progress = Progress(log)
 
     def flush(existing: dict[str, DocumentState]) -> None:
         if pending:
             kb.write_documents(container.id, pending, existing)
             pending.clear()
+        if refields:
+            kb.update_document_fields(container.id, refields)
+            refields.clear()
         if reactivate:
             kb.set_document_status(reactivate, "active")
             reactivate.clear()
@@ -133,7 +139,7 @@ def sync_documents(
         # The states of this group's documents only: memory stays flat however many the source has.
         existing = kb.document_states(container.id, keys={r.key for r in group if r.key is not None})
         for record in group:
-            _sync_record(record, existing, source, objects, report, seen, pending, reactivate, log)
+            _sync_record(record, existing, source, objects, report, seen, pending, reactivate, refields, log)
             unidentified += isinstance(record, SourceSkip) and record.key is None
         flush(existing)
         progress("documents: %d read so far", seen.count)
@@ -178,8 +184,9 @@ def sync_documents(
     return report
 
 
-def _sync_record(record, existing, source, objects, report, seen, pending, reactivate, log) -> None:
-    """One source record against its document's state: skipped, reactivated, or a write queued."""
+def _sync_record(record, existing, source, objects, report, seen, pending, reactivate, refields, log) -> None:
+    """One source record against its document's state: skipped, reactivated, or a write queued
+    (of its fields alone, if only they changed)."""
     if isinstance(record, SourceUnchanged):
         seen.add(record.key)
         _unchanged(existing.get(record.key), report, reactivate)
@@ -197,6 +204,8 @@ def _sync_record(record, existing, source, objects, report, seen, pending, react
     raw_sha = sha256_hex(record.raw)
     new_source_hash = source_hash(record.uri, raw_sha)
     if state is not None and state.source_hash == new_source_hash:
+        if state.fields != dict(record.fields):
+            refields[state.id] = dict(record.fields)
         _unchanged(state, report, reactivate)
         return
     try:
@@ -216,6 +225,7 @@ def _sync_record(record, existing, source, objects, report, seen, pending, react
             content_hash=new_content_hash,
             text=extracted.text,
             source_updated_at=record.updated_at,
+            fields=dict(record.fields),
         )
     )
     _count_write(report, state, new_content_hash)

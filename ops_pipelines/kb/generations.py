@@ -36,6 +36,8 @@ class Generation:
     state: str
     created_at: datetime
     activated_at: datetime | None
+    fields_revision: int = 0  # the container's fields revision its points' fields are up to (``kb.fields``)
+    min_score: float | None = None  # calibrated on the golden set (``quality.calibrate``)
 
 
 class GenerationRecords:
@@ -141,6 +143,13 @@ class GenerationRecords:
             )
             _point_container(conn, container_id, number, target.embedder_version)
         return previous
+
+    def set_min_score(self, container_id: str, number: int, min_score: float | None) -> None:
+        g = schema.generations.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(schema.generations).where(g.container_id == container_id, g.number == number).values(min_score=min_score)
+            )
 
     def retarget_live_generation(self, container_id: str, embedder_version: str) -> None:
         """An in-place refresh: the live generation (and container) now hold another version."""

@@ -109,8 +109,33 @@ def _v7_golden_sets(conn: Connection) -> None:
     schema.golden_sets.create(conn)
 
 
+def _v8_quality_bounds(conn: Connection) -> None:
+    """A generation's calibrated least search score; a container's own quality-gate bounds."""
+    if "min_score" not in {c["name"] for c in inspect(conn).get_columns("generations")}:  # v2 creates today's table
+        conn.exec_driver_sql("ALTER TABLE generations ADD COLUMN min_score FLOAT")
+    schema.quality_gates.create(conn)
+
+
+def _v9_fields(conn: Connection) -> None:
+    """Document fields (what the source knows of a document besides its text, which every point
+    carries), the field names declared per container, and the fields revisions that say which
+    points carry stale fields (``kb.fields``). Existing documents' fields are NULL, not known
+    yet: the next sync reads them from the source, and writes their points again."""
+    columns = {
+        "containers": [("declared_fields", "TEXT"), ("fields_revision", "INTEGER DEFAULT 0 NOT NULL")],
+        "documents": [("fields", "TEXT"), ("fields_revision", "INTEGER DEFAULT 0 NOT NULL")],
+        "generations": [("fields_revision", "INTEGER DEFAULT 0 NOT NULL")],
+    }
+    for table, wanted in columns.items():
+        present = {c["name"] for c in inspect(conn).get_columns(table)}  # v1 and v2 create today's tables
+        for name, kind in wanted:
+            if name not in present:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_initial, _v2_generations, _v3_source_state, _v4_leases, _v5_imports, _v6_chunkers, _v7_golden_sets,
+    _v8_quality_bounds, _v9_fields,
 ]
 LATEST = len(MIGRATIONS)
 

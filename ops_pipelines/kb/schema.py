@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,6 +41,11 @@ containers = Table(
     Column("state", String(16), nullable=False, server_default="ready"),
     # importing: the slug it takes when its import is done; parked: the slug it gave up.
     Column("import_slug", String(64)),
+    # The record fields the operator declared for the documents' payloads (a JSON list; a JSONL
+    # source's, ``sources.jsonl``); NULL: none.
+    Column("declared_fields", Text),
+    # Bumped by every write that changes some document's fields (``kb.fields``).
+    Column("fields_revision", Integer, nullable=False, server_default="0"),
 )
 
 documents = Table(
@@ -67,6 +73,12 @@ documents = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("archived_at", DateTime(timezone=True)),
+    # What the source knows of the document besides its text, as every point of it carries them:
+    # a JSON object of strings, keys sorted. NULL: not known yet (synced before schema 9), so the
+    # next sync reads the record again.
+    Column("fields", Text),
+    # The container's fields_revision when these fields were written, if they changed then.
+    Column("fields_revision", Integer, nullable=False, server_default="0"),
     UniqueConstraint("container_id", "source_key", name="uq_documents_container_key"),
 )
 
@@ -156,6 +168,11 @@ generations = Table(
     Column("state", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("activated_at", DateTime(timezone=True)),
+    # The least score a search of this generation returns, calibrated on the container's golden set.
+    Column("min_score", Float),
+    # The container's fields_revision its points' fields are up to: the points of a document whose
+    # fields_revision is above it are written again (``ingest.collection``).
+    Column("fields_revision", Integer, nullable=False, server_default="0"),
 )
 
 # What a container's source connector keeps between runs (one row per container, made on first
@@ -211,4 +228,18 @@ golden_sets = Table(
     Column("body", Text, nullable=False),
     Column("queries", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A container's own bounds for the retrieval-quality gate (defaults: OPS_QUALITY_TOLERANCE, OPS_QUALITY_FLOOR).
+quality_gates = Table(
+    "quality_gates",
+    metadata,
+    Column(
+        "container_id",
+        String(36),
+        ForeignKey("containers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tolerance", Float),
+    Column("floor", Float),
 )

@@ -39,12 +39,13 @@ class ContainerSnapshot:
             self._open.pop().close()
 
     def documents(self) -> Iterator[list[tuple]]:
-        """Batches of active documents ordered by source key."""
+        """Batches of active documents ordered by source key; each row ends with the document's
+        fields as stored (JSON text, None if not known yet: ``kb.fields``)."""
         d = schema.documents.c
         return self._batches(
             select(
                 d.id, d.source_key, d.title, d.uri, d.raw_sha256, d.source_hash, d.content_hash,
-                d.source_updated_at, d.text,
+                d.source_updated_at, d.text, d.fields,
             )
             .where(d.container_id == self.container_id, d.status == "active")
             .order_by(d.source_key)
@@ -66,6 +67,13 @@ class ContainerSnapshot:
             .where(d.container_id == self.container_id, d.status == "active", ch.chunker == self.chunker)
             .order_by(d.source_key, ch.ordinal)
         )
+
+    def golden_sets(self) -> list[tuple]:
+        """(content_hash, body, queries, created_at) of every version of the container's golden
+        set, oldest first (a few at most: read at once)."""
+        g = schema.golden_sets.c
+        query = select(g.content_hash, g.body, g.queries, g.created_at).where(g.container_id == self.container_id)
+        return [row for rows in self._batches(query.order_by(g.created_at, g.content_hash)) for row in rows]
 
     def blob_hashes(self) -> Iterator[str]:
         d = schema.documents.c

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -20,8 +20,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 
 from ops_pipelines.errors import OperatorError
+from ops_pipelines.kb import fields as document_fields
 from ops_pipelines.kb import schema
 from ops_pipelines.kb.clock import utcnow
+from ops_pipelines.kb.fields import FieldRecords
 from ops_pipelines.kb.generations import GenerationRecords
 from ops_pipelines.kb.golden_sets import GoldenSetRecords
 from ops_pipelines.kb.leases import LeaseRecords
@@ -55,6 +57,7 @@ class Container:
     last_synced_at: datetime | None
     state: str = READY
     import_slug: str | None = None  # importing: the slug it takes when done; parked: the slug it gave up
+    declared_fields: tuple[str, ...] = ()  # the record fields declared for its documents (JSONL)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class DocumentState:
     content_hash: str
     status: str
     source_updated_at: datetime | None = None
+    fields: dict[str, str] | None = None  # None: not known yet (synced before schema 9)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class DocumentWrite:
     content_hash: str
     text: str
     source_updated_at: datetime | None
+    fields: Mapping[str, str] | None = field(default_factory=dict)  # None: not known (an old archive's)
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class ChunkRow:
     source_key: str
     title: str
     uri: str
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class KnowledgeBaseBusy(OperatorError, RuntimeError):
@@ -129,7 +135,7 @@ def _engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceStateRecords, ChunkStreams):
+class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceStateRecords, ChunkStreams, FieldRecords):
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
@@ -150,6 +156,7 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
         container_id: str | None = None,
         state: str = READY,
         import_slug: str | None = None,
+        declared_fields: Sequence[str] = (),
     ) -> Container:
         if not SLUG_PATTERN.match(slug):
             raise ValueError(
@@ -172,6 +179,7 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
                     created_at=utcnow(),
                     state=state,
                     import_slug=import_slug,
+                    declared_fields=document_fields.names_dumps(tuple(declared_fields)),
                 )
             )
         return self.get_container(slug)
@@ -246,9 +254,9 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
     def document_states(self, container_id: str, keys: Iterable[str] | None = None) -> dict[str, DocumentState]:
         """Source key -> state of the container's documents (of ``keys`` only, if given)."""
         d = schema.documents.c
-        query = select(d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at).where(
-            d.container_id == container_id
-        )
+        query = select(
+            d.source_key, d.id, d.source_hash, d.content_hash, d.status, d.source_updated_at, d.fields
+        ).where(d.container_id == container_id)
         wanted = None if keys is None else sorted(keys)
         with self.engine.connect() as conn:
             if wanted is None:
@@ -257,7 +265,10 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
                 rows = [r for start in range(0, len(wanted), 500)
                         for r in conn.execute(query.where(d.source_key.in_(wanted[start : start + 500])))]
         return {
-            r.source_key: DocumentState(r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at))
+            r.source_key: DocumentState(
+                r.id, r.source_hash, r.content_hash, r.status, as_utc(r.source_updated_at),
+                document_fields.loads(r.fields),
+            )
             for r in rows
         }
 
@@ -272,10 +283,14 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
             )]
 
     def document_updated_at(self, container_id: str) -> dict[str, datetime | None]:
-        """Source key -> the source's last update time, of every document of the container."""
+        """Source key -> the source's last update time, of every document of the container whose
+        fields are known: one synced before schema 9 is left out, so a remote source reads it
+        again, for its fields."""
         d = schema.documents.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(d.source_key, d.source_updated_at).where(d.container_id == container_id))
+            rows = conn.execute(
+                select(d.source_key, d.source_updated_at).where(d.container_id == container_id, d.fields.is_not(None))
+            )
             return {key: as_utc(updated) for key, updated in rows}
 
     def write_documents(
@@ -284,10 +299,11 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
         writes: Sequence[DocumentWrite],
         existing: dict[str, DocumentState],
     ) -> None:
-        """Insert new documents and update changed ones (made active) in one transaction."""
+        """Insert new documents and update changed ones (made active) in one transaction; those whose
+        fields changed are stamped with a new fields revision (``kb.fields``)."""
         now = utcnow()
         d = schema.documents
-        inserts, updates = [], []
+        inserts, updates, refielded = [], [], []
         for w in writes:
             values = {
                 "title": w.title,
@@ -300,9 +316,12 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
                 "source_updated_at": w.source_updated_at,
                 "updated_at": now,
                 "archived_at": None,
+                "fields": None if w.fields is None else document_fields.dumps(w.fields),
             }
             if w.source_key in existing:
                 updates.append((existing[w.source_key].id, values))
+                if existing[w.source_key].fields != (None if w.fields is None else dict(w.fields)):
+                    refielded.append(values)
             else:
                 inserts.append(
                     dict(
@@ -314,6 +333,10 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
                     )
                 )
         with self.engine.begin() as conn:
+            if refielded:
+                revision = document_fields.bump(conn, container_id)
+                for values in refielded:
+                    values["fields_revision"] = revision
             if inserts:
                 conn.execute(insert(d), inserts)
             for doc_id, values in updates:
@@ -371,12 +394,12 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
         ch, d = schema.chunks.c, schema.documents.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri)
+                select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, d.fields)
                 .join_from(schema.chunks, schema.documents, ch.document_id == d.id)
                 .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
                 .order_by(d.source_key, ch.ordinal)
             )
-            return [ChunkRow(*r) for r in rows]
+            return [ChunkRow(*r[:7], document_fields.loads(r.fields) or {}) for r in rows]
 
     def count_active_chunks(self, container_id: str, chunker: str) -> int:
         ch, d = schema.chunks.c, schema.documents.c
@@ -485,4 +508,5 @@ def _container(row) -> Container:
         last_synced_at=as_utc(row.last_synced_at),
         state=row.state,
         import_slug=row.import_slug,
+        declared_fields=document_fields.names_loads(row.declared_fields),
     )

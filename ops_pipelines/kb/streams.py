@@ -44,22 +44,29 @@ class ChunkStreams:
 
     def chunk_points(
         self, container_id: str, chunker: str, embedder_version: str, document_ids: Collection[str] | None = None,
-        batch: int = BATCH,
+        batch: int = BATCH, fields_after: int | None = None,
     ) -> Iterator[list]:
-        """Rows of the active chunks ``chunker`` cut (of ``document_ids`` only, if given) with what a point needs:
-        document_id, ordinal, content_hash, text, source_key, title, uri and the ``vector`` bytes
-        of ``embedder_version`` the container may use (``with_vectors``; None where there is
-        none), ordered by source key and ordinal."""
+        """Rows of the active chunks ``chunker`` cut (of ``document_ids`` only, if given; of the
+        documents whose fields changed after revision ``fields_after`` only, if given: ``kb.fields``)
+        with what a point needs: document_id, ordinal, content_hash, text, source_key, title, uri,
+        the document's ``fields`` (JSON text, NULL if not known yet), its ``fields_revision``, and
+        the ``vector`` bytes of ``embedder_version`` the container may use (``with_vectors``; None
+        where there is none), ordered by source key and ordinal."""
         ch, d = schema.chunks.c, schema.documents.c
         joined, vector = with_vectors(
             schema.chunks.join(schema.documents, ch.document_id == d.id), container_id, embedder_version
         )
         query = (
-            select(ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, vector)
+            select(
+                ch.document_id, ch.ordinal, ch.content_hash, ch.text, d.source_key, d.title, d.uri, d.fields,
+                d.fields_revision, vector,
+            )
             .select_from(joined)
             .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
             .order_by(d.source_key, ch.ordinal)
         )
+        if fields_after is not None:
+            query = query.where(d.fields_revision > fields_after)
         if document_ids is None:
             yield from _streamed(self.engine, query, batch)
             return

@@ -185,7 +185,7 @@ def repair_orphans(
         unrepaired += unrepaired_here
         if not dry_run:
             if not scan.collection_exists:
-                store.ensure_collection(collection, get_version(version).dimension)
+                store.ensure_collection(collection, get_version(version).dimension, get_version(version).hybrid)
             _repair(kb, store, scan, writable, batch_size, log)
     return OrphanRepairReport(tuple(points), deleted, written, embedded, unrepaired, dry_run)
 

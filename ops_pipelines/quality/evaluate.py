@@ -1,23 +1,32 @@
 """How well a collection generation answers a golden set: each query embedded with the
-generation's own version (its query prompt included), searched in the generation's collection,
-its hits ranked as documents (a document ranks where its best chunk does), and scored with
-ir-measures (trec_eval's definitions): recall@k, MRR@10 and nDCG@10, per query and on average.
+generation's own version (its query prompt included), searched in the generation's collection
+(fused with BM25 where the version is hybrid, as a search is), its hits ranked as documents (a
+document ranks where its best chunk does), and scored with ir-measures (trec_eval's definitions):
+recall@k, MRR@10 and nDCG@10, per query and on average. With ``where``, on one slice of the
+container: the searches keep the points whose payload matches, and the queries are those whose
+relevant documents are all in the slice.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ops_pipelines.embedders import get_version
 from ops_pipelines.embedders import load_embedder as registry_embedder
+from ops_pipelines.errors import OperatorError
 from ops_pipelines.kb import Container, Generation
 from ops_pipelines.quality.golden import GoldenSet
 from ops_pipelines.search import ranked
 from ops_pipelines.vectors import VectorStore
 
 CHUNKS_PER_DOCUMENT = 5  # chunks searched for each document ranked: enough for k distinct documents
+
+
+class EmptySlice(OperatorError, LookupError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,8 @@ class QueryResult:
     reciprocal_rank: float
     ndcg: float
     ranking: tuple[str, ...]  # the k documents found, best first
+    top_score: float | None = None  # the best hit's score
+    relevant_score: float | None = None  # the best score of a relevant document's hit, None if none was found
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Evaluation:
     queries: tuple[QueryResult, ...]
     search_ms_p50: float
     search_ms_p95: float
+    where: Mapping[str, str] | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -58,15 +70,30 @@ def evaluate_generation(
     golden: GoldenSet,
     k: int = 10,
     load_embedder: Callable = registry_embedder,
+    where: Mapping[str, str] | None = None,
+    in_slice: Callable[[str], bool] | None = None,
 ) -> Evaluation:
+    """``in_slice`` tells whether a source key is in the ``where`` slice (the queries whose relevant
+    documents are not all in it are left out)."""
     import ir_measures
     from ir_measures import RR, R, ScoredDoc, nDCG
 
+    if in_slice is not None:
+        golden = golden.restricted(lambda q: all(in_slice(key) for key in q.relevant))
+        if not golden.queries:
+            shown = ", ".join(f"{key.removeprefix('fields.')}={value}" for key, value in (where or {}).items())
+            raise EmptySlice(
+                f"no query of the golden set has all its relevant documents in the slice {shown} of "
+                f"{container.slug!r}: choose another slice, or add queries about its documents to the golden set"
+            )
     vectors = load_embedder(generation.embedder_version).embed_queries([q.query for q in golden.queries])
+    hybrid = get_version(generation.embedder_version).hybrid
     rankings, latencies = {}, []
     for query, vector in zip(golden.queries, vectors, strict=True):
         started = time.perf_counter()
-        hits = ranked(store.search(generation.collection, vector, limit=k * CHUNKS_PER_DOCUMENT))
+        hits = ranked(store.search(
+            generation.collection, vector, limit=k * CHUNKS_PER_DOCUMENT, text=query.query if hybrid else None, where=where
+        ))
         latencies.append((time.perf_counter() - started) * 1000)
         documents: dict[str, float] = {}
         for hit in hits:
@@ -85,12 +112,15 @@ def evaluate_generation(
             reciprocal_rank=found.get((q.id, str(RR @ 10)), 0.0),
             ndcg=found.get((q.id, str(nDCG @ 10)), 0.0),
             ranking=tuple(key for key, _ in rankings[q.id]),
+            top_score=rankings[q.id][0][1] if rankings[q.id] else None,
+            relevant_score=max((score for key, score in rankings[q.id] if q.relevant.get(key, 0) > 0), default=None),
         )
         for q in golden.queries
     )
-    ordered = sorted(latencies)
+    ordered = sorted(latencies) or [0.0]
     return Evaluation(
         container.slug, generation.number, generation.embedder_version, golden.content_hash, k, results,
         search_ms_p50=round(statistics.median(ordered), 3),
         search_ms_p95=round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+        where=where,
     )

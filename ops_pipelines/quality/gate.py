@@ -3,7 +3,10 @@ the container's golden set about as well as the live one does, each embedding th
 its own version. With no golden set registered, a synthetic one is used: each document's title as
 the query for that document (labelled synthetic wherever it is reported). With nothing live to
 compare with (a first build, or an in-place refresh of the live generation), the generation is
-held to an absolute recall@10 floor instead (``OPS_QUALITY_FLOOR``, 0 by default).
+held to an absolute recall@10 floor instead (``OPS_QUALITY_FLOOR``, 0 by default). A container's
+own bounds (``ops-pipelines eval gate``) replace both defaults. The check also calibrates the
+generation's least search score on the same queries (``quality.calibrate``) and records it when
+the golden set is a real one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 
 from ops_pipelines import settings
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
+from ops_pipelines.quality.calibrate import Calibration, calibrate, probe_scores
 from ops_pipelines.quality.evaluate import Evaluation, evaluate_generation
 from ops_pipelines.quality.golden import GoldenQuery, GoldenSet
 from ops_pipelines.quality.sets import current_golden_set, lacking_documents
@@ -22,8 +26,9 @@ from ops_pipelines.vectors.reconcile import CheckResult
 RETRIEVAL_QUALITY = "retrieval_quality"
 DESCRIPTION = (
     "Recall@10, MRR@10 and nDCG@10 on the container's golden set (a synthetic one of document titles if it has "
-    "none) are no worse than the live generation's beyond OPS_QUALITY_TOLERANCE; with nothing live, recall@10 "
-    "reaches OPS_QUALITY_FLOOR."
+    "none) are no worse than the live generation's beyond the container's tolerance (OPS_QUALITY_TOLERANCE by "
+    "default); with nothing live, recall@10 reaches its floor (OPS_QUALITY_FLOOR). Records the generation's "
+    "calibrated least search score."
 )
 SYNTHETIC_QUERIES = 50
 
@@ -46,6 +51,15 @@ def golden_set_in_use(kb: KnowledgeBase, container: Container) -> GoldenSet | No
     return current_golden_set(kb, container) or synthetic_golden_set(kb, container)
 
 
+def record_min_score(
+    kb: KnowledgeBase, container: Container, generation: Generation, golden: GoldenSet, calibration: Calibration | None
+) -> None:
+    """Record the calibrated least score on the generation, if a real golden set calibrated it: a
+    synthetic set's titles are easier queries than users' questions, and would set it too high."""
+    if not golden.synthetic:
+        kb.set_min_score(container.id, generation.number, calibration and calibration.min_score)
+
+
 def retrieval_quality(kb: KnowledgeBase, store: VectorStore, container: Container, generation: Generation) -> CheckResult:
     golden = golden_set_in_use(kb, container)
     if golden is None:
@@ -60,14 +74,23 @@ def retrieval_quality(kb: KnowledgeBase, store: VectorStore, container: Containe
             {"golden_set": golden.label, "lacking": lacking[:100]},
         )
     built = evaluate_generation(store, container, generation, golden)
+    calibration = calibrate(built, probe_scores(store, generation))
+    record_min_score(kb, container, generation, golden, calibration)
     live = kb.live_generation(container.id)
     comparable = (
         live is not None and live.collection != generation.collection
         and store.collection_dimension(live.collection) is not None
     )
+    bounds = kb.quality_bounds(container.id)
     if not comparable:
-        return _against_floor(built, golden, settings.quality_floor())
-    return _against_live(built, evaluate_generation(store, container, live, golden), golden, settings.quality_tolerance())
+        floor = settings.quality_floor() if bounds.floor is None else bounds.floor
+        result = _against_floor(built, golden, floor)
+    else:
+        tolerance = settings.quality_tolerance() if bounds.tolerance is None else bounds.tolerance
+        result = _against_live(built, evaluate_generation(store, container, live, golden), golden, tolerance)
+    if calibration is not None:
+        result.details.update(calibration.metadata("shadow_"))
+    return result
 
 
 def _figures(prefix: str, evaluation: Evaluation) -> dict:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from ops_pipelines.errors import OperatorError
 
@@ -44,6 +45,10 @@ class GoldenSet:
     @property
     def source_keys(self) -> set[str]:
         return {key for q in self.queries for key in q.relevant}
+
+    def restricted(self, keep: Callable[[GoldenQuery], bool]) -> GoldenSet:
+        """The queries ``keep`` keeps, under the set's own version."""
+        return replace(self, queries=tuple(q for q in self.queries if keep(q)))
 
 
 def parse_golden_set(text: str, origin: str = "golden set") -> GoldenSet:

@@ -3,6 +3,8 @@ documents, read back as the latest version."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from ops_pipelines.kb import Container, KnowledgeBase
 from ops_pipelines.quality.golden import GoldenSet, InvalidGoldenSet, parse_golden_set
 
@@ -31,3 +33,19 @@ def lacking_documents(kb: KnowledgeBase, container: Container, golden: GoldenSet
 def current_golden_set(kb: KnowledgeBase, container: Container) -> GoldenSet | None:
     record = kb.golden_set(container.id)
     return None if record is None else parse_golden_set(record.body, f"golden set {record.content_hash[:12]}")
+
+
+def slice_membership(
+    kb: KnowledgeBase, container: Container, golden: GoldenSet, where: Mapping[str, str]
+) -> Callable[[str], bool]:
+    """Whether a document the set names is in the slice ``where`` (payload key -> value, keys
+    ``fields.NAME``): its fields in the metadata DB have every value."""
+    states = kb.document_states(container.id, golden.source_keys)
+    wanted = {key.removeprefix("fields."): value for key, value in where.items()}
+
+    def in_slice(source_key: str) -> bool:
+        state = states.get(source_key)
+        fields = (state.fields or {}) if state is not None else {}
+        return all(fields.get(name) == value for name, value in wanted.items())
+
+    return in_slice

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from ops_pipelines.embedders import get_version
+from ops_pipelines.embedders.registry import EmbedderVersion
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.ingest import MissingEmbeddings, fill_collection
 from ops_pipelines.kb import Container, Generation, KnowledgeBase
@@ -77,13 +78,13 @@ def build_generation(
             container.id, version.name, lambda n: generation_name(container.slug, version.name, n)
         )
         resumed = not created
-        _ensure_shadow_collection(store, generation, version.dimension, log)
+        _ensure_shadow_collection(store, generation, version, log)
         log.info(
             "%s shadow generation %d (%s) for %s",
             "resuming" if resumed else "building", generation.number, generation.collection, version.name,
         )
     elif mode == IN_PLACE:
-        generation, resumed = _retarget_live(kb, store, container, version.name, version.dimension), False
+        generation, resumed = _retarget_live(kb, store, container, version), False
         log.info("rewriting live generation %d (%s) in place with %s", generation.number, generation.collection, version.name)
     else:
         raise RefreshRefused(f"unknown refresh mode {mode!r}: use {SHADOW!r} or {IN_PLACE!r}")
@@ -123,17 +124,19 @@ def _unembedded(
     )
 
 
-def _ensure_shadow_collection(store: VectorStore, generation: Generation, dimension: int, log) -> None:
-    """Create the shadow's collection; one left with the wrong vector size by an earlier run is
-    never served (the generation is still building), so it is dropped and built again."""
+def _ensure_shadow_collection(store: VectorStore, generation: Generation, version: EmbedderVersion, log) -> None:
+    """Create the shadow's collection; one left with the wrong vector size (or BM25 vectors where
+    the version has none, or none where it has) by an earlier run is never served (the generation
+    is still building), so it is dropped and built again."""
     existing = store.collection_dimension(generation.collection)
-    if existing is not None and existing != dimension:
+    if existing is not None and (existing, store.is_hybrid(generation.collection)) != (version.dimension, version.hybrid):
         log.warning(
-            "%s holds %d-d vectors, %s makes %d-d: dropping the unserved shadow and building it again",
-            generation.collection, existing, generation.embedder_version, dimension,
+            "%s holds %d-d vectors%s, %s makes %d-d%s: dropping the unserved shadow and building it again",
+            generation.collection, existing, " with BM25" if store.is_hybrid(generation.collection) else "",
+            version.name, version.dimension, " with BM25" if version.hybrid else "",
         )
         store.drop_collection(generation.collection)
-    store.ensure_collection(generation.collection, dimension)
+    store.ensure_collection(generation.collection, version.dimension, version.hybrid)
 
 
 def check_in_place(kb: KnowledgeBase, store: VectorStore, container: Container, embedder_version: str) -> Generation:
@@ -155,13 +158,20 @@ def check_in_place(kb: KnowledgeBase, store: VectorStore, container: Container, 
             "which builds a new generation beside it and swaps the alias only after the checks pass. Nothing "
             "was embedded or written"
         )
+    if existing is not None and store.is_hybrid(live.collection) != version.hybrid:
+        raise RefreshRefused(
+            f"an in_place refresh of {container.slug!r} cannot {'add' if version.hybrid else 'drop'} BM25 vectors "
+            f"{'to' if version.hybrid else 'from'} its live collection {live.collection} ({version.name} "
+            f"{'has' if version.hybrid else 'has none'}): use --mode shadow / mode: shadow, which builds a new "
+            "generation beside it and swaps the alias only after the checks pass. Nothing was embedded or written"
+        )
     return live
 
 
-def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: str, dimension: int) -> Generation:
-    live = check_in_place(kb, store, container, version)
-    store.ensure_collection(live.collection, dimension)
-    if live.embedder_version != version:
+def _retarget_live(kb: KnowledgeBase, store: VectorStore, container: Container, version: EmbedderVersion) -> Generation:
+    live = check_in_place(kb, store, container, version.name)
+    store.ensure_collection(live.collection, version.dimension, version.hybrid)
+    if live.embedder_version != version.name:
         # From the first rewritten point on, the live collection holds this version's vectors.
-        kb.retarget_live_generation(container.id, version)
+        kb.retarget_live_generation(container.id, version.name)
     return kb.generation(container.id, live.number)

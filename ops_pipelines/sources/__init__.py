@@ -1,4 +1,4 @@
-"""Source connectors: each yields records (key, title, uri, raw bytes, text, updated_at).
+"""Source connectors: each yields records (key, title, uri, raw bytes, text, updated_at, fields).
 
 No Dagster imports. A source is named by a spec ``kind:location``, e.g. ``folder:/srv/docs``,
 ``jsonl:/data/articles.jsonl``, ``redmine:https://redmine.example.com?projects=ops&wiki=1`` or
@@ -8,6 +8,7 @@ No Dagster imports. A source is named by a spec ``kind:location``, e.g. ``folder
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ops_pipelines.sources.base import (
     EXTRACTOR_VERSION,
@@ -20,6 +21,7 @@ from ops_pipelines.sources.base import (
     SourceUnchanged,
     UnreadableDocument,
     content_hash,
+    document_fields,
     sha256_hex,
     too_large,
 )
@@ -44,15 +46,24 @@ def parse_source_spec(spec: str) -> tuple[str, str]:
 
 
 def open_source(
-    kind: str, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None
+    kind: str, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None,
+    fields: Sequence[str] = (),
 ) -> Source:
     """The source of ``kind`` at ``location``; records over ``max_document_bytes`` (default
-    ``OPS_SOURCE_MAX_DOCUMENT_BYTES``) are skipped and named."""
+    ``OPS_SOURCE_MAX_DOCUMENT_BYTES``) are skipped and named; ``fields``: the record fields
+    declared for the documents (a JSONL source's; ``ValueError`` for a kind that takes none)."""
     try:
         cls = SOURCE_KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown source kind {kind!r}; known: {', '.join(SOURCE_KINDS)}") from None
-    return cls(location, log, max_document_bytes=max_document_bytes)
+    return cls(location, log, max_document_bytes=max_document_bytes, fields=fields)
+
+
+def payload_field_names(kind: str, declared: Sequence[str] = ()) -> tuple[str, ...]:
+    """The fields the documents of a ``kind`` source with ``declared`` fields may carry (none for
+    a kind this code does not know, as an archive may name)."""
+    cls = SOURCE_KINDS.get(kind)
+    return cls.payload_fields(declared) if cls is not None else ()
 
 
 __all__ = [
@@ -73,8 +84,10 @@ __all__ = [
     "SourceUnchanged",
     "UnreadableDocument",
     "content_hash",
+    "document_fields",
     "open_source",
     "parse_source_spec",
+    "payload_field_names",
     "sha256_hex",
     "too_large",
 ]

@@ -7,8 +7,8 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ops_pipelines import settings
@@ -16,6 +16,9 @@ from ops_pipelines.errors import OperatorError
 
 # Bump when text extraction changes, so every document's content hash changes with it.
 EXTRACTOR_VERSION = "extract@1"
+# A field value longer than this is left out: fields are for filtering, and every point of the
+# document carries them.
+MAX_FIELD_CHARS = 256
 
 
 class SourceUnavailable(OperatorError, RuntimeError):
@@ -34,13 +37,17 @@ class Extracted:
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """One record of a source. Text extraction is deferred: an unchanged record is never parsed."""
+    """One record of a source. Text extraction is deferred: an unchanged record is never parsed.
+    ``fields`` are what the source knows of the record besides its text (a Redmine issue's status,
+    a file's extension), by ``document_fields``: every point of the document carries them, for
+    filtered searches."""
 
     key: str
     uri: str
     raw: bytes
     updated_at: datetime | None
     extractor: Callable[[bytes], Extracted]
+    fields: Mapping[str, str] = field(default_factory=dict)
 
     def extract(self) -> Extracted:
         extracted = self.extractor(self.raw)
@@ -67,14 +74,38 @@ class SourceUnchanged:
 
 class Source(ABC):
     """A source of records. ``max_document_bytes`` (default ``OPS_SOURCE_MAX_DOCUMENT_BYTES``)
-    bounds every record: a larger one is skipped and named, and not read past the limit."""
+    bounds every record: a larger one is skipped and named, and not read past the limit.
+    ``fields`` are the names of the record fields the operator declared for the documents'
+    payloads, where the kind takes declarations (``declare_fields``)."""
 
     kind: str
+    # The fields its documents may carry (the container's payload indexes), for a kind that fixes them.
+    field_names: tuple[str, ...] = ()
 
-    def __init__(self, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None):
+    def __init__(
+        self, location: str, log: logging.Logger | None = None, *, max_document_bytes: int | None = None,
+        fields: Sequence[str] = (),
+    ):
         self.location = location
         self.log = log or logging.getLogger(f"ops_pipelines.sources.{self.kind}")
         self.max_document_bytes = max_document_bytes or settings.source_max_document_bytes()
+        self.declared_fields = self.declare_fields(fields)
+
+    @classmethod
+    def declare_fields(cls, names: Sequence[str]) -> tuple[str, ...]:
+        """The field names an operator declares for this kind, checked and sorted (``ValueError``
+        if the kind takes none, or a name is not one)."""
+        if names:
+            raise ValueError(
+                f"a {cls.kind} source takes no declared fields (--field is for jsonl sources): its documents carry "
+                f"{', '.join(cls.field_names) or 'no fields'}"
+            )
+        return ()
+
+    @classmethod
+    def payload_fields(cls, declared: Sequence[str] = ()) -> tuple[str, ...]:
+        """The fields the documents of a source of this kind, with ``declared``, may carry."""
+        return cls.field_names
 
     @classmethod
     def normalize_location(cls, location: str) -> str:
@@ -134,6 +165,19 @@ def too_large(limit: int, size: int | None = None) -> str:
         f"{over} the document size limit of {limit:,} bytes: not read; to read it, raise "
         "OPS_SOURCE_MAX_DOCUMENT_BYTES (or, for one sync, --max-document-bytes / max_document_bytes)"
     )
+
+
+def document_fields(values: Mapping[str, object]) -> dict[str, str]:
+    """A record's fields as documents and payloads keep them, sorted by name: strings as they are,
+    numbers and booleans as JSON spells them; None, lists, objects and values longer than
+    ``MAX_FIELD_CHARS`` left out (a filter matches whole string values)."""
+    kept = {}
+    for name, value in values.items():
+        if isinstance(value, (bool, int, float)):
+            value = json.dumps(value)
+        if isinstance(value, str) and len(value) <= MAX_FIELD_CHARS:
+            kept[name] = value
+    return dict(sorted(kept.items()))
 
 
 def sha256_hex(data: bytes) -> str:

@@ -1,4 +1,5 @@
 """A folder of Markdown, text and HTML files; the source key is the path relative to the root.
+Each document's fields are that ``path`` (POSIX) and its ``extension`` (lowercase, no dot).
 
 Only regular files inside the root are read. The tree is walked through directory descriptors
 (``os.fwalk``), never through a symbolic link, and each file is opened relative to its directory
@@ -21,7 +22,14 @@ from pathlib import Path
 from time import monotonic
 
 from ops_pipelines import settings
-from ops_pipelines.sources.base import Source, SourceDocument, SourceSkip, SourceUnavailable, too_large
+from ops_pipelines.sources.base import (
+    Source,
+    SourceDocument,
+    SourceSkip,
+    SourceUnavailable,
+    document_fields,
+    too_large,
+)
 from ops_pipelines.sources.extract import EXTRACTORS
 
 READ_CHUNK = 1024 * 1024
@@ -35,6 +43,7 @@ class _NotRead(Exception):
 
 class FolderSource(Source):
     kind = "folder"
+    field_names = ("extension", "path")
 
     @property
     def root(self) -> Path:
@@ -123,6 +132,7 @@ class FolderSource(Source):
                 raw=raw,
                 updated_at=datetime.fromtimestamp(st.st_mtime, tz=timezone.utc),
                 extractor=EXTRACTORS[Path(name).suffix.lower()](key),
+                fields=document_fields({"path": key, "extension": Path(name).suffix.lower().removeprefix(".")}),
             )
 
 

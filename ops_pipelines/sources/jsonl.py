@@ -1,5 +1,7 @@
 """A JSON Lines file: one record per line with ``id``, ``text`` and optional ``title``, ``url``,
-``updated_at`` (ISO 8601)."""
+``updated_at`` (ISO 8601). Of a record's other keys, those the operator declared for the
+container (``container add ... --field team``) are the document's fields, as strings; a declared
+key a record lacks (or holds null, a list or an object) is left out of its fields."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -18,12 +20,43 @@ from ops_pipelines.sources.base import (
     SourceDocument,
     SourceSkip,
     SourceUnavailable,
+    document_fields,
     too_large,
 )
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# In the payload already: as source_key, text, title, uri.
+_RESERVED = ("id", "text", "title", "url")
+MAX_DECLARED = 32
 
 
 class JsonlSource(Source):
     kind = "jsonl"
+
+    @classmethod
+    def declare_fields(cls, names: Sequence[str]) -> tuple[str, ...]:
+        """Field names are letters, digits, ``_`` and ``-`` (no ``.``: filters name ``fields.<name>``
+        paths), not one of the keys the payload carries already."""
+        unique = sorted(set(names))
+        bad = [n for n in unique if not _FIELD_NAME.match(n)]
+        if bad:
+            raise ValueError(
+                f"invalid field name(s) {', '.join(map(repr, bad))}: a declared field is a key of the JSONL records, "
+                "of letters, digits, '_' and '-', starting with a letter or '_', at most 64 characters"
+            )
+        reserved = [n for n in unique if n in _RESERVED]
+        if reserved:
+            raise ValueError(
+                f"field(s) {', '.join(reserved)} need no declaring: every point carries the record's id, text, title "
+                "and url already (as source_key, text, title, uri)"
+            )
+        if len(unique) > MAX_DECLARED:
+            raise ValueError(f"{len(unique)} fields declared, at most {MAX_DECLARED}: keep to those searches filter on")
+        return tuple(unique)
+
+    @classmethod
+    def payload_fields(cls, declared: Sequence[str] = ()) -> tuple[str, ...]:
+        return tuple(declared)
 
     @property
     def path(self) -> Path:
@@ -55,7 +88,7 @@ class JsonlSource(Source):
             if isinstance(record, SourceSkip):
                 yield record
                 continue
-            key, title, uri, text, updated_at = record
+            key, title, uri, text, updated_at, values = record
             if key in seen:
                 yield SourceSkip(key, f"line {number}: duplicate id {key!r}, first one kept")
                 continue
@@ -66,6 +99,7 @@ class JsonlSource(Source):
                 raw=line.strip(),
                 updated_at=updated_at,
                 extractor=lambda _raw, title=title, text=text: Extracted(title, text),
+                fields=document_fields({name: values[name] for name in self.declared_fields if name in values}),
             )
 
     def _lines(self) -> Iterator[tuple[int, bytes | SourceSkip]]:
@@ -132,4 +166,4 @@ def _parse(line: bytes, number: int):
             updated_at = datetime.fromisoformat(str(record["updated_at"]).replace("Z", "+00:00"))
         except ValueError:
             return SourceSkip(key, f"line {number}: 'updated_at' is not ISO 8601")
-    return key, title, url, text, updated_at
+    return key, title, url, text, updated_at, record

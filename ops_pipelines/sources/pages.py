@@ -5,7 +5,8 @@ sitemap (``<urlset>``, or a ``<sitemapindex>`` of sitemaps, one level): its ``<l
 read, with their ``<lastmod>``. Each page's ``ETag`` and ``Last-Modified`` are kept in the
 container's source state and sent back as ``If-None-Match`` / ``If-Modified-Since``, so an
 unchanged page costs one request and a ``304`` (nothing downloaded, nothing parsed). The source
-key is the page's URL; HTML is turned into text by the folder source's extractor.
+key is the page's URL; HTML is turned into text by the folder source's extractor. A page's one
+field is its ``host`` (the URL's host name, lowercase).
 
 An incremental read requests the pages the sitemap says changed since the last sync (``lastmod``
 at or after the cursor, or no ``lastmod``) and pages the knowledge base does not have; a full read
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ from ops_pipelines.sources.base import (
     SourceSkip,
     SourceUnavailable,
     SourceUnchanged,
+    document_fields,
     parse_time,
     too_large,
 )
@@ -52,10 +54,12 @@ GONE = (404, 410)
 
 class PagesSource(IncrementalSource):
     kind = "http"
+    field_names = ("host",)
 
     def __init__(self, location: str, log=None, *, policy: HttpPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None):
-        super().__init__(location, log, max_document_bytes=max_document_bytes)
+                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None,
+                 fields: Sequence[str] = ()):
+        super().__init__(location, log, max_document_bytes=max_document_bytes, fields=fields)
         self.urls = parse_location(location)
         self._policy = policy
         self._sleep = sleep
@@ -151,6 +155,7 @@ class PagesSource(IncrementalSource):
             raw=result.content,
             updated_at=lastmod or http_date(result.headers.get("Last-Modified")),
             extractor=extractor(urlsplit(url).path or url),
+            fields=document_fields({"host": urlsplit(url).hostname}),
         )
         kept = {"etag": result.headers.get("ETag"), "last_modified": result.headers.get("Last-Modified")}
         return record, {k: v for k, v in kept.items() if v} or None

@@ -15,6 +15,10 @@ read lists every issue (a cheap listing, sorted by id, no journals) so that issu
 private are seen to be gone; if the listing's ``total_count`` moves while it is paged, archiving
 is withheld for that run. Wiki pages come from each project's wiki index (one request), fetched
 only when their ``updated_on`` changed.
+
+An issue's fields are the names Redmine gives its ``project``, ``tracker``, ``status``,
+``priority``, ``author`` and ``assignee`` (``assigned_to``), and its ``updated_on``; a wiki page's
+its project's name, ``author`` and ``updated_on``. What the JSON lacks is left out.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -35,6 +39,7 @@ from ops_pipelines.sources.base import (
     SourceUnavailable,
     SourceUnchanged,
     UnreadableDocument,
+    document_fields,
     parse_time,
     too_large,
 )
@@ -54,15 +59,18 @@ ADMIN_KEY_WARNING = (
 
 class RedmineSource(IncrementalSource):
     kind = "redmine"
+    field_names = ("assignee", "author", "priority", "project", "status", "tracker", "updated_on")
 
     def __init__(self, location: str, log=None, *, policy: HttpPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None):
-        super().__init__(location, log, max_document_bytes=max_document_bytes)
+                 sleep: Callable[[float], None] = time.sleep, max_document_bytes: int | None = None,
+                 fields: Sequence[str] = ()):
+        super().__init__(location, log, max_document_bytes=max_document_bytes, fields=fields)
         self.base_url, self.projects, self.wiki, self.key_env = parse_location(location)
         self._policy = policy
         self._sleep = sleep
         self._client: HttpClient | None = None
         self.admin_key = False  # known after check(): the key is a Redmine administrator's
+        self._project_names: dict[str, str] = {}  # identifier -> name, as check() read them
 
     @classmethod
     def normalize_location(cls, location: str) -> str:
@@ -88,6 +96,7 @@ class RedmineSource(IncrementalSource):
         for project in self.projects:
             params = {"include": "enabled_modules"} if self.wiki else None
             data = self._get_json(f"/projects/{project}.json", params, what=f"project {project!r}")
+            self._project_names[project] = _name(data.get("project"))
             if self.wiki:
                 self._require_wiki(project, data)
 
@@ -189,6 +198,12 @@ class RedmineSource(IncrementalSource):
             raw=_canonical(issue),
             updated_at=parse_time(issue.get("updated_on")),
             extractor=_issue_text,
+            fields=document_fields({
+                **{name: _name(issue.get(name)) or None for name in ("project", "tracker", "status", "priority")},
+                "author": _name(issue.get("author")) or None,
+                "assignee": _name(issue.get("assigned_to")) or None,
+                "updated_on": _text(issue.get("updated_on")),
+            }),
         )
 
     # ---- wiki -------------------------------------------------------------------------------
@@ -228,7 +243,19 @@ class RedmineSource(IncrementalSource):
                 raw=_canonical(detail),
                 updated_at=parse_time(detail.get("updated_on")),
                 extractor=_wiki_text,
+                fields=document_fields({
+                    "project": self._project_name(project),
+                    "author": _name(detail.get("author")) or None,
+                    "updated_on": _text(detail.get("updated_on")),
+                }),
             )
+
+    def _project_name(self, project: str) -> str | None:
+        """The project's name (what an issue's ``project`` field holds), read by ``check``."""
+        if project not in self._project_names:
+            data = self._get_json(f"/projects/{project}.json", what=f"project {project!r}")
+            self._project_names[project] = _name(data.get("project"))
+        return self._project_names[project] or None
 
     # ---- HTTP -------------------------------------------------------------------------------
 
@@ -367,6 +394,10 @@ def _load(raw: bytes) -> dict:
 
 def _name(value) -> str:
     return str(value.get("name", "")) if isinstance(value, dict) else ""
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _issue_text(raw: bytes) -> Extracted:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +93,8 @@ class PointPage:
 
 class VectorStore(ABC):
     """One Qdrant, embedded or served. Collections hold cosine vectors of one dimension and
-    a JSON payload per point."""
+    a JSON payload per point; a hybrid collection also a BM25 sparse vector of each point's
+    ``text`` (``vectors.sparse``), which it computes as points are written."""
 
     keeps_aliases: bool
     description: str
@@ -115,18 +116,32 @@ class VectorStore(ABC):
         """The vector size of ``name``, None if there is no such collection."""
 
     @abstractmethod
-    def create_collection(self, name: str, dimension: int) -> None:
+    def is_hybrid(self, name: str) -> bool:
+        """Whether collection ``name`` keeps BM25 sparse vectors beside the dense ones."""
+
+    @abstractmethod
+    def create_collection(self, name: str, dimension: int, hybrid: bool = False) -> None:
         """A new, empty collection; ``name`` must not exist."""
 
-    def ensure_collection(self, name: str, dimension: int) -> bool:
-        """Create ``name`` for ``dimension``-d cosine vectors; True if it was created."""
+    def ensure_collection(self, name: str, dimension: int, hybrid: bool = False) -> bool:
+        """Create ``name`` for ``dimension``-d cosine vectors (and BM25 ones if ``hybrid``); True if
+        it was created."""
         existing = self.collection_dimension(name)
         if existing is None:
-            self.create_collection(name, dimension)
+            self.create_collection(name, dimension, hybrid)
             return True
         if existing != dimension:
             raise DimensionMismatch(f"collection {name} holds {existing}-d vectors, the embedder makes {dimension}-d")
+        if self.is_hybrid(name) != hybrid:
+            raise DimensionMismatch(
+                f"collection {name} {'keeps' if not hybrid else 'lacks'} BM25 vectors, its embedder version "
+                f"{'does not' if not hybrid else 'does'}: build the version in a new generation (refresh_job)"
+            )
         return False
+
+    @abstractmethod
+    def create_field_index(self, name: str, key: str) -> None:
+        """A keyword index on payload ``key`` (a path such as ``fields.status``); idempotent."""
 
     @abstractmethod
     def drop_collection(self, name: str) -> bool:
@@ -177,11 +192,20 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(
-        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int = 5,
+        exact: bool = False,
+        among: Sequence[str] | None = None,
+        text: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[Hit]:
         """The ``limit`` nearest points of collection (or, on a server, alias) ``name``, of the
-        points ``among`` only if given; through the index if there is one, by comparing with every
-        point (of ``among``) if ``exact``."""
+        points ``among`` only if given, and of those whose payload has each value of ``where``
+        (key path -> value); through the index if there is one, by comparing with every point (of
+        ``among``) if ``exact``. With ``text``, a hybrid collection fuses the dense ranking with the
+        BM25 ranking of ``text`` (scores are then reciprocal-rank sums, ``vectors.sparse``)."""
 
     # ---- aliases (a server's own; see ``vectors.serving`` for what the embedded engine does) --
 

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,9 +46,10 @@ import qdrant_edge as edge
 from ops_pipelines.errors import OperatorError, VectorStoreBusy
 from ops_pipelines.vectors.base import CollectionNotFound, Hit, PointPage, StoredPoint, VectorStore
 from ops_pipelines.vectors.ids import DTYPE, sorted_ids
+from ops_pipelines.vectors.sparse import RRF_K, SPARSE, document_terms, prefetch_limit, query_terms
 
 VECTOR = "dense"  # the dense vector's name in every shard
-MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension
+MANIFEST = "collection.json"  # ours, beside Edge's files: the collection's dimension, and if hybrid
 HOLDER = "holder.json"  # who has the shard open (for the busy message)
 MIGRATED = "local-mode.migrated"  # written by ``vectors.migrate`` once the copy is verified
 # Unindexed points worth an HNSW build, and the size of an indexed segment: below this a search
@@ -79,13 +80,14 @@ def is_local_mode_folder(root: Path) -> bool:
     return (root / "meta.json").is_file() and not (root / MIGRATED).is_file()
 
 
-def shard_config(dimension: int) -> edge.EdgeConfig:
+def shard_config(dimension: int, hybrid: bool = False) -> edge.EdgeConfig:
     cold = edge.Memory.Cold
     # Segments merge up to one index batch of vectors, and one of half that is worth indexing
     # (sizes in KB of float32 vectors; the defaults would leave small vectors unindexed).
     segment_kb = max(2, INDEX_MIN_POINTS * dimension * 4 // 1024)
     return edge.EdgeConfig(
         vectors={VECTOR: edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine, memory=cold)},
+        sparse_vectors={SPARSE: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)} if hybrid else None,
         payload_memory=cold,
         id_tracker_memory=cold,
         hnsw_config=edge.HnswIndexConfig(**_HNSW, memory=cold),
@@ -205,9 +207,16 @@ class _OpenShards:
 _OPEN = _OpenShards()
 
 
-def _write_manifest(path: Path, dimension: int) -> None:
+def _write_manifest(path: Path, dimension: int, hybrid: bool) -> None:
     """Our ``collection.json`` beside a shard's files: what makes the folder a collection."""
-    _write_json(path / MANIFEST, {"dimension": dimension, "distance": "cosine", "vector": VECTOR})
+    manifest = {"dimension": dimension, "distance": "cosine", "vector": VECTOR}
+    _write_json(path / MANIFEST, manifest | ({"sparse_vector": SPARSE} if hybrid else {}))
+
+
+def _filter(among: Sequence[str] | None, where: Mapping[str, str] | None) -> edge.Filter | None:
+    must = [edge.HasIdCondition(set(among))] if among is not None else []
+    must += [edge.FieldCondition(key, match=edge.MatchValue(value)) for key, value in (where or {}).items()]
+    return edge.Filter(must=must) if must else None
 
 
 def _copy_without_trailing_zeros(source: Path, dest: Path, block: int = 1 << 20) -> int:
@@ -321,7 +330,7 @@ class EdgeVectorStore(VectorStore):
             dimension = self.collection_dimension(name)
             if dimension is None:
                 raise CollectionNotFound(f"collection {name} does not exist in {self.description}")
-            _OPEN.acquire(path, self.wait_seconds, shard_config(dimension))
+            _OPEN.acquire(path, self.wait_seconds, shard_config(dimension, self.is_hybrid(name)))
             self._held.add(path)
         return path
 
@@ -334,20 +343,30 @@ class EdgeVectorStore(VectorStore):
     def collection_names(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
 
-    def collection_dimension(self, name: str) -> int | None:
+    def _manifest(self, name: str) -> dict | None:
         try:
-            return int(json.loads((self._path(name) / MANIFEST).read_text())["dimension"])
+            return json.loads((self._path(name) / MANIFEST).read_text())
         except FileNotFoundError:
             return None
 
-    def create_collection(self, name: str, dimension: int) -> None:
+    def collection_dimension(self, name: str) -> int | None:
+        manifest = self._manifest(name)
+        return None if manifest is None else int(manifest["dimension"])
+
+    def is_hybrid(self, name: str) -> bool:
+        manifest = self._manifest(name)
+        if manifest is None:
+            raise CollectionNotFound(f"collection {name} does not exist in {self.description}")
+        return manifest.get("sparse_vector") == SPARSE
+
+    def create_collection(self, name: str, dimension: int, hybrid: bool = False) -> None:
         path = self._path(name)
         if (path / MANIFEST).is_file():
             raise ValueError(f"collection {name} already exists")
         # A directory without our manifest is a create that died half way: nothing served it.
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir()
-        _write_manifest(path, dimension)
+        _write_manifest(path, dimension, hybrid)
         self._hold(name)
 
     def drop_collection(self, name: str) -> bool:
@@ -378,7 +397,7 @@ class EdgeVectorStore(VectorStore):
                 lengths[relative.as_posix()] = _copy_without_trailing_zeros(path, dest / relative)
             return lengths, self.id_array(name)
 
-    def adopt_files(self, name: str, source: Path, dimension: int, lengths: dict[str, int]) -> None:
+    def adopt_files(self, name: str, source: Path, dimension: int, lengths: dict[str, int], hybrid: bool = False) -> None:
         """A new collection ``name`` made of the shard files ``copy_files`` copied, moved from the
         folder ``source`` once each file is back to its length (zeros appended); refused
         (``UnusableShard``, nothing left behind) if they do not load."""
@@ -394,7 +413,7 @@ class EdgeVectorStore(VectorStore):
             os.truncate(file, length)  # zeros, as holes
         shutil.rmtree(path, ignore_errors=True)
         shutil.move(source, path)
-        _write_manifest(path, dimension)
+        _write_manifest(path, dimension, hybrid)
         try:
             with self._shard(name) as shard:
                 shard.info()
@@ -420,10 +439,11 @@ class EdgeVectorStore(VectorStore):
 
     def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
+        hybrid = self.is_hybrid(name)
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
             points = [
-                edge.Point(pid, {VECTOR: vector}, payload)
+                edge.Point(pid, _point_vectors(vector, payload, hybrid), payload)
                 for pid, vector, payload in zip(ids[start:end], vectors[start:end].tolist(), payloads[start:end], strict=True)
             ]
             with self._shard(name) as shard:
@@ -468,8 +488,19 @@ class EdgeVectorStore(VectorStore):
         with self._shard(name) as shard:
             return shard.count(edge.CountRequest(exact=True))
 
+    def create_field_index(self, name: str, key: str) -> None:
+        with self._shard(name) as shard:
+            shard.update(edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword))
+
     def search(
-        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int = 5,
+        exact: bool = False,
+        among: Sequence[str] | None = None,
+        text: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[Hit]:
         params = (
             edge.SearchParams(exact=True, quantization=edge.QuantizationSearchParams(ignore=True))
@@ -478,14 +509,25 @@ class EdgeVectorStore(VectorStore):
                 hnsw_ef=SEARCH_EF, quantization=edge.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
             )
         )
-        request = edge.QueryRequest(
-            query=edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR),
-            limit=limit,
-            with_payload=True,
-            with_vector=False,
-            params=params,
-            filter=None if among is None else edge.Filter(must=[edge.HasIdCondition(set(among))]),
-        )
+        dense = edge.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=VECTOR)
+        found_by = _filter(among, where)
+        if text is not None and self.is_hybrid(name):
+            fetched = prefetch_limit(limit)
+            request = edge.QueryRequest(
+                prefetches=[
+                    edge.Prefetch(fetched, query=dense, params=params, filter=found_by),
+                    edge.Prefetch(fetched, query=edge.Query.Nearest(edge.SparseVector(*query_terms(text)), using=SPARSE),
+                                  filter=found_by),
+                ],
+                query=edge.Fusion.Rrf(RRF_K),
+                limit=limit,
+                with_payload=True,
+                with_vector=False,
+            )
+        else:
+            request = edge.QueryRequest(
+                query=dense, limit=limit, with_payload=True, with_vector=False, params=params, filter=found_by
+            )
         with self._shard(name) as shard:
             found = shard.query(request)
         return [Hit(str(p.id), p.score, p.payload or {}) for p in found]
@@ -501,6 +543,12 @@ class EdgeVectorStore(VectorStore):
         for path in self._held:
             _OPEN.release(path)
         self._held.clear()
+
+
+def _point_vectors(vector: list[float], payload: dict, hybrid: bool) -> dict:
+    if not hybrid:
+        return {VECTOR: vector}
+    return {VECTOR: vector, SPARSE: edge.SparseVector(*document_terms(payload.get("text", "")))}
 
 
 def _stored(record, with_vectors: bool) -> StoredPoint:

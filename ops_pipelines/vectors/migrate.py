@@ -108,7 +108,7 @@ def _clear_earlier_attempt(root: Path) -> None:
 
 def _copy(old: QdrantServerStore, new: EdgeVectorStore, name: str, log) -> MigratedCollection:
     dimension = old.collection_dimension(name)
-    new.create_collection(name, dimension)
+    new.create_collection(name, dimension, old.is_hybrid(name))
     ids: list[str] = []
     for page in old.pages(name, with_payload=True, with_vectors=True, page=1024):
         page_ids = page.id_strings()

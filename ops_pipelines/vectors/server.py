@@ -7,13 +7,15 @@ Qdrant server runs here, and ``vectors migrate`` reads folders that local mode w
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from ops_pipelines.vectors.base import Hit, PointPage, StoredPoint, VectorStore
+from ops_pipelines.vectors.base import CollectionNotFound, Hit, PointPage, StoredPoint, VectorStore
 from ops_pipelines.vectors.ids import id_bytes
+from ops_pipelines.vectors.sparse import RRF_K, SPARSE, document_terms, prefetch_limit, query_terms
 
 _WRITE_BATCH = 256
 
@@ -24,6 +26,7 @@ class QdrantServerStore(VectorStore):
     def __init__(self, client: QdrantClient, description: str):
         self.client = client
         self.description = description
+        self._hybrid: dict[str, bool] = {}  # collection -> is_hybrid: fixed for its life, asked at every write
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None) -> QdrantServerStore:
@@ -39,14 +42,29 @@ class QdrantServerStore(VectorStore):
             return None
         return self.client.get_collection(name).config.params.vectors.size
 
-    def create_collection(self, name: str, dimension: int) -> None:
+    def is_hybrid(self, name: str) -> bool:
+        if name not in self._hybrid:
+            if not self.client.collection_exists(name):
+                raise CollectionNotFound(f"collection {name} does not exist in {self.description}")
+            self._hybrid[name] = SPARSE in (self.client.get_collection(name).config.params.sparse_vectors or {})
+        return self._hybrid[name]
+
+    def create_collection(self, name: str, dimension: int, hybrid: bool = False) -> None:
+        self._hybrid.pop(name, None)
         self.client.create_collection(
             name,
             vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if hybrid else None,
             on_disk_payload=True,
         )
 
+    def create_field_index(self, name: str, key: str) -> None:
+        with warnings.catch_warnings():  # local mode (the tests' server) says it keeps no payload index
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            self.client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD, wait=True)
+
     def drop_collection(self, name: str) -> bool:
+        self._hybrid.pop(name, None)
         if not self.client.collection_exists(name):
             return False
         self.client.delete_collection(name)
@@ -59,13 +77,16 @@ class QdrantServerStore(VectorStore):
 
     def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
+        hybrid = self.is_hybrid(name)
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
-            self.client.upsert(
-                name,
-                points=models.Batch(ids=list(ids[start:end]), vectors=vectors[start:end].tolist(), payloads=list(payloads[start:end])),
-                wait=True,
+            dense = vectors[start:end].tolist()
+            batch = payloads[start:end]
+            written = (
+                {"": dense, SPARSE: [_sparse(document_terms(p.get("text", ""))) for p in batch]}
+                if hybrid else dense
             )
+            self.client.upsert(name, points=models.Batch(ids=list(ids[start:end]), vectors=written, payloads=list(batch)), wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), 1024):
@@ -82,7 +103,7 @@ class QdrantServerStore(VectorStore):
             yield PointPage(
                 id_bytes([str(p.id) for p in points]),
                 [p.payload or {} for p in points] if with_payload else None,
-                np.array([p.vector for p in points], dtype=np.float32) if with_vectors else None,
+                np.array([_dense(p.vector) for p in points], dtype=np.float32) if with_vectors else None,
             )
             if offset is None:
                 return
@@ -95,16 +116,36 @@ class QdrantServerStore(VectorStore):
         return self.client.count(name, exact=True).count
 
     def search(
-        self, name: str, vector: np.ndarray, limit: int = 5, exact: bool = False, among: Sequence[str] | None = None
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int = 5,
+        exact: bool = False,
+        among: Sequence[str] | None = None,
+        text: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[Hit]:
-        response = self.client.query_points(
-            name,
-            query=np.asarray(vector, dtype=np.float32).tolist(),
-            limit=limit,
-            with_payload=True,
-            search_params=models.SearchParams(exact=True) if exact else None,
-            query_filter=None if among is None else models.Filter(must=[models.HasIdCondition(has_id=list(among))]),
-        )
+        dense = np.asarray(vector, dtype=np.float32).tolist()
+        params = models.SearchParams(exact=True) if exact else None
+        found_by = _filter(among, where)
+        if text is not None and self.is_hybrid(self.resolve_alias(name) or name):
+            fetched = prefetch_limit(limit)
+            response = self.client.query_points(
+                name,
+                prefetch=[
+                    models.Prefetch(query=dense, limit=fetched, params=params, filter=found_by),
+                    models.Prefetch(
+                        query=_sparse(query_terms(text)), using=SPARSE, limit=fetched, filter=found_by
+                    ),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                limit=limit,
+                with_payload=True,
+            )
+        else:
+            response = self.client.query_points(
+                name, query=dense, limit=limit, with_payload=True, search_params=params, query_filter=found_by
+            )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
 
     # ---- aliases ----------------------------------------------------------------------------
@@ -136,6 +177,21 @@ class QdrantServerStore(VectorStore):
         self.client.close()
 
 
+def _filter(among: Sequence[str] | None, where: Mapping[str, str] | None) -> models.Filter | None:
+    must: list = [models.HasIdCondition(has_id=list(among))] if among is not None else []
+    must += [models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in (where or {}).items()]
+    return models.Filter(must=must) if must else None
+
+
+def _sparse(terms: tuple[list[int], list[float]]) -> models.SparseVector:
+    return models.SparseVector(indices=terms[0], values=terms[1])
+
+
+def _dense(vector) -> list[float]:
+    """The dense vector of a point (a hybrid collection's points have named vectors)."""
+    return vector[""] if isinstance(vector, dict) else vector
+
+
 def _stored(record, with_vectors: bool) -> StoredPoint:
-    vector = np.asarray(record.vector, dtype=np.float32) if with_vectors else None
+    vector = np.asarray(_dense(record.vector), dtype=np.float32) if with_vectors else None
     return StoredPoint(str(record.id), record.payload, vector)

@@ -34,11 +34,12 @@ from ops_pipelines.chunking import PARAGRAPH_CHUNKER as PARA
 from ops_pipelines.embedders import load_embedder
 from ops_pipelines.ingest import chunk_documents, embed_chunks, sync_collection, sync_documents
 from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.kb.golden_sets import QualityBounds
 from ops_pipelines.objects import FolderObjectStore, blob_key
 from ops_pipelines.search import search_container
 from ops_pipelines.sources import open_source
 from ops_pipelines.vectors import EdgeVectorStore, open_vector_store
-from ops_pipelines_tests.conftest import serving_of
+from ops_pipelines_tests.conftest import serving_of, spy_field_indexes
 
 
 @dataclass
@@ -98,12 +99,13 @@ def test_round_trip_answers_the_same_searches(world, fmt):
     path = export(world, fmt)
     verified = read_archive(path)
     manifest = verified.manifest
-    assert (manifest["format_version"], manifest["run_id"], manifest["container"]["slug"]) == (2, "run-1", "docs")
-    assert manifest["counts"] == {"documents": 5, "chunks": 5, "vectors": 5, "blobs": 5}
+    assert (manifest["format_version"], manifest["run_id"], manifest["container"]["slug"]) == (3, "run-1", "docs")
+    assert manifest["counts"] == {"documents": 5, "chunks": 5, "vectors": 5, "golden_sets": 0, "blobs": 5}
     # blobs are counted, not listed: they follow the listed members in ascending name order
-    assert [m["name"] for m in manifest["members"]] == ["documents.jsonl", "chunks.jsonl", "vectors.npy"]
+    listed = ["documents.jsonl", "chunks.jsonl", "vectors.npy", "golden_sets.jsonl"]
+    assert [m["name"] for m in manifest["members"]] == listed
     names = _names(path)
-    blobs = names[4:]
+    blobs = names[5:]
     assert names[0] == "manifest.json" and len(blobs) == 5 and blobs == sorted(blobs)
     sizes = [world.objects.size(blob_key(name.removeprefix("blobs/"))) for name in blobs]
     assert manifest["blobs"] == {"count": 5, "bytes": sum(sizes)}
@@ -117,7 +119,7 @@ def test_round_trip_answers_the_same_searches(world, fmt):
 
 def test_without_vectors_or_in_another_version_the_import_re_embeds(world, extra_embedders):
     bare = export(world, include_vectors=False, include_blobs=False)
-    assert read_archive(bare).manifest["counts"] == {"documents": 5, "chunks": 5}
+    assert read_archive(bare).manifest["counts"] == {"documents": 5, "chunks": 5, "golden_sets": 0}
     report = world.load(bare, slug="bare")
     assert (report.vectors_from_archive, report.blobs) == (False, 0)
     other = world.load(export(world), slug="small", embedder_version="hash-64@1")
@@ -284,18 +286,18 @@ def test_a_truncated_archive_is_refused(world, where):
 
 
 def test_an_unknown_format_version_is_refused(world):
-    path = _repacked(world, lambda members, manifest: manifest.update(format_version=3))
-    with pytest.raises(UnsupportedFormat, match=r"format version 3 is not supported.*reads version\(s\) 1, 2$"):
+    path = _repacked(world, lambda members, manifest: manifest.update(format_version=4))
+    with pytest.raises(UnsupportedFormat, match=r"format version 4 is not supported.*reads version\(s\) 1, 2, 3$"):
         read_archive(path)
 
 
 def test_a_manifest_that_lists_its_blobs_or_miscounts_them_is_refused(world):
-    def listing(members, manifest):  # version 2 counts blobs: a list of them is a forgery or a bug
+    def listing(members, manifest):  # version 2 on counts blobs: a list of them is a forgery or a bug
         blob = next(n for n in members if n.startswith("blobs/"))
         manifest["members"] = [{"name": blob, "size": len(members[blob]), "sha256": blob.removeprefix("blobs/")}]
 
     listed = _repacked(world, listing, fix_manifest=False)
-    with pytest.raises(ArchiveError, match="lists blob members, which format version 2 counts instead"):
+    with pytest.raises(ArchiveError, match="lists blob members, which format version 3 counts instead"):
         read_archive(listed)
     without = _repacked(world, lambda members, manifest: manifest.pop("blobs"), fix_manifest=False)
     with pytest.raises(ArchiveError, match="lacks a valid 'blobs' section"):
@@ -389,6 +391,111 @@ def test_a_corrupt_or_missing_blob_stops_the_export_and_leaves_no_archive(world)
     export(world, include_blobs=False)  # the way out the message names
 
 
+# ---- document fields, declared fields and golden sets travel (format 3) -------------------
+
+GOLDEN = ['{"query": "glaciers", "relevant": ["gamma.md"]}\n', '{"query": "apples", "relevant": ["alpha.md"]}\n']
+
+
+def _document_fields(kb: KnowledgeBase, slug: str) -> dict:
+    container = kb.get_container(slug)
+    return {key: state.fields for key, state in kb.document_states(container.id).items()}
+
+
+def _golden_sets(kb: KnowledgeBase, slug: str) -> list[tuple]:
+    return [(g.content_hash, g.body, g.queries) for g in kb.golden_set_versions(kb.get_container(slug).id)]
+
+
+def test_fields_and_every_golden_set_version_are_exported_and_imported(world, monkeypatch):
+    from ops_pipelines.quality import register_golden_set
+
+    docs = world.kb.get_container("docs")
+    for body in GOLDEN:  # two versions: the second is the one in use
+        register_golden_set(world.kb, docs, body, "golden.jsonl")
+    world.kb.set_quality_bounds(docs.id, QualityBounds(tolerance=0.05))
+    indexed = spy_field_indexes(monkeypatch, world.store)
+    path = export(world)
+    manifest = read_archive(path).manifest
+    assert manifest["counts"]["golden_sets"] == 2 and manifest["container"]["declared_fields"] == []
+    assert manifest["container"]["quality_gate"] == {"tolerance": 0.05, "floor": None}
+    alpha = json.loads(dict(_members(path))["documents.jsonl"].splitlines()[0])
+    assert alpha["fields"] == {"extension": "md", "path": "alpha.md"}
+
+    report = world.load(path, slug="copy")
+    assert _document_fields(world.kb, "copy") == _document_fields(world.kb, "docs")
+    assert _golden_sets(world.kb, "copy") == _golden_sets(world.kb, "docs") and len(_golden_sets(world.kb, "copy")) == 2
+    copy = world.kb.get_container("copy")
+    assert world.kb.golden_set(copy.id).body == GOLDEN[1]  # the newest is in use, as it was
+    assert world.kb.quality_bounds(copy.id) == QualityBounds(tolerance=0.05)  # and the gate's bounds
+    assert [g.created_at for g in world.kb.golden_set_versions(copy.id)] == [
+        g.created_at for g in world.kb.golden_set_versions(docs.id)
+    ]
+    assert {(report.collection, "fields.extension"), (report.collection, "fields.path")} <= set(indexed)
+    vector = load_embedder("hash-256@1").embed_queries(["apples"])[0]
+    hits = world.store.search(report.collection, vector, limit=5, where={"fields.path": "notes/epsilon.txt"})
+    assert [h.payload["source_key"] for h in hits] == ["notes/epsilon.txt"]
+
+
+def test_a_jsonl_containers_declared_fields_travel(world, tmp_path):
+    path = tmp_path / "teams.jsonl"
+    path.write_text(json.dumps({"id": "1", "text": "Rotate the keys yearly.", "team": "infra"}) + "\n")
+    teams = world.kb.add_container("teams", "jsonl", str(path), "hash-256@1", declared_fields=("team",))
+    sync_documents(world.kb, world.objects, teams, open_source("jsonl", str(path), fields=teams.declared_fields))
+    chunk_documents(world.kb, teams)
+    embed_chunks(world.kb, teams, load_embedder, "hash-256@1")
+    archive = world.tmp.parent / "teams.tar"
+    write_archive(world.kb, world.objects, teams, archive)
+    world.load(archive, slug="teams-copy")
+    assert world.kb.get_container("teams-copy").declared_fields == ("team",)
+    assert _document_fields(world.kb, "teams-copy") == {"1": {"team": "infra"}}
+
+
+def _as_version_2(members, manifest):
+    """What an export of format version 2 holds: no fields, declared fields nor golden sets."""
+    manifest["format_version"] = 2
+    del manifest["container"]["declared_fields"], manifest["counts"]["golden_sets"], members["golden_sets.jsonl"]
+    lines = [json.loads(line) for line in members["documents.jsonl"].splitlines()]
+    lines = [{k: v for k, v in record.items() if k != "fields"} for record in lines]
+    members["documents.jsonl"] = b"".join(json.dumps(record).encode() + b"\n" for record in lines)
+
+
+def test_a_version_2_archive_imports_with_its_fields_not_known_yet(world):
+    report = world.load(_repacked(world, _as_version_2), slug="old")
+    assert report.documents == 5 and all(c.passed for c in report.checks)
+    assert set(_document_fields(world.kb, "old").values()) == {None}  # the next sync reads them
+    assert _golden_sets(world.kb, "old") == []
+
+
+def _edit_member(name: str, old: bytes, new: bytes):
+    def repack(members, manifest):
+        members[name] = members[name].replace(old, new, 1)
+
+    return repack
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_edit_member("golden_sets.jsonl", b"glaciers", b"glaciers!"), "content_hash or queries do not"),
+        (_edit_member("golden_sets.jsonl", b"+00:00", b""), "created_at has no time zone"),
+        (_edit_member("golden_sets.jsonl", b'"queries":1', b'"queries":"1"'), "field 'queries' is"),
+        (lambda m, mf: mf["counts"].update(golden_sets=3), "counts 3 golden set versions"),
+        (_edit_member("documents.jsonl", b'"extension":"md"', b'"extension":1'), "object of strings"),
+        (lambda m, mf: mf["container"].update(declared_fields=["team"]), "takes no declared fields"),
+        (lambda m, mf: mf["container"].update(quality_gate={"tolerance": 3}), "quality_gate is not"),
+        (lambda m, mf: mf["container"].update(quality_gate=[0.1]), "quality_gate is not"),
+    ],
+)
+def test_bad_fields_or_golden_sets_are_refused_and_nothing_is_written(world, edit, message):
+    from ops_pipelines.quality import register_golden_set
+
+    register_golden_set(world.kb, world.kb.get_container("docs"), GOLDEN[0], "golden.jsonl")
+    path = _repacked(world, edit)
+    before = world.collections()
+    with pytest.raises(ArchiveError, match=message):
+        world.load(path, slug="copy")
+    assert world.slugs() == ["docs"] and world.collections() == before
+
+
 # ---- the format, unchanged ----------------------------------------------------------------
 
 LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
@@ -413,8 +520,10 @@ def test_the_tar_is_the_one_tarfile_writes(world):
 
 def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_byte(tmp_path):
     """The KB the old code exported (fixtures/legacy, format version 1) exported again: every
-    member is the old archive's, byte for byte; of the manifest only the time and run id differ,
-    the container's sync time was added, and the blobs are counted instead of listed (version 2)."""
+    member is the old archive's, byte for byte (its documents' fields are not known: left out);
+    of the manifest only the time and run id differ, the container's sync time and declared fields
+    were added, the blobs are counted instead of listed (version 2), and its golden sets (none)
+    are a member of their own (version 3)."""
     shutil.copy(LEGACY / "kb.sqlite", tmp_path / "kb.sqlite")
     objects = FolderObjectStore(tmp_path / "objects")
     for path in (LEGACY / "corpus").rglob("*"):
@@ -426,18 +535,21 @@ def test_the_export_of_the_legacy_kb_holds_the_legacy_archives_members_byte_for_
     finally:
         kb.close()
     old, new = dict(_members(LEGACY / "export.tar")), dict(_members(tmp_path / "again.tar"))
-    assert list(new) == list(old) and len(old) == 8  # manifest, documents, chunks, vectors, 4 blobs
+    assert len(old) == 8  # manifest, documents, chunks, vectors, 4 blobs
+    assert new.pop("golden_sets.jsonl") == b"" and list(new) == list(old)
     assert {name: data for name, data in new.items() if old[name] != data}.keys() == {"manifest.json"}
     old_manifest, new_manifest = json.loads(old["manifest.json"]), json.loads(new["manifest.json"])
     changed = {key for key in old_manifest if old_manifest[key] != new_manifest[key]}
-    assert changed == {"created_at", "run_id", "container", "format_version", "members"}
+    assert changed == {"created_at", "run_id", "container", "format_version", "members", "counts"}
+    assert new_manifest["counts"] == {**old_manifest["counts"], "golden_sets": 0}
     assert new_manifest.keys() - old_manifest.keys() == {"blobs"}
     old_blobs = [m for m in old_manifest["members"] if m["name"].startswith("blobs/")]
-    assert new_manifest["members"] == [m for m in old_manifest["members"] if m not in old_blobs]
+    assert new_manifest["members"][:-1] == [m for m in old_manifest["members"] if m not in old_blobs]
+    assert new_manifest["members"][-1]["name"] == "golden_sets.jsonl"
     assert new_manifest["blobs"] == {"count": 4, "bytes": sum(m["size"] for m in old_blobs)}
     added = {k: v for k, v in new_manifest["container"].items() if k not in old_manifest["container"]}
     assert old_manifest["container"] == {k: v for k, v in new_manifest["container"].items() if k not in added}
-    assert added == {"last_synced_at": "2026-12-01T21:28:53.156163+00:00"}  # the legacy KB's last sync
+    assert added == {"last_synced_at": "2026-12-01T21:28:53.156163+00:00", "declared_fields": []}  # its last sync
 
 
 def test_the_legacy_export_still_verifies_and_imports(world):

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from ops_pipelines.refresh import build_generation, swap_to
 from ops_pipelines.search import search_container
 from ops_pipelines.sources import open_source
 from ops_pipelines.vectors import EdgeVectorStore
-from ops_pipelines_tests.conftest import backend_store, serving_of
+from ops_pipelines_tests.conftest import backend_store, serving_of, spy_field_indexes
 
 QUERIES = ("glaciers and ice", "apples in autumn", "bicycle gears")
 
@@ -351,32 +352,99 @@ def _forge_shard(members: dict[str, bytes], collection: str, lengths: dict[str, 
     return lengths
 
 
+@contextmanager
+def _restored_elsewhere(kb_url, tmp_path, corpus, source, target, version):
+    """Container ``docs`` synced and rotated to ``version`` on engine ``source``, backed up, its
+    records deleted, and the backup restored on engine ``target``: yields the backup's manifest,
+    the state before and the restored world."""
+    kb = KnowledgeBase(kb_url)
+    objects = FolderObjectStore(tmp_path / "objects")
+    try:
+        with backend_store(source, tmp_path / "from") as store:
+            docs = _sync(kb, objects, store, "docs", corpus)
+            embed_chunks(kb, docs, load_embedder, version)
+            swap_to(kb, store, docs, build_generation(kb, store, docs, version).generation, retention=None)
+            before = World(kb, objects, store, tmp_path).state()
+            path = tmp_path / "kb.tar"
+            write_backup(kb, store, objects, path, run_id="run-1")
+        for container in kb.list_containers():
+            kb.delete_container(container.id)
+        with backend_store(target, tmp_path / "to") as store:
+            world = World(kb, objects, store, tmp_path / "work")
+            world.tmp.mkdir()
+            world.restore(path)
+            yield read_archive(path, spec=BACKUP_ARCHIVE).manifest, before, world
+    finally:
+        kb.close()
+
+
 @pytest.mark.parametrize("source, target", [("edge", "server"), ("server", "edge")])
 def test_a_backup_restores_onto_the_other_engine(kb_url, tmp_path, corpus, extra_embedders, source, target):
     """Shards' files restore onto a server (their points read through Qdrant Edge), a server's
     points onto the embedded engine: the same containers, generations and searches come back."""
-    world_kb = KnowledgeBase(kb_url)
-    objects = FolderObjectStore(tmp_path / "objects")
-    try:
-        with backend_store(source, tmp_path / "from") as store:
-            docs = _sync(world_kb, objects, store, "docs", corpus)
-            embed_chunks(world_kb, docs, load_embedder, "hash-64@1")
-            swap_to(world_kb, store, docs, build_generation(world_kb, store, docs, "hash-64@1").generation, retention=None)
-            before = World(world_kb, objects, store, tmp_path).state()
-            path = tmp_path / "kb.tar"
-            write_backup(world_kb, store, objects, path, run_id="run-1")
-            layouts = {c["layout"] for c in read_archive(path, spec=BACKUP_ARCHIVE).manifest["collections"]}
-            assert layouts == {"shard" if source == "edge" else "points"}
-        for container in world_kb.list_containers():
-            world_kb.delete_container(container.id)
-        with backend_store(target, tmp_path / "to") as store:
-            world = World(world_kb, objects, store, tmp_path / "work")
-            world.tmp.mkdir()
-            world.restore(path)
-            assert world.state() == before
-            assert {"kb_docs__hash-256-1__g1", "kb_docs__hash-64-1__g2"} <= world.collections()
-    finally:
-        world_kb.close()
+    with _restored_elsewhere(kb_url, tmp_path, corpus, source, target, "hash-64@1") as (manifest, before, world):
+        assert {c["layout"] for c in manifest["collections"]} == {"shard" if source == "edge" else "points"}
+        assert world.state() == before
+        assert {"kb_docs__hash-256-1__g1", "kb_docs__hash-64-1__g2"} <= world.collections()
+
+
+@pytest.mark.parametrize("world", ["edge", "server"], indirect=True)
+def test_golden_sets_fields_and_their_indexes_come_back(world, tmp_path, monkeypatch):
+    from ops_pipelines.quality import register_golden_set
+
+    docs = world.kb.get_container("docs")
+    for body in ('{"query": "glaciers", "relevant": ["gamma.md"]}\n', '{"query": "ice", "relevant": ["gamma.md"]}\n'):
+        register_golden_set(world.kb, docs, body, "golden.jsonl")
+    records = tmp_path / "teams.jsonl"
+    records.write_text(json.dumps({"id": "1", "text": "Rotate the keys yearly.", "team": "infra"}) + "\n")
+    teams = world.kb.add_container("teams", "jsonl", str(records), "hash-256@1", declared_fields=("team",))
+    sync_documents(world.kb, world.objects, teams, open_source("jsonl", str(records), fields=teams.declared_fields))
+    chunk_documents(world.kb, teams)
+    embed_chunks(world.kb, teams, load_embedder, "hash-256@1")
+    sync_collection(world.kb, world.store, teams)
+
+    def kept() -> dict:
+        return {
+            c.slug: (
+                c.declared_fields,
+                {key: state.fields for key, state in world.kb.document_states(c.id).items()},
+                [(g.content_hash, g.body, g.created_at) for g in world.kb.golden_set_versions(c.id)],
+            )
+            for c in world.kb.list_containers()
+        }
+
+    before = kept()
+    assert len(before["docs"][2]) == 2 and before["teams"][:2] == (("team",), {"1": {"team": "infra"}})
+    path = world.backup()
+    world.wipe()
+    indexed = spy_field_indexes(monkeypatch, world.store)
+    world.restore(path)
+    assert kept() == before
+    live = serving_of(world.kb, world.store, "teams")
+    assert (live, "fields.team") in indexed and ("kb_docs__hash-256-1__g1", "fields.path") in indexed
+    hits = search_container(world.kb, world.store, "teams", "keys", 5, where={"fields.team": "infra"})
+    assert [h.payload["fields"] for h in hits] == [{"team": "infra"}]
+    assert search_container(world.kb, world.store, "docs", "glaciers", 5, where={"fields.extension": "txt"})[0].payload[
+        "source_key"] == "notes/epsilon.txt"
+
+
+@pytest.mark.parametrize("source, target", [("edge", "edge"), ("edge", "server"), ("server", "edge")])
+def test_a_hybrid_collection_comes_back_hybrid(kb_url, tmp_path, corpus, extra_embedders, source, target):
+    """BM25 vectors are not in a points backup: the restore computes them again from the text, and
+    the fused searches rank as before; a shard backup brings its own."""
+    with extra_embedders.open("a") as registry:
+        registry.write('\n[versions."hash-64-bm25@1"]\nprovider = "hashing"\ndimension = 64\nsparse = "bm25"\n')
+    hybrid = "kb_docs__hash-64-bm25-1__g2"
+    with _restored_elsewhere(kb_url, tmp_path, corpus, source, target, "hash-64-bm25@1") as (manifest, before, world):
+        assert {e["name"]: e["hybrid"] for e in manifest["collections"]} == {hybrid: True, "kb_docs__hash-256-1__g1": False}
+        assert world.store.is_hybrid(hybrid) and not world.store.is_hybrid("kb_docs__hash-256-1__g1")
+        after = world.state()
+        if source != target:  # the engines break ties of equal dense scores each its own way, and rank
+            for state in (before, after):  # fusion turns those into different scores
+                del state["docs"]["top"]
+        assert after == before
+        (hit,) = search_container(world.kb, world.store, "docs", "bicycles", 1)
+        assert hit.payload["source_key"] == "beta.md" and hit.score < 0.05  # a rank fusion's score
 
 
 def test_a_restore_that_dies_half_way_leaves_the_previous_state_serving(world, monkeypatch):

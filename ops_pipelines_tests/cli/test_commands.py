@@ -39,6 +39,53 @@ def test_container_add_list_sync_search(home, corpus):
     assert out.splitlines()[0].endswith("[gamma.md]")
 
 
+def test_declared_fields_and_filtered_searches(home, corpus, tmp_path):
+    import json
+
+    path = tmp_path / "teams.jsonl"
+    rows = [
+        {"id": "1", "text": "Rotate the API keys every year.", "team": "infra", "lang": "en"},
+        {"id": "2", "text": "Rotate the on-call every week.", "team": "ops", "lang": "en"},
+        {"id": "3", "text": "Faire tourner les clés chaque année.", "team": "infra", "lang": "fr"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def keys(out: str) -> list[str]:
+        return sorted(line.rsplit("[", 1)[1].rstrip("]") for line in out.splitlines() if line[:1].isdigit())
+
+    code, out = run("container", "add", "--slug", "teams", "--source", f"jsonl:{path}", "--field", "team",
+                    "--field", "lang", "--embedder", "hash-256@1")
+    assert code == 0, out
+    assert "fields lang, team; filter searches with: --filter NAME=VALUE" in out
+    assert run("container", "list")[1].rstrip().endswith(f"jsonl:{path} fields=lang,team")
+    assert run("sync", "teams")[0] == 0
+
+    code, out = run("search", "teams", "rotate keys", "--filter", "team=infra")
+    assert code == 0 and keys(out) == ["1", "3"]
+    code, out = run("search", "teams", "rotate keys", "--filter", "team=infra", "--filter", "lang=fr")
+    assert code == 0 and keys(out) == ["3"]
+    assert run("search", "teams", "rotate keys", "--filter", "team=nobody")[1].strip() == "no hits"
+
+    for bad, message in [
+        ("team", "Error: invalid --filter 'team': write NAME=VALUE, e.g. --filter status=New"),
+        ("=infra", "Error: invalid --filter '=infra': write NAME=VALUE"),
+        ("owner=me", "Error: invalid --filter 'owner=me': the container's documents have no field 'owner'; they carry "
+                     "lang, team"),
+    ]:
+        code, out = run("search", "teams", "rotate keys", "--filter", bad)
+        assert code == 1 and out.startswith(message) and len(out.splitlines()) == 1, out
+    code, out = run("search", "teams", "keys", "--filter", "team=infra", "--filter", "team=ops")
+    assert code == 1 and "team is filtered on twice" in out
+    code, out = run("search", "teams", "keys", "--filter", "extension=md")
+    assert code == 1 and "no field 'extension'" in out
+
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--field", "team")
+    assert code == 1 and "a folder source takes no declared fields (--field is for jsonl sources)" in out
+    code, out = run("container", "add", "--slug", "kb1", "--source", f"jsonl:{path}", "--field", "fields.team")
+    assert code == 1 and "invalid field name(s) 'fields.team'" in out
+    assert "kb1" not in run("container", "list")[1]
+
+
 def test_sync_names_what_it_did_not_read(home, corpus, tmp_path):
     (tmp_path / "prod.env").write_text("SECRET=1")
     (corpus / "prod.txt").symlink_to(tmp_path / "prod.env")
@@ -140,11 +187,11 @@ def test_demo_on_the_shipped_docs_with_minilm_answers_the_demo_query(home):
 
 def test_embedders_list_and_sync(home, tmp_path, monkeypatch):
     code, out = run("embedders", "list")
-    assert code == 0 and out.count("NO PARTITION") == 3
+    assert code == 0 and out.count("NO PARTITION") == 4
     code, out = run("embedders", "sync")
-    assert out.splitlines()[-1] == "added hash-256@1, minilm-l6-v2@1, minilm-l6-v2@2"
+    assert out.splitlines()[-1] == "added hash-256@1, minilm-l6-v2-bm25@1, minilm-l6-v2@1, minilm-l6-v2@2"
     assert sorted(DagsterInstance.get().get_dynamic_partitions("embedder_versions")) == [
-        "hash-256@1", "minilm-l6-v2@1", "minilm-l6-v2@2"
+        "hash-256@1", "minilm-l6-v2-bm25@1", "minilm-l6-v2@1", "minilm-l6-v2@2"
     ]
     code, out = run("embedders", "sync")
     assert "nothing to add" in out
@@ -199,8 +246,8 @@ def test_export_verify_import(home, corpus):
     assert key.endswith(".zip") and url.startswith("file://") and "5 documents, 5 chunks, 5 vectors, 5 blobs" in out
 
     code, out = run("archive", "verify", url)
-    assert code == 0 and out.startswith("OK zip archive, format version 2") and "kb1" in out
-    assert "members     9, every size and sha256 as in the manifest, each blob's as its name" in out
+    assert code == 0 and out.startswith("OK zip archive, format version 3") and "kb1" in out
+    assert "members     10, every size and sha256 as in the manifest, each blob's as its name" in out
     code, out = run("archive", "verify", key)  # an object key works too
     assert code == 0, out
 
@@ -237,3 +284,27 @@ def test_backup_list_dry_run_restore(home, corpus):
     assert "restored from backups/" in out and "collections" in out and "seconds" in out
     code, out = run("search", "kb1", "glaciers and mountain valleys", "--limit", "1")
     assert out.splitlines()[0].endswith("[gamma.md]")
+
+
+def test_maintenance_runs_maintenance_job_and_a_dry_run_changes_nothing(home, corpus, extra_embedders):
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    assert run("sync", "kb1")[0] == 0
+    for version in ("hash-64@1", "hash-256@2", "hash-64@1"):  # the refreshes drop g1: hash-256@1's cache is unused
+        assert run("refresh", "kb1", "--embedder-version", version)[0] == 0
+
+    def maintenance(*args) -> tuple[str, dict[str, str]]:
+        code, out = run("maintenance", *args)
+        assert code == 0, out
+        printed = [line for line in out.splitlines() if not line.startswith("20")]  # (the steps' log lines)
+        assert printed[0].startswith("run ")
+        return printed[0], {line.split()[0]: line for line in printed[1:]}
+
+    heading, steps = maintenance("--dry-run")
+    assert heading.endswith(": DRY RUN, nothing changed")
+    assert set(steps) == {"orphan_repair", "generation_retention", "embedding_cache_retention", "document_retention",
+                          "archive_retention", "database_maintenance"}
+    assert "rows_deleted 5" in steps["embedding_cache_retention"]
+    assert "rows_deleted 5" in maintenance("--dry-run")[1]["embedding_cache_retention"]  # nothing changed
+    heading, steps = maintenance()
+    assert "DRY RUN" not in heading and "rows_deleted 5" in steps["embedding_cache_retention"]
+    assert "rows_deleted 0" in maintenance("--dry-run")[1]["embedding_cache_retention"]

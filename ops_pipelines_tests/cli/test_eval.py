@@ -34,3 +34,41 @@ def test_eval_commands(home, corpus, tmp_path, extra_embedders):
     assert out.splitlines()[1].startswith("recall@10")
     code, out = run("eval", "kb1", "--generation", "7")
     assert code == 1 and "kb1 has no generation 7 to evaluate (kept: g1, g2)" in out
+
+    # one slice of the container: the queries about its documents, searched among its points
+    code, out = run("eval", "kb1", "--filter", "extension=md")
+    assert code == 0 and ": 3 queries of golden set " in out and out.splitlines()[0].endswith(", slice extension=md")
+    assert "apples  " in out and "top notes/epsilon.txt" not in out
+    code, out = run("eval", "kb1", "--filter", "extension=txt")
+    assert code == 0 and ": 1 queries of golden set " in out
+    code, out = run("eval", "kb1", "--filter", "path=nothing.md")
+    assert code == 1 and "no query of the golden set has all its relevant documents in the slice path=nothing.md" in out
+    code, out = run("eval", "kb1", "--filter", "colour=red")
+    assert code == 1 and "no field 'colour'; they carry extension, path" in out
+
+    # the gate calibrated g2's least score, which eval reports
+    code, out = run("eval", "kb1")
+    assert code == 0 and "least score " in out and "made-up queries get no match" in out
+    # a version's own least score: search says "no match" below it
+    with extra_embedders.open("a") as registry:
+        registry.write('\n[versions."hash-256-strict@1"]\nprovider = "hashing"\ndimension = 256\nmin_score = 0.3\n')
+    assert run("refresh", "kb1", "--embedder-version", "hash-256-strict@1")[0] == 0
+    code, out = run("search", "kb1", "zorblax quintessimo")
+    assert code == 0 and out.startswith("no match: the best hit scores ") and "least score 0.300" in out
+    code, out = run("search", "kb1", "apples and orchards")
+    assert code == 0 and "[alpha.md]" in out.splitlines()[0], out
+
+
+def test_eval_gate_shows_and_sets_a_container_s_bounds(home, corpus, monkeypatch):
+    monkeypatch.setenv("OPS_QUALITY_TOLERANCE", "0.03")
+    run("container", "add", "--slug", "kb1", "--source", f"folder:{corpus}", "--embedder", "hash-256@1")
+    code, out = run("eval", "gate", "kb1")
+    assert code == 0 and out.splitlines() == [
+        "tolerance 0.030  (the default, OPS_QUALITY_TOLERANCE)", "floor     0.000  (the default, OPS_QUALITY_FLOOR)",
+    ]
+    code, out = run("eval", "gate", "kb1", "--tolerance", "0.1", "--floor", "0.5")
+    assert out.splitlines() == ["tolerance 0.100  (its own)", "floor     0.500  (its own)"]
+    code, out = run("eval", "gate", "kb1", "--tolerance", "2")
+    assert code != 0 and "2" in out and run("eval", "gate", "kb1")[1].startswith("tolerance 0.100")
+    code, out = run("eval", "gate", "kb1", "--default")
+    assert out.splitlines()[0] == "tolerance 0.030  (the default, OPS_QUALITY_TOLERANCE)"

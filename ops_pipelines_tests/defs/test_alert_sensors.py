@@ -9,6 +9,7 @@ import pytest
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    DagsterRunMetadataValue,
     DefaultSensorStatus,
     Definitions,
     asset,
@@ -67,8 +68,10 @@ def test_a_failed_sync_is_recorded_and_posted(sqlite_harness, tmp_path):
         (record,) = failures(instance)
         assert set(FAILURE_KEYS) <= set(record)
         assert record["container"] == "docs"
-        assert record["job"] == result.dagster_run.job_name
+        assert record["job"] == "materialize source_documents, chunks, embeddings, live_collection"  # its steps, in order
         assert record["run_id"] == result.run_id
+        stored = instance.fetch_observations(AssetRecordsFilter(asset_key=run_failures.key), limit=1).records[0]
+        assert isinstance(stored.asset_observation.metadata["run_id"], DagsterRunMetadataValue)  # a link in the UI
         assert record["step"] == "source_documents"
         assert "does not exist (unmounted or moved?)" in record["error"]
 
@@ -104,6 +107,7 @@ def test_secrets_never_leave_the_failure(sqlite_harness, secret_env, capfd, capl
 
     (record,) = failures(instance)
     assert record["container"] == "kb1" and record["step"] == "leaky_step"
+    assert record["job"] == "materialize leaky_step"  # not Dagster's __ASSET_JOB
     assert record["error"].startswith("RuntimeError: cannot reach postgresql+psycopg2://ops:***@db/kb with key ***")
     (received,) = server.received
     observation = instance.fetch_observations(AssetRecordsFilter(asset_key=AssetKey("run_failures")), limit=1)

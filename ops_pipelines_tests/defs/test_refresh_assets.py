@@ -298,8 +298,8 @@ class _DefectiveStore(EdgeVectorStore):
         super().__init__(path)
         self.defect = defect
 
-    def ensure_collection(self, name: str, dimension: int) -> bool:
-        return super().ensure_collection(name, dimension + 8 if self.defect == "wrong_dimension" else dimension)
+    def ensure_collection(self, name: str, dimension: int, hybrid: bool = False) -> bool:
+        return super().ensure_collection(name, dimension + 8 if self.defect == "wrong_dimension" else dimension, hybrid)
 
     def upsert(self, collection, ids, vectors, payloads):
         ids, vectors, payloads = list(ids), np.array(vectors, dtype=np.float32), list(payloads)

@@ -12,9 +12,9 @@ def test_sensor_adds_the_registry_versions_that_have_no_partition(tmp_path, monk
         result = embedder_versions_sensor(build_sensor_context(instance=instance))
         (request,) = result.dynamic_partitions_requests
         assert request.partitions_def_name == "embedder_versions"
-        assert list(request.partition_keys) == ["minilm-l6-v2@1", "minilm-l6-v2@2"]
+        assert list(request.partition_keys) == ["minilm-l6-v2-bm25@1", "minilm-l6-v2@1", "minilm-l6-v2@2"]
 
-        instance.add_dynamic_partitions(embedder_versions_partitions.name, ["minilm-l6-v2@1", "minilm-l6-v2@2"])
+        instance.add_dynamic_partitions(embedder_versions_partitions.name, list(request.partition_keys))
         assert isinstance(embedder_versions_sensor(build_sensor_context(instance=instance)), SkipReason)
 
         extra = tmp_path / "more.toml"

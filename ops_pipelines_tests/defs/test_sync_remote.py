@@ -211,3 +211,41 @@ def test_http_pages_unchanged_cost_one_request_each(sqlite_harness, fake_site, s
     assert docs["source_requests"] == 4  # the sitemap, then one conditional GET per page, each a 304
     assert docs["source_state"]["validators"] == "3 pages"
     assert [r.status for r in fake_site.requests[-3:]] == [304, 304, 304]
+
+
+def test_a_redmine_change_of_fields_alone_reaches_the_payloads_at_the_next_sync(harness, redmine):
+    """An issue assigned and made urgent: its text, so its chunks and point ids, are the same; its
+    points are written again with the new fields, and a filtered search finds it by them."""
+    from ops_pipelines.search import search_container
+
+    harness.add_container("ops", redmine_location(redmine), kind="redmine")
+    first = harness.sync("ops")
+
+    def fields_of(key: str) -> list[dict]:
+        with closing(harness.kb()) as kb, harness.vector_store() as store:
+            collection = kb.live_generation(kb.get_container("ops").id).collection
+            points = store.scroll(collection, with_payload=True)
+            return [p.payload["fields"] for p in points if p.payload["source_key"] == key]
+
+    assert fields_of("issues/101") == [{
+        "author": "Ada Ops", "priority": "Normal", "project": "Ops", "status": "New", "tracker": "Bug",
+        "updated_on": "2026-03-01T08:02:00Z",
+    }]
+    redmine.change_issue(101, priority={"id": 4, "name": "Urgent"}, assigned_to={"id": 9, "name": "Bob Infra"})
+    second = harness.sync("ops")
+    assert harness.counts(second)["skipped"] == 3 and harness.counts(second)["updated"] == 0  # same text
+    assert harness.metadata(second, "chunks")["documents_chunked"] == 0
+    assert harness.metadata(second, "embeddings")["computed"] == 0
+    collection = harness.metadata(second, "live_collection")
+    assert (collection["upserted"], collection["deleted"], collection["points"]) == (
+        1, 0, harness.metadata(first, "live_collection")["points"],
+    )
+    assert fields_of("issues/101") == [{
+        "assignee": "Bob Infra", "author": "Ada Ops", "priority": "Urgent", "project": "Ops", "status": "New",
+        "tracker": "Bug", "updated_on": "2026-03-01T08:06:00Z",
+    }]
+    with closing(harness.kb()) as kb, harness.vector_store() as store:
+        hits = search_container(kb, store, "ops", "backups", 5, where={"fields.priority": "Urgent"})
+        assert [h.payload["source_key"] for h in hits] == ["issues/101"]
+        assert search_container(kb, store, "ops", "backups", 5, where={"fields.assignee": "Nobody"}) == []
+    assert harness.metadata(harness.sync("ops"), "live_collection")["upserted"] == 0

@@ -85,10 +85,10 @@ def failure_observation(d: Deployment, run_id: str) -> dict[str, str] | None:
     """The metadata of the run_failures observation recorded for ``run_id``, if there is one yet."""
     found = d.remote.query(
         'query { assetOrError(assetKey: {path: ["run_failures"]}) { ... on Asset { assetObservations(limit: 50) {'
-        " metadataEntries { label ... on TextMetadataEntry { text } } } } } }"
+        " metadataEntries { label ... on TextMetadataEntry { text } ... on PipelineRunMetadataEntry { runId } } } } } }"
     )
     for observation in (found["assetOrError"] or {}).get("assetObservations") or []:
-        entries = {e["label"]: e.get("text") for e in observation["metadataEntries"]}
+        entries = {e["label"]: e.get("text", e.get("runId")) for e in observation["metadataEntries"]}
         if entries.get("run_id") == run_id:
             return entries
     return None
@@ -165,6 +165,8 @@ def deployment(tmp_path, monkeypatch) -> Iterator[Deployment]:
             "OPS_OBJECTS_DIR": str(tmp_path / "objects"),
             "OPS_EMBEDDERS_FILE": str(embedders),
             "HF_HUB_OFFLINE": "1",
+            # health_schedule starts running: its runs would land among the ones this test counts
+            "OPS_HEALTH_CRON": "0 0 1 1 *",
         }
         for name in ("OPS_QDRANT_URL", "OPS_QDRANT_API_KEY", "OPS_S3_ENDPOINT"):
             monkeypatch.delenv(name, raising=False)

@@ -16,7 +16,7 @@ from ops_pipelines.embedders import (
 
 
 def test_builtin_versions():
-    assert set(versions()) == {"minilm-l6-v2@1", "minilm-l6-v2@2", "hash-256@1"}
+    assert set(versions()) == {"minilm-l6-v2@1", "minilm-l6-v2@2", "minilm-l6-v2-bm25@1", "hash-256@1"}
     minilm = get_version("minilm-l6-v2@1")
     assert (minilm.provider, minilm.dimension, minilm.model_path, minilm.chunker, minilm.window) == (
         "sentence-transformers", 384, None, "para-800@1", None
@@ -25,6 +25,9 @@ def test_builtin_versions():
     assert (default.name, default.chunker, default.window) == ("minilm-l6-v2@2", "minilm-tokens-254@1", 256)
     chunker = chunker_of(DEFAULT_VERSION)
     assert (chunker.max_tokens, chunker.overlap) == (254, 32)
+    hybrid = get_version("minilm-l6-v2-bm25@1")
+    assert (hybrid.sparse, hybrid.hybrid, hybrid.chunker, hybrid.min_score) == ("bm25", True, default.chunker, None)
+    assert not default.hybrid
 
 
 def test_env_file_adds_and_overrides_versions(tmp_path, monkeypatch):
@@ -72,6 +75,8 @@ def test_env_file_adds_and_overrides_versions(tmp_path, monkeypatch):
          "overlap must be an integer from 0 to 50"),
         ('[chunkers."t@1"]\nkind = "words"\n', "kind must be tokens or paragraphs"),
         ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\ncolour = "red"\n', "unknown keys"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nsparse = "splade"\n', "sparse must be one of bm25"),
+        ('[versions."x@1"]\nprovider = "hashing"\ndimension = 8\nmin_score = "high"\n', "min_score must be a number"),
         ('[versions."noversion"]\nprovider = "hashing"\ndimension = 8\n', "<model>@<n>"),
         ("[versions\n", "embedder registry"),
     ],
@@ -108,7 +113,7 @@ def test_missing_registry_file_is_an_error(tmp_path, monkeypatch):
 
 
 def test_unknown_version_lists_the_known_ones():
-    with pytest.raises(UnknownEmbedderVersion, match="known: hash-256@1, minilm-l6-v2@1, minilm-l6-v2@2"):
+    with pytest.raises(UnknownEmbedderVersion, match="known: hash-256@1, minilm-l6-v2-bm25@1, minilm-l6-v2@1, minilm-l6-v2@2"):
         get_version("gpt-9@1")
 
 

@@ -3,10 +3,11 @@ done only once its archiving happened."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ops_pipelines.ingest import ArchiveRefused, sync_documents
 from ops_pipelines.kb import KnowledgeBase, schema
@@ -163,3 +164,72 @@ def test_the_keys_a_pass_saw_are_kept_as_digests_across_blocks(monkeypatch):
     assert seen.count == 7
     assert seen.lacks(["a.md", "z.md", "f.md", "e.md", "y.md"]).tolist() == [False, True, False, False, True]
     assert documents._SeenKeys().lacks(["a.md"]).tolist() == [True]
+
+
+def _fields(kb, container_id: str) -> dict[str, tuple[dict | None, int]]:
+    """Source key -> (fields, fields revision) of each document."""
+    d = schema.documents.c
+    with kb.engine.connect() as conn:
+        rows = conn.execute(select(d.source_key, d.fields, d.fields_revision).where(d.container_id == container_id))
+        return {key: (None if fields is None else json.loads(fields), revision) for key, fields, revision in rows}
+
+
+def _forget_fields(kb, container_id: str, *keys: str) -> None:
+    """The documents as a sync before schema 9 left them: fields not known."""
+    d = schema.documents.c
+    with kb.engine.begin() as conn:
+        chosen = (d.container_id == container_id) & d.source_key.in_(keys)
+        conn.execute(update(schema.documents).where(chosen).values(fields=None))
+
+
+def test_fields_that_change_alone_are_written_and_stamped_with_a_revision(kb, tmp_path):
+    path = tmp_path / "data.jsonl"
+    rows = [{"id": "a", "text": "alpha", "team": "x", "lang": "en"}, {"id": "b", "text": "beta", "team": "y"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    objects = FolderObjectStore(tmp_path / "objects")
+    container = kb.add_container("j", "jsonl", str(path), "hash-256@1", declared_fields=("team",))
+    assert sync_documents(kb, objects, container, open_source("jsonl", str(path), fields=["team"])).inserted == 2
+    assert _fields(kb, container.id) == {"a": ({"team": "x"}, 0), "b": ({"team": "y"}, 0)}
+
+    rows[1]["team"] = "z"  # the line's bytes change, its text does not
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = sync_documents(kb, objects, container, open_source("jsonl", str(path), fields=["team"]))
+    assert (report.updated, report.skipped) == (0, 2)
+    assert _fields(kb, container.id) == {"a": ({"team": "x"}, 0), "b": ({"team": "z"}, 1)}
+
+    # the same bytes, read with another declaration: nothing is parsed, the fields are written
+    report = sync_documents(kb, objects, container, open_source("jsonl", str(path), fields=["team", "lang"]))
+    assert (report.updated, report.skipped) == (0, 2)
+    assert _fields(kb, container.id) == {"a": ({"lang": "en", "team": "x"}, 2), "b": ({"team": "z"}, 1)}
+    assert kb.fields_revision(container.id) == 2
+    sync_documents(kb, objects, container, open_source("jsonl", str(path), fields=["team", "lang"]))
+    assert kb.fields_revision(container.id) == 2  # nothing changed: no new revision
+
+
+def test_documents_synced_before_they_had_fields_get_them_at_the_next_sync(kb, corpus, tmp_path):
+    objects = FolderObjectStore(tmp_path / "objects")
+    container = kb.add_container("kb1", "folder", str(corpus), "hash-256@1")
+    sync_documents(kb, objects, container, FolderSource(str(corpus)))
+    _forget_fields(kb, container.id, "alpha.md", "notes/epsilon.txt")
+    report = sync_documents(kb, objects, container, FolderSource(str(corpus)))
+    assert report.skipped == 5
+    fields = _fields(kb, container.id)
+    assert fields["alpha.md"] == ({"extension": "md", "path": "alpha.md"}, 1)
+    assert fields["notes/epsilon.txt"] == ({"extension": "txt", "path": "notes/epsilon.txt"}, 1)
+    assert fields["beta.md"][1] == 0
+
+
+def test_a_remote_source_reads_again_the_records_whose_fields_are_not_known(kb, redmine, tmp_path):
+    objects = FolderObjectStore(tmp_path / "objects")
+    location = RedmineSource.normalize_location(f"{redmine.url}?projects=ops&wiki=1")
+    container = kb.add_container("ops", "redmine", location, "hash-256@1")
+    sync_documents(kb, objects, container, RedmineSource(location))
+    _forget_fields(kb, container.id, "issues/101", "wiki/ops/Runbook_Restore")
+    redmine.reset_log()
+    report = sync_documents(kb, objects, container, RedmineSource(location), mode="full")
+    assert (report.updated, report.skipped) == (0, 4)
+    assert sorted(r.path for r in redmine.requests if r.path.startswith(("/issues/", "/projects/ops/wiki/R"))) == [
+        "/issues/101.json", "/projects/ops/wiki/Runbook_Restore.json",
+    ]
+    fields = _fields(kb, container.id)
+    assert fields["issues/101"][0]["status"] == "New" and fields["wiki/ops/Runbook_Restore"][0]["author"] == "Ada Ops"

@@ -1,4 +1,5 @@
-"""Schema 6: chunks keyed by chunker, from a knowledge base schema 5 left (both backends)."""
+"""Schema upgrades from what an older version left (both backends): 6 keys chunks by chunker, 8 adds
+the least search score and the quality bounds."""
 
 from __future__ import annotations
 
@@ -67,5 +68,98 @@ def test_schema_6_keys_every_existing_chunk_by_the_paragraph_chunker(kb_url):
         kb.replace_chunks("minilm-tokens-254@1", [("d1", "h1", [("y1", "one two")])])
         assert [r.text for r in kb.active_chunks("c1", PARA)] == ["one", "two", "three"]  # untouched
         assert [r.text for r in kb.active_chunks("c1", "minilm-tokens-254@1")] == ["one two"]
+    finally:
+        kb.close()
+
+
+def test_schema_8_adds_the_least_score_and_the_quality_bounds(kb_url):
+    from ops_pipelines.kb.golden_sets import QualityBounds
+
+    engine = create_engine(kb_url)
+    with engine.begin() as conn:
+        schema.schema_version.create(conn)
+        for migration in MIGRATIONS[:7]:
+            migration(conn)
+        conn.exec_driver_sql("ALTER TABLE generations DROP COLUMN min_score")  # as schema 7 had it
+        conn.execute(insert(schema.schema_version).values(version=7))
+        conn.execute(insert(schema.containers).values(
+            id="c1", slug="docs", source_kind="folder", source_location="/x", embedder_version="hash-256@1",
+            created_at=utcnow(),
+        ))
+        conn.exec_driver_sql(
+            "INSERT INTO generations (container_id, number, embedder_version, collection, state, created_at) VALUES"
+            f" ('c1', 1, 'hash-256@1', 'kb_docs__hash-256-1__g1', 'live', '{utcnow().isoformat()}')"
+        )
+    engine.dispose()
+    kb = KnowledgeBase(kb_url)
+    try:
+        (generation,) = kb.generations("c1")
+        assert generation.min_score is None and kb.quality_bounds("c1") == QualityBounds()
+        kb.set_min_score("c1", 1, 0.25)
+        kb.set_quality_bounds("c1", QualityBounds(tolerance=0.05))
+        assert kb.generation("c1", 1).min_score == 0.25
+        assert kb.quality_bounds("c1") == QualityBounds(tolerance=0.05, floor=None)
+        kb.set_quality_bounds("c1", QualityBounds())
+        assert kb.quality_bounds("c1") == QualityBounds()
+    finally:
+        kb.close()
+
+
+# What schema 9 adds; v1 and v2 create today's tables, so a schema 8 database is made without them.
+V9_COLUMNS = {
+    "containers": ["declared_fields", "fields_revision"],
+    "documents": ["fields", "fields_revision"],
+    "generations": ["fields_revision"],
+}
+
+
+def _schema_8(url: str) -> None:
+    """A knowledge base schema 8 left: one container, a document, a live generation."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        schema.schema_version.create(conn)
+        for migration in MIGRATIONS[:8]:
+            migration(conn)
+        for table, columns in V9_COLUMNS.items():
+            for column in columns:
+                conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute(insert(schema.schema_version).values(version=8))
+        now = utcnow().isoformat()
+        conn.exec_driver_sql(
+            "INSERT INTO containers (id, slug, source_kind, source_location, embedder_version, active_generation,"
+            f" created_at, state) VALUES ('c1', 'ops', 'redmine', 'x', 'hash-256@1', 1, '{now}', 'ready')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO documents (id, container_id, source_key, title, uri, raw_sha256, source_hash, content_hash,"
+            f" text, status, source_updated_at, created_at, updated_at) VALUES ('d1', 'c1', 'issues/1', 't', 'u', 'r',"
+            f" 's', 'h', 'text', 'active', '{now}', '{now}', '{now}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO generations (container_id, number, embedder_version, collection, state, created_at)"
+            f" VALUES ('c1', 1, 'hash-256@1', 'kb_ops__hash-256-1__g1', 'live', '{now}')"
+        )
+    engine.dispose()
+
+
+def test_schema_9_adds_fields_and_leaves_those_of_existing_documents_unknown(kb_url):
+    _schema_8(kb_url)
+    kb = KnowledgeBase(kb_url)
+    try:
+        with kb.engine.connect() as conn:
+            assert conn.execute(select(schema.schema_version.c.version)).scalar_one() == LATEST >= 9
+        for table, columns in V9_COLUMNS.items():
+            assert set(columns) <= {c["name"] for c in inspect(kb.engine).get_columns(table)}
+        container = kb.get_container("ops")
+        assert container.declared_fields == () and kb.fields_revision("c1") == 0
+        assert kb.document_states("c1")["issues/1"].fields is None  # not known yet
+        assert kb.document_updated_at("c1") == {}  # so a remote source reads it again
+        assert kb.live_generation("c1").fields_revision == 0
+        assert kb.collection_fields_revision("c1", "kb_ops__hash-256-1__g1") == 0
+
+        kb.update_document_fields("c1", {"d1": {"status": "New"}})
+        assert kb.document_states("c1")["issues/1"].fields == {"status": "New"} and kb.fields_revision("c1") == 1
+        assert set(kb.document_updated_at("c1")) == {"issues/1"}
+        added = kb.add_container("teams", "jsonl", "/x.jsonl", "hash-256@1", declared_fields=("lang", "team"))
+        assert kb.get_container(added.id).declared_fields == ("lang", "team")
     finally:
         kb.close()

@@ -49,6 +49,7 @@ def test_rows_are_sqlalchemys_in_batches(kb, container, monkeypatch):
     d, e = schema.documents.c, schema.embeddings.c
     expected = _through_sqlalchemy(kb, select(
         d.id, d.source_key, d.title, d.uri, d.raw_sha256, d.source_hash, d.content_hash, d.source_updated_at, d.text,
+        d.fields,
     ).where(d.container_id == container.id).order_by(d.source_key))
     assert [row for rows in documents for row in rows] == expected
     assert isinstance(expected[0][7], datetime) and expected[2][7] is None

@@ -11,10 +11,15 @@ from dagster import materialize
 
 from ops_pipelines.defs.sync.assets import chunks, embeddings, source_documents
 from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.kb.golden_sets import QualityBounds
+from ops_pipelines.search import search_live
 
 REGISTRY = "".join(
-    f'[versions."{name}"]\nprovider = "hashing"\ndimension = {dimension}\n\n'
-    for name, dimension in (("hash-32@1", 32), ("hash-16@1", 16), ("hash-256@2", 256))
+    f'[versions."{name}"]\nprovider = "hashing"\ndimension = {dimension}\n{extra}\n'
+    for name, dimension, extra in (
+        ("hash-32@1", 32, ""), ("hash-16@1", 16, ""), ("hash-256@2", 256, ""),
+        ("hash-32-bm25@1", 32, 'sparse = "bm25"\n'), ("hash-256-floor@1", 256, "min_score = 0.99\n"),
+    )
 )
 FILLER = "the service keeps a log of every request and answer".split()
 
@@ -77,8 +82,9 @@ def test_a_rotation_to_a_worse_model_is_blocked_and_the_alias_untouched(synced, 
     assert metadata["synthetic"] is False and metadata["live_embedder_version"] == "hash-256@1"
     assert metadata["shadow_mrr@10"] < metadata["live_mrr@10"] - 0.02
     assert metadata["delta_mrr@10"] == pytest.approx(metadata["shadow_mrr@10"] - metadata["live_mrr@10"], abs=1e-3)
-    changed = metadata["changed_queries"]
+    changed = [record.data for record in metadata["changed_queries"].records]  # a table in the UI
     assert metadata["queries_lost"] >= 1 and changed and {"query_id", "live_recall", "shadow_recall"} <= set(changed[0])
+    assert any(row["shadow_recall"] < row["live_recall"] for row in changed)
     assert synced.serving("docs") == "kb_docs__hash-256-1__g1"  # no swap
 
 
@@ -86,7 +92,8 @@ def test_an_equal_model_passes_and_swaps(synced, topics):
     register(synced, topics[1])
     result = synced.refresh("docs", "hash-256@2")
     passed, summary, metadata = quality(result)
-    assert passed and summary.startswith("as good as live g1 within 0.02 on the golden set ")
+    assert passed and summary.startswith("docs hash-256@2 (g2): as good as live g1 within 0.02 on the golden set ")
+    assert (metadata["container"], metadata["embedder_version"], metadata["generation"]) == ("docs", "hash-256@2", 2)
     assert metadata["delta_recall@10"] == 0 and metadata["changed_queries"] == []
     assert synced.serving("docs") == "kb_docs__hash-256-2__g2"
 
@@ -96,6 +103,8 @@ def test_without_a_golden_set_a_synthetic_one_of_titles_is_used_and_said(synced)
     passed, summary, metadata = quality(result)
     assert passed and "synthetic golden set (30 document titles)" in summary
     assert metadata["synthetic"] is True and metadata["golden_set"] == "synthetic golden set (30 document titles)"
+    # titles calibrate too easy a least score: reported, not applied
+    assert "shadow_min_score" in metadata and search(synced, "quarkle brimbonix").min_score is None
 
 
 @pytest.mark.parametrize(("version", "floor", "swapped"), [("hash-256@1", "0.9", True), ("hash-16@1", "0.95", False)])
@@ -124,3 +133,86 @@ def test_a_golden_set_naming_documents_gone_since_fails_the_check_clearly(synced
     assert not passed and not result.success
     assert "names 1 source key(s) 'docs' no longer has (topic03.md)" in summary
     assert "ops-pipelines eval set docs FILE" in summary
+
+
+def bound(harness, bounds: QualityBounds) -> None:
+    kb = harness.kb()
+    try:
+        kb.set_quality_bounds(kb.get_container("docs").id, bounds)
+    finally:
+        kb.close()
+
+
+def search(harness, query: str):
+    kb = harness.kb()
+    try:
+        with harness.vector_store() as store:
+            return search_live(kb, store, "docs", query, 5)
+    finally:
+        kb.close()
+
+
+def test_a_container_s_own_tolerance_replaces_the_default(synced, topics):
+    register(synced, topics[1])
+    bound(synced, QualityBounds(tolerance=1.0))
+    result = synced.refresh("docs", "hash-32@1")
+    passed, summary, metadata = quality(result)
+    assert passed and "within 1.00" in summary and metadata["tolerance"] == 1.0
+    assert synced.serving("docs") == "kb_docs__hash-32-1__g2"
+
+
+def test_a_container_s_own_floor_holds_a_first_build(sqlite_harness, topics):
+    sqlite_harness.add_container("docs", topics[0])
+    materialize([source_documents, chunks, embeddings], partition_key="docs", instance=sqlite_harness.instance,
+                resources=sqlite_harness.resources())
+    register(sqlite_harness, topics[1])
+    bound(sqlite_harness, QualityBounds(floor=0.99))
+    result = sqlite_harness.refresh("docs", "hash-16@1", raise_on_error=False)
+    passed, summary, _ = quality(result)
+    assert not passed and "floor 0.99" in summary and sqlite_harness.serving("docs") is None
+
+
+def test_hybrid_search_is_a_rotation_the_gate_judges(synced, topics):
+    """hash-32 alone loses the topic words to collisions; with BM25 beside it, the exact words are
+    found again, and the gate lets it in where it blocked hash-32 alone."""
+    register(synced, topics[1])
+    alone = synced.refresh("docs", "hash-32@1", raise_on_error=False)
+    assert not quality(alone)[0]
+    result = synced.refresh("docs", "hash-32-bm25@1")
+    passed, summary, metadata = quality(result)
+    assert passed and metadata["shadow_recall@10"] == 1.0 and metadata["shadow_mrr@10"] == 1.0
+    assert synced.serving("docs") == "kb_docs__hash-32-bm25-1__g3"
+    with synced.vector_store() as store:
+        assert store.is_hybrid("kb_docs__hash-32-bm25-1__g3")
+    hits = search(synced, "topic7word2 topic7word3").hits
+    assert hits[0].payload["source_key"] == "topic07.md" and hits[0].score <= 2 / 60 + 1e-6  # a rank fusion's score
+
+
+def test_the_gate_calibrates_the_least_score_so_words_in_no_document_find_nothing(synced, tmp_path):
+    golden = tmp_path / "four-words.jsonl"  # (two words of a topic can collide away in 256 hashed cells)
+    golden.write_text("".join(
+        f'{{"query": "{" ".join(f"topic{i}word{j}" for j in range(4))}", "relevant": ["topic{i:02}.md"]}}\n'
+        for i in range(30)
+    ))
+    register(synced, golden)
+    result = synced.refresh("docs", "hash-256@2")
+    _, _, metadata = quality(result)
+    assert metadata["shadow_probes_refused"] == 1.0 and metadata["shadow_golden_answered"] == 1.0
+    assert metadata["shadow_probe_high"] < metadata["shadow_min_score"] < metadata["shadow_golden_low"]
+    kb = synced.kb()
+    try:
+        live = kb.live_generation(kb.get_container("docs").id)
+    finally:
+        kb.close()
+    assert live.min_score == pytest.approx(metadata["shadow_min_score"], abs=1e-4)
+    answered = search(synced, "topic5word0 topic5word1 topic5word2 topic5word3")
+    assert answered.hits[0].payload["source_key"] == "topic05.md" and answered.min_score == live.min_score
+    nonsense = search(synced, "quarkle brimbonix")
+    assert nonsense.hits == [] and nonsense.best_dropped < live.min_score
+
+
+def test_a_version_s_own_least_score_overrides_the_calibrated_one(synced, topics):
+    register(synced, topics[1])
+    synced.refresh("docs", "hash-256-floor@1")
+    searched = search(synced, "topic5word0 topic5word1")
+    assert searched.min_score == 0.99 and searched.hits == [] and searched.best_dropped is not None

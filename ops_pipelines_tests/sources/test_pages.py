@@ -60,6 +60,7 @@ def test_pages_are_read_from_the_sitemap_as_text(site):
     assert extracted.title == "Backups" and extracted.text == "Backups run nightly at two."
     assert records[0].updated_at.isoformat() == "2026-03-01T08:01:00+00:00"  # the sitemap's lastmod
     assert set(source.next_state["validators"]) == {r.key for r in records}
+    assert [dict(r.fields) for r in records] == [{"host": "127.0.0.1"}] * 3
     assert source.next_state["lastmod"] == "2026-03-01T08:03:00+00:00"
 
 

@@ -71,6 +71,26 @@ def test_full_read_has_issues_with_notes_and_wiki_pages(redmine, redmine_key):
     assert not any(redmine_key in r.path or redmine_key in str(r.query) for r in redmine.requests)  # never in a URL
 
 
+def test_issues_and_wiki_pages_carry_what_redmine_says_of_them(redmine):
+    redmine.change_issue(102, assigned_to={"id": 9, "name": "Bob Infra"}, priority={"id": 4, "name": "Urgent"})
+    del redmine.issues[103]["author"]  # what the JSON lacks is left out
+    source = make_source(redmine)
+    source.check()
+    issue, assigned, anonymous, page = source.read_changes({}, {}, full=True)
+    common = {"project": "Ops", "tracker": "Bug", "status": "New"}
+    assert issue.fields == {**common, "priority": "Normal", "author": "Ada Ops", "updated_on": "2026-03-01T08:02:00Z"}
+    assert assigned.fields == {
+        **common, "priority": "Urgent", "author": "Ada Ops", "assignee": "Bob Infra",
+        "updated_on": "2026-03-01T08:06:00Z",
+    }
+    assert "author" not in anonymous.fields and anonymous.fields["priority"] == "Normal"
+    assert page.fields == {"project": "Ops", "author": "Ada Ops", "updated_on": "2026-03-01T08:05:00Z"}
+    assert list(issue.fields) == sorted(issue.fields)
+    assert set(issue.fields) | set(assigned.fields) <= set(RedmineSource.payload_fields())
+    with pytest.raises(ValueError, match="takes no declared fields"):
+        make_source(redmine).declare_fields(["team"])
+
+
 def test_listing_is_paged_by_offset_and_limit(fake_redmine, source_env):
     fake_redmine.add_project("big")
     for n in range(230):

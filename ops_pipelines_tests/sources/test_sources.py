@@ -170,3 +170,52 @@ def test_source_specs(tmp_path):
     assert isinstance(open_source("folder", str(tmp_path)), FolderSource)
     with pytest.raises(ValueError, match="unknown source kind"):
         open_source("s3", "x")
+
+
+def test_folder_documents_carry_their_path_and_extension(tmp_path):
+    (tmp_path / "Guide").mkdir()
+    (tmp_path / "Guide" / "Install.MD").write_text("# Install")
+    (tmp_path / "notes.txt").write_text("notes")
+    records = {r.key: r for r in FolderSource(str(tmp_path)).read()}
+    assert {key: dict(r.fields) for key, r in records.items()} == {
+        "Guide/Install.MD": {"extension": "md", "path": "Guide/Install.MD"},
+        "notes.txt": {"extension": "txt", "path": "notes.txt"},
+    }
+    assert list(records["notes.txt"].fields) == ["extension", "path"]  # sorted
+    assert FolderSource.payload_fields() == ("extension", "path")
+
+
+def test_jsonl_documents_carry_the_declared_fields_as_strings(tmp_path):
+    path = tmp_path / "data.jsonl"
+    records = [
+        {"id": 1, "text": "a", "team": "infra", "lang": "en", "priority": 2, "urgent": True, "score": 0.5,
+         "secret": "not declared"},
+        {"id": 2, "text": "b", "team": None, "lang": ["en", "fr"], "priority": "x" * 257},
+        {"id": 3, "text": "c"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    source = open_source("jsonl", str(path), fields=["urgent", "team", "lang", "priority", "score", "team"])
+    assert source.declared_fields == ("lang", "priority", "score", "team", "urgent")
+    docs = list(source.read())
+    assert dict(docs[0].fields) == {"lang": "en", "priority": "2", "score": "0.5", "team": "infra", "urgent": "true"}
+    assert dict(docs[1].fields) == {}  # null, a list and an over-long value are left out
+    assert dict(docs[2].fields) == {}  # declared, missing: omitted
+    assert [dict(d.fields) for d in JsonlSource(str(path)).read()] == [{}, {}, {}]  # nothing declared
+    assert JsonlSource.payload_fields(source.declared_fields) == source.declared_fields
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "message"),
+    [
+        ("jsonl", ["fields.team"], "invalid field name"),
+        ("jsonl", ["team lead"], "invalid field name"),
+        ("jsonl", ["text", "team"], "need no declaring"),
+        ("jsonl", [f"f{n}" for n in range(33)], "at most 32"),
+        ("folder", ["team"], "takes no declared fields"),
+    ],
+)
+def test_bad_field_declarations_are_refused(tmp_path, kind, fields, message):
+    (tmp_path / "data.jsonl").write_text("")
+    location = str(tmp_path / "data.jsonl") if kind == "jsonl" else str(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        open_source(kind, location, fields=fields)

@@ -341,3 +341,66 @@ def test_a_search_among_given_points_sees_only_them(any_store):
     assert [h.id for h in any_store.search("g1", vectors[0], 1, exact=True)] == [ids[0]]
     hits = any_store.search("g1", vectors[0] + 0.5 * vectors[4], 6, exact=True, among=[ids[3], ids[4], ids[5]])
     assert {h.id for h in hits} == {ids[3], ids[4], ids[5]} and hits[0].id == ids[4]
+
+
+TEXTS = [
+    "Rotate the embedding model with a shadow generation and swap the alias",
+    "Restore the nightly backup into a new database",
+    "Vacuum the chunks table and prune archived documents",
+    "The breaker opens after repeated source failures",
+]
+
+
+def _hybrid_collection(store, name="h1"):
+    assert store.ensure_collection(name, 3, hybrid=True) is True
+    ids = [point_id("c", "d", i, "h") for i in range(len(TEXTS))]
+    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0.8, 0.2, 0], [0.7, 0.3, 0]], dtype=np.float32)
+    payloads = [{"text": t, "n": i, "fields": {"team": "ops" if i % 2 else "search"}} for i, t in enumerate(TEXTS)]
+    store.upsert(name, ids, vectors, payloads)
+    return ids
+
+
+def test_a_hybrid_collection_fuses_bm25_with_the_dense_ranking(any_store):
+    store = any_store
+    ids = _hybrid_collection(store)
+    assert store.is_hybrid("h1") and store.ensure_collection("h1", 3, hybrid=True) is False
+    query = np.array([1, 0, 0], dtype=np.float32)  # the dense ranking alone puts point 0 first
+    assert [h.payload["n"] for h in store.search("h1", query, limit=4)][0] == 0
+    fused = store.search("h1", query, limit=4, text="prune archived documents")
+    # the BM25 list lifts point 2 (its words) above point 0 (first in the dense list only)
+    assert fused[0].id == ids[2]
+    assert fused[0].score > fused[1].score and fused[0].score <= 2 / 60 + 1e-6
+    # words in no document: only the dense list counts, so no score reaches a two-list match's
+    nothing = store.search("h1", query, limit=4, text="zyzzyva quokka")
+    assert max(h.score for h in nothing) < min(h.score for h in fused[:1])
+    # the dense vector reads back alone (a hybrid point has two)
+    (stored,) = store.retrieve("h1", [ids[2]], with_vectors=True)
+    assert np.allclose(stored.vector, np.array([0.8, 0.2, 0]) / np.hypot(0.8, 0.2), atol=1e-4)
+    assert next(iter(store.pages("h1", with_vectors=True))).vectors.shape == (4, 3)
+
+
+def test_a_collection_is_built_hybrid_or_not_for_good(any_store):
+    store = any_store
+    store.ensure_collection("plain", 3)
+    assert not store.is_hybrid("plain")
+    with pytest.raises(DimensionMismatch, match="lacks BM25 vectors"):
+        store.ensure_collection("plain", 3, hybrid=True)
+    store.ensure_collection("h", 3, hybrid=True)
+    with pytest.raises(DimensionMismatch, match="keeps BM25 vectors"):
+        store.ensure_collection("h", 3)
+    # text on a plain collection is a dense search
+    store.upsert("plain", IDS[:1], np.eye(3, dtype=np.float32)[:1], [{"text": "swap"}])
+    assert store.search("plain", np.array([1, 0, 0], dtype=np.float32), text="swap")[0].score == pytest.approx(1.0)
+
+
+def test_a_search_keeps_the_points_whose_payload_matches(any_store):
+    store = any_store
+    ids = _hybrid_collection(store)
+    store.create_field_index("h1", "fields.team")
+    store.create_field_index("h1", "fields.team")  # idempotent
+    query = np.array([1, 0, 0], dtype=np.float32)
+    ops = store.search("h1", query, limit=4, where={"fields.team": "ops"})
+    assert [h.id for h in ops] == [ids[1], ids[3]]
+    fused = store.search("h1", query, limit=4, text="prune archived documents", where={"fields.team": "ops"})
+    assert {h.id for h in fused} == {ids[1], ids[3]}
+    assert store.search("h1", query, limit=4, where={"fields.team": "nobody"}) == []

@@ -1,8 +1,8 @@
 """Record every failed run and post it to the alert webhook."""
 
-from dagster import AssetObservation, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import AssetObservation, DefaultSensorStatus, MetadataValue, RunFailureSensorContext, run_failure_sensor
 
-from ops_pipelines.alerts import Redactor, StepFailure, failure_record, post_webhook, safe_url
+from ops_pipelines.alerts import Redactor, StepFailure, failure_record, job_label, post_webhook, safe_url
 from ops_pipelines.defs.alerts.assets import FAILURE_KEYS, run_failures
 from ops_pipelines.defs.errors import step_error
 from ops_pipelines.defs.resources import AlertWebhookResource
@@ -23,7 +23,7 @@ from ops_pipelines.defs.resources import AlertWebhookResource
 def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertWebhookResource) -> None:
     run = context.dagster_run
     record = failure_record(
-        job=run.job_name,
+        job=job_label(run.job_name, _assets_of(context)),
         run_id=run.run_id,
         tags=run.tags,
         run_config=run.run_config,
@@ -36,7 +36,10 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertWebh
         AssetObservation(
             asset_key=run_failures.key,
             description=record.summary(),
-            metadata={key: getattr(record, key) for key in FAILURE_KEYS},
+            metadata={
+                **{key: getattr(record, key) for key in FAILURE_KEYS},
+                "run_id": MetadataValue.dagster_run(record.run_id),  # a link to the run in the UI
+            },
         )
     )
     context.log.info("recorded the failure of run %s: %s", record.run_id, record.summary())
@@ -49,3 +52,13 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertWebh
         context.log.error(
             "alert for run %s NOT delivered to %s: %s", record.run_id, safe_url(alerts.url), delivery.detail
         )
+
+
+def _assets_of(context: RunFailureSensorContext) -> list[str]:
+    """The assets the run was to materialize: its asset selection, or (a ``materialize`` run) the
+    steps of its plan, which are the assets' ops."""
+    run = context.dagster_run
+    if run.asset_selection:
+        return sorted(key.to_user_string() for key in run.asset_selection)
+    plan = context.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    return list(plan.step_keys_to_execute) if plan else []

@@ -17,7 +17,7 @@ from ops_pipelines.defs.sync.assets import chunks, live_collection
 
 
 class BackupConfig(Config):
-    include_blobs: bool = Field(default=True, description="blobs/<sha256>: the raw bytes of every document.")
+    include_blobs: bool = Field(default=True, description="`blobs/<sha256>`: the raw bytes of every document.")
 
 
 @asset(
@@ -29,7 +29,7 @@ class BackupConfig(Config):
     kinds={OBJECTS, "sqlite"},
     description=(
         "One consistent backup of the whole knowledge base: the metadata DB, every live and retained "
-        "collection's points, the blobs, and a checksummed manifest, at backups/<timestamp>_<run id>.tar "
+        "collection's points, the blobs, and a checksummed manifest, at `backups/<timestamp>_<run id>.tar` "
         "in the object store. Restore it with restore_job or `ops-pipelines restore`."
     ),
 )

@@ -24,7 +24,7 @@ class ArchiveFormat(Enum):
 class ExportConfig(Config):
     format: ArchiveFormat = Field(default=ArchiveFormat.tar, description="tar (pax, uncompressed) or zip (stored, zip64).")
     include_vectors: bool = Field(default=True, description="vectors.npy: the chunks' vectors under the container's embedder version.")
-    include_blobs: bool = Field(default=True, description="blobs/<sha256>: the raw bytes of every document.")
+    include_blobs: bool = Field(default=True, description="`blobs/<sha256>`: the raw bytes of every document.")
     url_expiry_hours: int = Field(default=24, ge=1, le=168, description="How long the signed download URL works (S3).")
 
 
@@ -37,7 +37,7 @@ class ExportConfig(Config):
     kinds={OBJECTS},
     description=(
         "The container's active documents, chunks, vectors and blobs as an archive with a "
-        "checksummed manifest, at exports/<container id>/<run id>.<format> in the object store; "
+        "checksummed manifest, at `exports/<container id>/<run id>.<format>` in the object store; "
         "metadata has its key, size, sha256, counts and a signed download URL."
     ),
 )

@@ -65,7 +65,8 @@ def knowledge_base_health(
             check_name=result.component,
             passed=result.ok,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"detail": result.detail, "latency_ms": result.latency_ms},
+            description=result.detail,
+            metadata={"latency_ms": result.latency_ms},
         )
 
 

@@ -1,6 +1,6 @@
 import os
 
-from dagster import AssetSelection, ScheduleDefinition, define_asset_job
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
 from ops_pipelines.defs.health.checks import knowledge_base
 
@@ -18,5 +18,9 @@ health_schedule = ScheduleDefinition(
     name="health_schedule",
     job=health_job,
     cron_schedule=os.environ.get("OPS_HEALTH_CRON", "*/15 * * * *"),
-    description="Run the health and sync-freshness checks (cron from OPS_HEALTH_CRON, default every 15 minutes).",
+    description=(
+        "Run the health and sync-freshness checks (cron from OPS_HEALTH_CRON, default every 15 minutes). Running "
+        "from the start: the probes only read."
+    ),
+    default_status=DefaultScheduleStatus.RUNNING,
 )

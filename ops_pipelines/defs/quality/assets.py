@@ -1,5 +1,6 @@
 """Retrieval quality over time: each container's live generation scored on its golden set, with
-the figures as numeric metadata, so the asset's plots in the UI show quality across syncs and swaps."""
+the figures as numeric metadata, so the asset's plots in the UI show quality across syncs and swaps.
+Each materialization also calibrates the live generation's least search score again."""
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
@@ -12,7 +13,8 @@ from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResou
 from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.quality import evaluate_generation
-from ops_pipelines.quality.gate import golden_set_in_use
+from ops_pipelines.quality.calibrate import calibrate, probe_scores
+from ops_pipelines.quality.gate import golden_set_in_use, record_min_score
 
 
 class NothingToEvaluate(OperatorError, LookupError):
@@ -28,7 +30,8 @@ class NothingToEvaluate(OperatorError, LookupError):
     deps=[live_collection, live_alias],
     description=(
         "The live generation of a container scored on its golden set (a synthetic one of document titles if it "
-        "has none): recall@10, MRR@10, nDCG@10 and search latency, after every sync and swap and on a schedule."
+        "has none): recall@10, MRR@10, nDCG@10 and search latency, after every sync and swap and on a schedule; "
+        "and its least search score, calibrated on the same queries."
     ),
 )
 def retrieval_eval(context: AssetExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource) -> MaterializeResult:
@@ -43,6 +46,8 @@ def retrieval_eval(context: AssetExecutionContext, kb: KnowledgeBaseResource, ve
             )
         with vectors.open() as qdrant:
             evaluation = evaluate_generation(qdrant, container, live, golden)
+            calibration = calibrate(evaluation, probe_scores(qdrant, live))
+        record_min_score(store, container, live, golden, calibration)
     context.log.info(
         "%s g%d %s on the %s: %s", container.slug, live.number, live.embedder_version, golden.label,
         ", ".join(f"{name} {value:.3f}" for name, value in evaluation.metrics.items()),
@@ -62,6 +67,7 @@ def retrieval_eval(context: AssetExecutionContext, kb: KnowledgeBaseResource, ve
             "synthetic": golden.synthetic,
             "generation": live.number,
             "embedder_version": live.embedder_version,
+            **(calibration.metadata() if calibration is not None else {}),
             "queries": rows_table(rows, columns),
         }
     )

@@ -123,7 +123,7 @@ def version_embeddings(
     kinds={QDRANT},
     pool=QDRANT_WRITES,
     description=(
-        "A collection generation kb_<slug>__<embedder>__g<n> filled from the embedding cache: in "
+        "A collection generation `kb_<slug>__<embedder>__g<n>` filled from the embedding cache: in "
         "shadow mode a new one beside the live one (searches keep using the old), resumed if a "
         "run died mid-build; in place, the live one rewritten. Gated by blocking checks."
     ),
@@ -163,7 +163,7 @@ def shadow_collection(
     kinds={QDRANT},
     pool=QDRANT_WRITES,
     description=(
-        "The live alias kb_<slug> on the refreshed generation: the swap. Records the container's "
+        "The live alias `kb_<slug>` on the refreshed generation: the swap. Records the container's "
         "new embedder version and generation, then moves the alias atomically; keeps `retention` "
         "generations for rollback and drops older ones."
     ),

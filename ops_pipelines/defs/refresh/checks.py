@@ -12,6 +12,7 @@ from dagster import (
 
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
+from ops_pipelines.defs.metadata import rows_table
 from ops_pipelines.defs.partitions import refresh_partition
 from ops_pipelines.defs.refresh.assets import built_generation, shadow_collection
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
@@ -31,7 +32,7 @@ from ops_pipelines.refresh import SWAP_CHECKS, gate_generation, refuse_failed_ch
 def shadow_collection_checks(
     context: AssetCheckExecutionContext, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ):
-    slug, _ = refresh_partition(context.op_execution_context.partition_key)
+    slug, version = refresh_partition(context.op_execution_context.partition_key)
     with (
         operator_errors(),
         kb.open() as store,
@@ -47,13 +48,24 @@ def shadow_collection_checks(
             check_name=result.name,
             passed=result.passed,
             severity=AssetCheckSeverity.ERROR,
-            description=result.summary,
+            # A check result shows no partition in the UI: it says whom it is about itself.
+            description=f"{slug} {version} (g{generation.number}): {result.summary}",
             metadata={
+                "container": slug,
+                "embedder_version": version,
                 "collection": generation.collection,
                 "generation": generation.number,
-                **{k: MetadataValue.json(v) if isinstance(v, list) else v for k, v in result.details.items()},
+                **{k: _metadata_value(v) for k, v in result.details.items()},
             },
         )
     # The step fails in the operator's words (Dagster's own blocking failure names only the checks).
     with operator_errors():
         refuse_failed_checks(container, generation, results)
+
+
+def _metadata_value(value):
+    """Rows (a list of dicts, such as retrieval_quality's changed queries) as a table the UI shows
+    as one; other lists as JSON."""
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        return rows_table(value, list(value[0]))
+    return MetadataValue.json(value) if isinstance(value, list) else value

@@ -31,7 +31,7 @@ class RollbackConfig(Config):
     )
 
 
-@op(description="Point kb_<slug> back at a retained generation and record it as live.", pool=QDRANT_WRITES)
+@op(description="Point `kb_<slug>` back at a retained generation and record it as live.", pool=QDRANT_WRITES)
 def rollback_alias(
     context: OpExecutionContext, config: RollbackConfig, kb: KnowledgeBaseResource, vectors: VectorStoreResource
 ) -> None:

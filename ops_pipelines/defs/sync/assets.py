@@ -96,7 +96,7 @@ def source_documents(
     with operator_errors(), kb.open() as store, container_writer(context, store, context.partition_key) as container:
         source = open_source(
             container.source_kind, container.source_location, log=context.log,
-            max_document_bytes=config.max_document_bytes,
+            max_document_bytes=config.max_document_bytes, fields=container.declared_fields,
         )
         try:
             with source_breaker(store, container, BreakerPolicy.from_env()):
@@ -188,7 +188,7 @@ def embeddings(
     kinds={QDRANT},
     pool=QDRANT_WRITES,
     description=(
-        "The container's live Qdrant collection (behind alias kb_<slug>) holding exactly one point "
+        "The container's live Qdrant collection (behind alias `kb_<slug>`) holding exactly one point "
         "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
     ),
 )
