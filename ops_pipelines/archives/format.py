@@ -1,4 +1,4 @@
-"""The container archive, format version 3 (documented in the README, "Archive format").
+"""The container archive, format version 3 (documented in docs/export.md, "The archive format").
 
 A tar (POSIX pax, uncompressed) or zip (stored, zip64) whose first member is ``manifest.json``:
 

@@ -1,4 +1,4 @@
-"""The knowledge-base backup, format version 3 (documented in the README, "Backup format").
+"""The knowledge-base backup, format version 3 (documented in docs/backup-and-maintenance.md, "Backup format").
 
 A tar (POSIX pax, uncompressed) whose first member is ``manifest.json``, read and verified by the
 same safe reader as container archives (``archives.reader``):

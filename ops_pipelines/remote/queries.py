@@ -1,6 +1,6 @@
 """The GraphQL documents the commands send (launches go through ``DagsterGraphQLClient``).
 
-They are plain GraphQL over HTTP POST: the README shows them as curl examples for other services.
+They are plain GraphQL over HTTP POST: docs/graphql.md shows them as curl examples for other services.
 """
 
 REPOSITORIES = """
