@@ -20,4 +20,4 @@ RUN useradd --create-home --uid 1000 dagster \
     && chown -R dagster:dagster $DAGSTER_HOME
 USER dagster
 EXPOSE 3000 4000
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "ops_pipelines.definitions"]
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "ops_pipelines.definitions", "--location-name", "ops_pipelines"]

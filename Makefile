@@ -42,9 +42,10 @@ test: install $(INFINITY_VENV)/.installed
 	$(BIN)/python -m pytest
 
 # Run from DAGSTER_HOME: Dagster warns about a dagster.yaml in the current folder that is not
-# DAGSTER_HOME's (the repository's own, which this target copies there).
+# DAGSTER_HOME's (the repository's own, which this target copies there). Given a workspace file,
+# dg dev stays there; without one it would change into the project folder, next to that file.
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install
 	$(BIN)/python bench/sync.py

@@ -1,22 +1,11 @@
-"""The one Definitions object of the code location: each capability's defs + shared resources."""
+"""The code location: every capability folder under ``defs/`` and what they share (``defs/location.py``),
+loaded as a dg project (``[tool.dg]`` in pyproject.toml)."""
 
-from dagster import Definitions
+from pathlib import Path
 
-from ops_pipelines.defs import alerts, backup, export, health, maintenance, quality, refresh, sync
-from ops_pipelines.defs.location import location
-
-
-def build_definitions() -> Definitions:
-    return location(
-        sync.defs,
-        refresh.defs,
-        export.defs,
-        backup.defs,
-        health.defs,
-        maintenance.defs,
-        quality.defs,
-        alerts.defs,
-    )
+from dagster import Definitions, definitions, load_from_defs_folder
 
 
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    return load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -113,7 +113,7 @@ def check_dagster_instance(instance) -> str:
     runs = instance.get_runs_count()
     beats = instance.get_daemon_heartbeats()
     if not beats:
-        daemon = "no daemon heartbeat (schedules and sensors are not running: start `dagster dev` or the daemon)"
+        daemon = "no daemon heartbeat (schedules and sensors are not running: start `make ui` (dg dev) or the daemon)"
     else:
         age = time.time() - max(b.timestamp for b in beats.values())
         daemon = f"daemon heartbeat {age:.0f}s ago"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test, materialize
 
-from ops_pipelines.defs import backup, export, health, maintenance, refresh, sync
+from ops_pipelines.defs.location import load_capability
 from ops_pipelines.defs.partitions import containers_partitions, embedder_versions_partitions, refresh_partition_key
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
@@ -263,10 +263,8 @@ class SyncHarness:
 
     def job(self, name: str, vectors: VectorStoreResource | None = None):
         resources = self.resources() | ({"vectors": vectors} if vectors else {})
-        defs = Definitions.merge(
-            sync.defs, refresh.defs, export.defs, backup.defs, health.defs, maintenance.defs,
-            Definitions(resources=resources),
-        )
+        capabilities = ("sync", "refresh", "export", "backup", "health", "maintenance")
+        defs = Definitions.merge(*map(load_capability, capabilities), Definitions(resources=resources))
         return defs.resolve_job_def(name)
 
     def serving(self, slug: str) -> str | None:

@@ -18,7 +18,7 @@ def defs(tmp_path, monkeypatch):
     monkeypatch.setenv("OPS_S3_SECRET_KEY", "s3cret-key")
     import ops_pipelines.definitions as module
 
-    return importlib.reload(module).defs
+    return importlib.reload(module).defs()
 
 
 def test_definitions_load_with_the_sync_capability(defs):

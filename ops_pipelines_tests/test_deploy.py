@@ -96,9 +96,11 @@ def test_compose_runs_every_service_with_a_healthcheck():
     command = shlex.split(compose["services"]["user-code"]["command"])
     assert grpc["grpc_server"]["host"] == "user-code"
     assert str(grpc["grpc_server"]["port"]) == command[command.index("-p") + 1]
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert grpc["grpc_server"]["location_name"] == pyproject["tool"]["dagster"]["code_location_name"]
-    assert command[command.index("-m") + 1] == pyproject["tool"]["dagster"]["module_name"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    assert grpc["grpc_server"]["location_name"] == project["code_location_name"]
+    assert command[command.index("--location-name") + 1] == project["code_location_name"]
+    # dg's code location module: <root_module>.definitions
+    assert command[command.index("-m") + 1] == f"{project['root_module']}.definitions"
 
 
 def test_compose_passes_every_variable_the_code_reads_and_no_secret_in_clear():

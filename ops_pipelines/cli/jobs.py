@@ -11,13 +11,12 @@ command's ``Error:`` line, without Dagster's failure events and their stack trac
 from __future__ import annotations
 
 import logging
-from importlib import import_module
 
 import click
 
 from ops_pipelines.cli import common
 
-# The capability (ops_pipelines.defs.<name>) whose defs hold each job the commands run.
+# The capability (the folder ops_pipelines/defs/<name>) that holds each job the commands run.
 CAPABILITIES = {
     "sync_job": "sync",
     "refresh_job": "refresh",
@@ -38,12 +37,11 @@ class RunFailed(click.ClickException):
 def job_definition(job_name: str, loggers: dict | None = None):
     from dagster import Definitions
 
-    from ops_pipelines.defs.location import location
+    from ops_pipelines.defs.location import load_capability, shared
 
-    capability = import_module(f"ops_pipelines.defs.{CAPABILITIES[job_name]}").defs
     extra = [Definitions(loggers=loggers)] if loggers else []
     # Built now, not at import: resources follow this process's current settings.
-    return location(capability, *extra).resolve_job_def(job_name)
+    return Definitions.merge(load_capability(CAPABILITIES[job_name]), shared(), *extra).resolve_job_def(job_name)
 
 
 def run_job(job_name: str, run_config: dict, *, partition=None, container: str = "", instance=None) -> JobRun:

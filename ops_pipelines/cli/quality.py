@@ -98,11 +98,12 @@ def eval_gate(slug: str, tolerance: float | None, floor: float | None, reset: bo
             kb.set_quality_bounds(container.id, bounds)
     finally:
         kb.close()
-    for name, own, default in (
-        ("tolerance", bounds.tolerance, settings.quality_tolerance()), ("floor", bounds.floor, settings.quality_floor()),
+    for name, own, default, variable in (
+        ("tolerance", bounds.tolerance, settings.quality_tolerance(), "OPS_QUALITY_TOLERANCE"),
+        ("floor", bounds.floor, settings.quality_floor(), "OPS_QUALITY_FLOOR"),
     ):
         click.echo(f"{name:<9} {own if own is not None else default:.3f}"
-                   + ("  (its own)" if own is not None else f"  (the default, OPS_QUALITY_{name.upper()})"))
+                   + ("  (its own)" if own is not None else f"  (the default, {variable})"))
 
 
 @eval_command.command("run")

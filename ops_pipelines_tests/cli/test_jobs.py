@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from ops_pipelines.cli.jobs import CAPABILITIES, console_logger, job_definition
-from ops_pipelines.definitions import build_definitions
+from ops_pipelines.definitions import defs
 
 
 @pytest.fixture
 def location(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    return build_definitions()
+    return defs()
 
 
 @pytest.mark.parametrize("job_name", sorted(CAPABILITIES))

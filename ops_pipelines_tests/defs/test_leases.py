@@ -115,7 +115,7 @@ def test_every_writing_operation_waits_for_the_container_lease_then_names_its_ho
 
 def test_two_refreshes_of_a_container_launched_at_once_write_it_in_turns(home, tmp_path, extra_embedders):  # noqa: F811
     """Two `ops-pipelines refresh` of one container, each a real run in a process of its own (as
-    `dagster dev` launches runs), released at the same moment: a run holds the container's lease
+    `dg dev` launches runs), released at the same moment: a run holds the container's lease
     from its first step that writes it (the build) until it ends, so the second builds, checks and
     swaps after the first has swapped, and neither drops the other's build as abandoned."""
     from dagster import DagsterInstance

@@ -17,11 +17,12 @@ from dagster._core.test_utils import create_run_for_test
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-from ops_pipelines.definitions import defs
+from ops_pipelines.definitions import defs as code_location
 from ops_pipelines.defs.partitions import refresh_partition_key
 from ops_pipelines.defs.run_queue import CONTAINER_TAG, ContainerRunCoordinator
 
 REPO = Path(__file__).resolve().parents[2]
+defs = code_location()
 SYNC_ASSETS = [AssetKey(k) for k in ("source_documents", "chunks", "embeddings", "live_collection")]
 REFRESH_ASSETS = [AssetKey(k) for k in ("version_embeddings", "shadow_collection", "live_alias")]
 
@@ -138,7 +139,7 @@ def test_a_reading_run_is_not_held_behind_writers(queue_instance):
 
 
 def test_the_instance_files_keep_the_same_run_queue():
-    """The embedded default (`make ui`, `dagster dev`) queues like production."""
+    """The embedded default (`make ui`, `dg dev`) queues like production."""
     embedded = yaml.safe_load((REPO / "dagster.yaml").read_text())
     production = yaml.safe_load((REPO / "deploy" / "dagster.postgres.yaml").read_text())
     assert embedded["run_coordinator"] == production["run_coordinator"]

@@ -13,7 +13,9 @@ from ops_pipelines.defs.resources import AlertWebhookResource
     # code-location origin, and a sensor scoped to this location would never see them fail.
     monitor_all_code_locations=True,
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=5,
+    # 30 s: an alert within half a minute, and the daemon's "Checking for new runs" INFO line twice a
+    # minute when all is well, not every 5 s
+    minimum_interval_seconds=30,
     description=(
         "Records each failed run as an observation of run_failures (container, job, run_id, step, "
         "error; secrets redacted) and posts it as JSON to OPS_ALERT_WEBHOOK_URL when set, retrying "
