@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
@@ -209,25 +210,29 @@ def _write_points(
     container: Container,
     embedder_version: str,
     chunker: str,
-    batches: Iterable[list],
+    batches: Generator[list, None, None],
     skip: np.ndarray = EMPTY,
     leave_fields_after: int | None = None,
 ) -> None:
     """Upsert the points of the ``batches`` of ``kb.chunk_points`` whose id is not in ``skip``,
     but those of documents whose fields changed after ``leave_fields_after`` (another pass
-    writes every point of those)."""
-    for batch in batches:
-        rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))] if len(skip) else batch
-        if leave_fields_after is not None:
-            rows = [row for row in rows if row.fields_revision <= leave_fields_after]
-        if not rows:
-            continue
-        if any(row.vector is None for row in rows):
-            raise _missing_embeddings(kb, container, embedder_version, chunker)
-        chunks = [ChunkRow(*row[:7], fields=document_fields.loads(row.fields) or {}) for row in rows]
-        vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
-        ids = id_strings(point_id_array(container.id, rows))
-        writer.upsert(ids, vectors, [chunk_payload(container, c) for c in chunks])
+    writes every point of those). The stream is closed here, whatever happens: one left open by a
+    failed write would give its connection back only when collected, after the engine is gone."""
+    with closing(batches):
+        for batch in batches:
+            rows = batch
+            if len(skip):
+                rows = [batch[i] for i in np.flatnonzero(~contains(skip, point_id_array(container.id, batch)))]
+            if leave_fields_after is not None:
+                rows = [row for row in rows if row.fields_revision <= leave_fields_after]
+            if not rows:
+                continue
+            if any(row.vector is None for row in rows):
+                raise _missing_embeddings(kb, container, embedder_version, chunker)
+            chunks = [ChunkRow(*row[:7], fields=document_fields.loads(row.fields) or {}) for row in rows]
+            vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
+            ids = id_strings(point_id_array(container.id, rows))
+            writer.upsert(ids, vectors, [chunk_payload(container, c) for c in chunks])
 
 
 def _missing_embeddings(kb: KnowledgeBase, container: Container, embedder_version: str, chunker: str) -> MissingEmbeddings:
