@@ -111,8 +111,7 @@ def _v7_golden_sets(conn: Connection) -> None:
 
 def _v8_quality_bounds(conn: Connection) -> None:
     """A generation's calibrated least search score; a container's own quality-gate bounds."""
-    if "min_score" not in {c["name"] for c in inspect(conn).get_columns("generations")}:  # v2 creates today's table
-        conn.exec_driver_sql("ALTER TABLE generations ADD COLUMN min_score FLOAT")
+    _add_columns(conn, "generations", [("min_score", "FLOAT")])
     schema.quality_gates.create(conn)
 
 
@@ -127,10 +126,16 @@ def _v9_fields(conn: Connection) -> None:
         "generations": [("fields_revision", "INTEGER DEFAULT 0 NOT NULL")],
     }
     for table, wanted in columns.items():
-        present = {c["name"] for c in inspect(conn).get_columns(table)}  # v1 and v2 create today's tables
-        for name, kind in wanted:
-            if name not in present:
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        _add_columns(conn, table, wanted)
+
+
+def _add_columns(conn: Connection, table: str, wanted: list[tuple[str, str]]) -> None:
+    """Add the (name, SQL type) columns ``table`` lacks: v1 and v2 create today's tables, which
+    have them already."""
+    present = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, kind in wanted:
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
