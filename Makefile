@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test ui bench clean up down
+.PHONY: install system-packages demo test ui bench clean up down
 
 # torch first, pinned to the CPU build (plain `torch` would pull a multi-GB CUDA build), then the
 # package with the versions in constraints.txt.
@@ -38,7 +38,21 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ops-pipelines demo --source folder:$(CURDIR)/docs
 
-test: install $(INFINITY_VENV)/.installed
+# The system programs the tests run for real: Prometheus and promtool (metrics, alert rules), nginx
+# (the authenticating proxy) and Chromium (the UI screenshots, through Playwright). Debian's
+# packages, installed once (we are root); their services are not started.
+SYSTEM_PACKAGES := prometheus nginx chromium fonts-dejavu-core
+system-packages:
+	@missing=; for tool in prometheus promtool nginx chromium; do \
+		command -v $$tool >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for$$missing: $(SYSTEM_PACKAGES)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
+
+test: install $(INFINITY_VENV)/.installed system-packages
 	$(BIN)/python -m pytest
 
 # Run from DAGSTER_HOME: Dagster warns about a dagster.yaml in the current folder that is not
