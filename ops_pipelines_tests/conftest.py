@@ -211,7 +211,9 @@ class SyncHarness:
         return result
 
     def metadata(self, result, asset: str) -> dict:
-        (mat,) = result.asset_materializations_for_node(asset)
+        """The metadata of ``asset``'s own materialization in ``result`` (a swap's step records
+        live_collection's too)."""
+        (mat,) = [m for m in result.asset_materializations_for_node(asset) if m.asset_key.path[-1] == asset]
         return {k: v.value for k, v in mat.metadata.items()}
 
     def counts(self, result) -> dict:

@@ -8,6 +8,8 @@ import importlib
 import pytest
 from dagster import AssetKey, DagsterInvalidConfigError, DefaultScheduleStatus, validate_run_config
 
+from ops_pipelines.defs.lineage import OBJECTS
+
 
 @pytest.fixture
 def defs(tmp_path, monkeypatch):
@@ -107,7 +109,7 @@ def test_every_asset_and_check_is_described_owned_and_kinded(defs):
         assert graph.get_check_spec(key).description, f"check {key.name} has no description"
     kinds = {key.to_user_string(): graph.get(key).kinds for key in graph.get_all_asset_keys()}
     assert {"qdrant"} <= kinds["live_collection"] and {"qdrant"} <= kinds["live_alias"]
-    assert {"s3"} <= kinds["container_export"] and {"s3"} <= kinds["kb_backup"]
+    assert {OBJECTS} <= kinds["container_export"] and {OBJECTS} <= kinds["kb_backup"]
     # OPS_KB_URL of the code location names PostgreSQL; without it, the embedded SQLite file.
     assert kinds["chunks"] & {"postgres", "sqlite"}
 
@@ -167,8 +169,7 @@ def test_sync_and_refresh_materializations_say_what_is_live(sqlite_harness, corp
     assert {"embedder_version", "dimension", "computed", "cached"} <= set(sqlite_harness.metadata(result, "embeddings"))
 
     refreshed = sqlite_harness.refresh("docs", "hash-256@1")
-    (swap,) = refreshed.asset_materializations_for_node("live_alias")
-    md = {k: v.value for k, v in swap.metadata.items()}
+    md = sqlite_harness.metadata(refreshed, "live_alias")
     assert md["alias"] == "kb_docs" and md["generation"] == 2 and md["embedder_version"] == "hash-256@1"
     assert md["previous_collection"] == live["collection"]
 

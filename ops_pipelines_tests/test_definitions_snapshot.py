@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from ops_pipelines.kb import KnowledgeBase
+
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "definitions.txt"
 
@@ -64,19 +66,26 @@ def _partitions(partitions_def) -> str:
     return getattr(partitions_def, "name", None) or type(partitions_def).__name__
 
 
-def test_the_definitions_match_the_snapshot(tmp_path):
+def described(home: Path, **settings: str) -> str:
+    """The description of the code location loaded in a fresh interpreter with DAGSTER_HOME
+    ``home`` and, of the ``OPS_*`` variables, only ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPS_")}
-    env |= {"DAGSTER_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env |= {"DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), **settings}
     done = subprocess.run(
         [sys.executable, "-m", "ops_pipelines_tests.test_definitions_snapshot"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_definitions_match_the_snapshot(tmp_path):
+    now = described(tmp_path)
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
-        SNAPSHOT.write_text(done.stdout)
+        SNAPSHOT.write_text(now)
     expected = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
     diff = "".join(difflib.unified_diff(
-        expected.splitlines(keepends=True), done.stdout.splitlines(keepends=True),
+        expected.splitlines(keepends=True), now.splitlines(keepends=True),
         fromfile=str(SNAPSHOT.relative_to(REPO)), tofile="the code location now",
     ))
     if diff:
@@ -85,6 +94,23 @@ def test_the_definitions_match_the_snapshot(tmp_path):
             "UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest ops_pipelines_tests/test_definitions_snapshot.py",
             pytrace=False,
         )
+
+
+def test_kinds_name_the_configured_backends(tmp_path):
+    """The object store is s3 only when OPS_S3_ENDPOINT names one; the embedding assets show the
+    providers of the versions the containers use (hashing: numpy), not a model nobody runs."""
+    kb_url = f"sqlite:///{tmp_path / 'kb.sqlite'}"
+    kb = KnowledgeBase(kb_url)
+    kb.add_container("docs", "folder", str(tmp_path), "hash-256@1")
+    kb.close()
+    configured = described(tmp_path, OPS_KB_URL=kb_url, OPS_S3_ENDPOINT="127.0.0.1:9000")
+    assert "asset embeddings  group=sync  kinds=numpy,sqlite " in configured
+    assert "asset version_embeddings  group=refresh  kinds=numpy,sqlite " in configured
+    assert "asset source_documents  group=sync  kinds=s3,sqlite " in configured
+    assert "asset kb_backup  group=backup  kinds=s3,sqlite " in configured
+    default = SNAPSHOT.read_text()  # no S3 endpoint, no container: the folder store, the default version's model
+    assert "asset source_documents  group=sync  kinds=folder,sqlite " in default
+    assert "asset embeddings  group=sync  kinds=pytorch,sqlite " in default
 
 
 if __name__ == "__main__":

@@ -88,8 +88,10 @@ class JobRun:
             raise RunFailed(f"{what} failed (run {self.run_id}): {failure_reason(self.result)}")
 
     def materialization(self, node: str) -> tuple[str | None, dict]:
-        """The partition and metadata values of the last materialization ``node`` reported."""
-        mat = self.result.asset_materializations_for_node(node)[-1]
+        """The partition and metadata values of the last materialization ``node`` reported of its
+        own asset, else of any (an op's: the rollback records live_alias, then live_collection)."""
+        mats = self.result.asset_materializations_for_node(node)
+        mat = ([m for m in mats if m.asset_key.path[-1] == node] or mats[:1])[-1]
         return mat.partition, {k: v.value for k, v in mat.metadata.items()}
 
     def materializations(self, nodes) -> dict[str, dict]:

@@ -45,12 +45,18 @@ def _pandas_missing(value) -> bool:
     return type(value).__name__ in ("NaTType", "NAType")
 
 
+def setting(value) -> MetadataValue:
+    """A configuration value, shown as text: the UI plots every numeric entry across
+    materializations, and a setting would only draw a flat line."""
+    return MetadataValue.text(str(value))
+
+
 def embedding_metadata(version, report) -> dict:
     """What an embeddings step reports: the version, computed vs cached counts, and, for a version
     whose chunker can cut chunks longer than its model reads, how many of those it computed were."""
     metadata = {
         "embedder_version": version.name,
-        "dimension": version.dimension,
+        "dimension": setting(version.dimension),
         "chunker": version.chunker,
         "computed": report.computed,
         "cached": report.cached,

@@ -180,6 +180,6 @@ def _writing_window(instance, run_id: str) -> tuple[float, float]:
     (released,) = [e.timestamp for e in logs if "lets go of the lease of container docs" in (e.user_message or "")]
     done = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
     written = [e.timestamp for e in logs if e.is_dagster_event and e.dagster_event_type in done
-               and e.step_key != "version_embeddings"]  # the build, its checks and the swap
-    assert len(written) == 1 + len(SWAP_CHECKS) + 1 and taken <= min(written) and max(written) <= released
+               and e.step_key != "version_embeddings"]  # the build, its checks, the swap (live_alias, live_collection)
+    assert len(written) == 1 + len(SWAP_CHECKS) + 2 and taken <= min(written) and max(written) <= released
     return taken, released

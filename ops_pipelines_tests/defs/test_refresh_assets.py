@@ -137,8 +137,9 @@ def test_rotation_to_another_dimension_then_rollback_and_retention(synced, extra
     record, generations = container(synced)
     assert (record.active_generation, record.embedder_version) == (1, "hash-256@1")
     assert [(g.number, g.state) for g in generations] == [(1, "live"), (2, "retired")]
-    (event,) = [e for e in rolled.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-    assert event.asset_key.path == ["live_alias"]  # the rollback shows in live_alias's history
+    events = [e for e in rolled.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    # the rollback shows in live_alias's history, and live_collection names the collection served again
+    assert [e.asset_key.path for e in events] == [["live_alias"], ["live_collection"]]
 
     # Two more refreshes with retention 2: only the live and the last served generation remain.
     synced.refresh("docs", "hash-256@2")

@@ -244,7 +244,8 @@ def test_links_fifos_and_oversized_files_are_named_and_nothing_of_them_is_kept(s
     result = sqlite_harness.sync("kb1", max_document_bytes=2000)
     assert sqlite_harness.counts(result) == dict(ZERO, inserted=5, failed=4)
     docs = sqlite_harness.metadata(result, "source_documents")
-    assert docs["max_document_bytes"] == 2000
+    assert docs["max_document_bytes"] == "2000"  # a setting, as text: the UI plots no flat line of it
+    assert sqlite_harness.metadata(result, "embeddings")["dimension"] == "256"
     failures = {r.data["source_key"]: r.data["reason"] for r in docs["failures"].records}
     assert set(failures) == {"prod.txt", "linked", "pipe.md", "big.txt"}
     assert "symbolic link" in failures["prod.txt"] and "named pipe" in failures["pipe.md"]

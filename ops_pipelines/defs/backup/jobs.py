@@ -22,6 +22,7 @@ from ops_pipelines.defs.metadata import table
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import KnowledgeBaseResource, ObjectStoreResource, VectorStoreResource
+from ops_pipelines.defs.serving import reconcile_live_alias
 from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.vectors import alias_name
 
@@ -93,6 +94,8 @@ def restore_knowledge_base(
     if report is None:
         return
     keep_partitions_in_step(context, slugs)
+    with kb.open() as store:
+        reconcile_live_alias(context.instance, store, context.log)
     for slug, checks in report.checks.items():
         context.log_event(
             AssetMaterialization(

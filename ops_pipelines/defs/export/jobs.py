@@ -23,6 +23,7 @@ from ops_pipelines.defs.resources import (
     ObjectStoreResource,
     VectorStoreResource,
 )
+from ops_pipelines.defs.serving import reconcile_live_alias
 from ops_pipelines.defs.sync.assets import live_collection
 from ops_pipelines.kb import holder_for
 from ops_pipelines.vectors import alias_name
@@ -77,6 +78,8 @@ def import_container(
     slug = report.container.slug
     if not context.instance.has_dynamic_partition(containers_partitions.name, slug):
         context.instance.add_dynamic_partitions(containers_partitions.name, [slug])
+    with kb.open() as store:
+        reconcile_live_alias(context.instance, store, context.log)
     context.log_event(
         AssetMaterialization(
             asset_key=live_collection.key,

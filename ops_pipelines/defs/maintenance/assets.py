@@ -13,7 +13,7 @@ from ops_pipelines import maintenance
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import knowledge_base_writer
 from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
-from ops_pipelines.defs.metadata import table
+from ops_pipelines.defs.metadata import setting, table
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.resources import (
     EmbeddersResource,
@@ -107,7 +107,7 @@ def generation_retention(
     return MaterializeResult(
         metadata={
             "dry_run": config.dry_run,
-            "retention": config.retention,
+            "retention": setting(config.retention),
             "dropped": len(report.generations),
             "generations": table(report.table),
         }

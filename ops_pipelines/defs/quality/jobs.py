@@ -17,6 +17,7 @@ from dagster import (
 from ops_pipelines.defs.partitions import containers_partitions, refresh_partition
 from ops_pipelines.defs.quality.assets import retrieval_eval
 from ops_pipelines.defs.refresh.assets import live_alias
+from ops_pipelines.defs.serving import RECONCILED_TAG
 from ops_pipelines.defs.sync.assets import live_collection
 
 retrieval_eval_job = define_asset_job(
@@ -38,7 +39,8 @@ def _container_of(asset_key, partition: str) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "After each materialization of live_collection (a sync) or live_alias (a swap or rollback), "
-        "requests retrieval_eval for that container."
+        "requests retrieval_eval for that container (not for live_alias partitions reported again "
+        "when another container's swap reconciles them)."
     ),
 )
 def retrieval_eval_sensor(context: SensorEvaluationContext):
@@ -54,7 +56,7 @@ def retrieval_eval_sensor(context: SensorEvaluationContext):
         ).records
         for record in records:
             newest = max(newest, record.storage_id)
-            if record.partition_key:
+            if record.partition_key and RECONCILED_TAG not in (record.asset_materialization.tags or {}):
                 container = _container_of(key, record.partition_key)
                 requests[container] = RunRequest(partition_key=container, run_key=f"{container}:{record.storage_id}")
     if not requests:

@@ -16,11 +16,12 @@ from pydantic import Field
 
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
-from ops_pipelines.defs.lineage import KB, OWNERS, QDRANT, capability
+from ops_pipelines.defs.lineage import EMBEDDERS, KB, OWNERS, QDRANT, capability
 from ops_pipelines.defs.metadata import chunk_metadata, embedding_metadata
 from ops_pipelines.defs.partitions import refresh_partition, refresh_partitions
 from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import EmbeddersResource, KnowledgeBaseResource, VectorStoreResource
+from ops_pipelines.defs.serving import live_collection_event, reconcile_live_alias, serving_metadata
 from ops_pipelines.defs.sync.assets import EmbeddingsConfig, chunks
 from ops_pipelines.embedders import chunker_of, get_version
 from ops_pipelines.ingest import chunk_documents, embed_chunks, needed_chunkers
@@ -81,7 +82,7 @@ class LiveAliasConfig(Config):
     **_COMMON,
     # Dagster maps the container dimension onto chunks' containers partitions by itself.
     deps=[chunks],
-    kinds={"pytorch", KB},
+    kinds={*EMBEDDERS, KB},
     pool=EMBEDDER,
     description=(
         "The container's active chunks embedded under one embedder version, in the embedding "
@@ -165,7 +166,8 @@ def shadow_collection(
     description=(
         "The live alias `kb_<slug>` on the refreshed generation: the swap. Records the container's "
         "new embedder version and generation, then moves the alias atomically; keeps `retention` "
-        "generations for rollback and drops older ones."
+        "generations for rollback and drops older ones. One partition per container is "
+        "materialized, the version that serves it (syncs, swaps and rollbacks keep it so)."
     ),
 )
 def live_alias(
@@ -182,12 +184,12 @@ def live_alias(
             # (say, live_alias alone from the UI), the swap runs them itself.
             refuse_failed_checks(container, generation, gate_generation(store, qdrant, container, generation))
         report = swap_to(store, qdrant, container, generation, retention=config.retention, log=context.log)
+        live = store.generation(container.id, report.live.number)  # with the time it went live
+        reconcile_live_alias(context.instance, store, context.log, recorded_by_caller=str(context.partition_key))
+    context.log_event(live_collection_event(container, live, f"{report.alias} swapped to {live.collection}"))
     return MaterializeResult(
         metadata={
-            "alias": report.alias,
-            "collection": report.live.collection,
-            "generation": report.live.number,
-            "embedder_version": report.live.embedder_version,
+            **serving_metadata(container, live),
             "previous_collection": report.previous.collection if report.previous else "",
             "dropped": MetadataValue.json(report.dropped),
             "search": MetadataValue.text(f'ops-pipelines search {slug} "your question"'),

@@ -7,6 +7,7 @@ from ops_pipelines.defs.partitions import refresh_partition_key, refresh_partiti
 from ops_pipelines.defs.pools import QDRANT_WRITES
 from ops_pipelines.defs.refresh.assets import live_alias, refresh_assets
 from ops_pipelines.defs.resources import KnowledgeBaseResource, VectorStoreResource
+from ops_pipelines.defs.serving import live_collection_event, reconcile_live_alias, serving_metadata
 from ops_pipelines.refresh import rollback
 
 # Embeddings, build, checks and swap are a strict chain: one process runs them in order, and
@@ -42,24 +43,22 @@ def rollback_alias(
         vectors.open() as qdrant,
     ):
         report = rollback(store, qdrant, container, config.to_generation, log=context.log)
+        live = store.generation(container.id, report.live.number)  # with the time it went live
+        partition = str(refresh_partition_key(container.slug, live.embedder_version))
+        reconcile_live_alias(context.instance, store, context.log, recorded_by_caller=partition)
     previous = report.previous.collection if report.previous else ""
-    context.log.info("rolled back %s: %s -> %s", report.alias, previous, report.live.collection)
+    context.log.info("rolled back %s: %s -> %s", report.alias, previous, live.collection)
+    description = f"rollback of {report.alias} to generation {live.number}"
     # Recorded as a live_alias materialization, so the asset's history shows the rollback.
     context.log_event(
         AssetMaterialization(
             asset_key=live_alias.key,
-            partition=str(refresh_partition_key(container.slug, report.live.embedder_version)),
-            description=f"rollback of {report.alias} to generation {report.live.number}",
-            metadata={
-                "alias": report.alias,
-                "collection": report.live.collection,
-                "generation": report.live.number,
-                "embedder_version": report.live.embedder_version,
-                "previous_collection": previous,
-                "rollback": True,
-            },
+            partition=partition,
+            description=description,
+            metadata={**serving_metadata(container, live), "previous_collection": previous, "rollback": True},
         )
     )
+    context.log_event(live_collection_event(container, live, description))
 
 
 @job(

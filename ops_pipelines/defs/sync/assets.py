@@ -10,8 +10,8 @@ from pydantic import Field
 from ops_pipelines import settings
 from ops_pipelines.defs.errors import operator_errors
 from ops_pipelines.defs.leases import container_writer
-from ops_pipelines.defs.lineage import KB, OBJECTS, OWNERS, QDRANT, capability
-from ops_pipelines.defs.metadata import chunk_metadata, embedding_metadata, rows_table
+from ops_pipelines.defs.lineage import EMBEDDERS, KB, OBJECTS, OWNERS, QDRANT, capability
+from ops_pipelines.defs.metadata import chunk_metadata, embedding_metadata, rows_table, setting
 from ops_pipelines.defs.partitions import containers_partitions
 from ops_pipelines.defs.pools import EMBEDDER, QDRANT_WRITES
 from ops_pipelines.defs.resources import (
@@ -20,6 +20,7 @@ from ops_pipelines.defs.resources import (
     ObjectStoreResource,
     VectorStoreResource,
 )
+from ops_pipelines.defs.serving import reconcile_live_alias, serving_metadata
 from ops_pipelines.embedders import get_version
 from ops_pipelines.ingest import (
     BreakerPolicy,
@@ -120,7 +121,7 @@ def source_documents(
         **counts,
         "mode": report.mode,
         "source": source.spec,
-        "max_document_bytes": source.max_document_bytes,
+        "max_document_bytes": setting(source.max_document_bytes),
         "active_documents": totals["active"],
         "archived_documents": totals["archived"],
         "sync_counts": rows_table([counts], list(counts)),
@@ -161,7 +162,7 @@ def chunks(context: AssetExecutionContext, kb: KnowledgeBaseResource) -> Materia
 @asset(
     **_COMMON,
     deps=[chunks],
-    kinds={"pytorch", KB},
+    kinds={*EMBEDDERS, KB},
     pool=EMBEDDER,
     description=(
         "Vectors of the active chunks under the container's embedder version, in the embedding "
@@ -189,7 +190,9 @@ def embeddings(
     pool=QDRANT_WRITES,
     description=(
         "The container's live Qdrant collection (behind alias `kb_<slug>`) holding exactly one point "
-        "per active chunk; reconciled by deterministic point id, so re-runs are idempotent."
+        "per active chunk; reconciled by deterministic point id, so re-runs are idempotent. Its latest "
+        "materialization names what serves: alias, collection, embedder version, generation, since "
+        "when (a swap, rollback, restore or import records one too)."
     ),
 )
 def live_collection(
@@ -203,12 +206,11 @@ def live_collection(
     ):
         report = sync_collection(store, qdrant, container, log=context.log)
         synced_at = store.mark_synced(container.id)
+        serving = serving_metadata(container, store.live_generation(container.id))
+        reconcile_live_alias(context.instance, store, context.log)
     return MaterializeResult(
         metadata={
-            "collection": report.collection,
-            "alias": report.alias,
-            "generation": report.generation,
-            "embedder_version": report.embedder_version,
+            **serving,
             "synced_at": MetadataValue.timestamp(synced_at),
             "created": report.created,
             "upserted": report.upserted,
