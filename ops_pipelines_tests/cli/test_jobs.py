@@ -30,3 +30,17 @@ def test_the_commands_console_logger_keeps_the_job_the_code_locations(location, 
     theirs = location.resolve_job_def("sync_job")
     ours = job_definition("sync_job", {"console": console_logger(debug)})
     assert ours.get_job_snapshot_id() == theirs.get_job_snapshot_id()
+
+
+def test_job_backed_commands_share_one_way_to_run_a_job():
+    """The CLI is a package of one module per area; only ``cli/jobs.py`` executes a job (its
+    ``run_job``), so every command runs and reports a run the same way."""
+    from pathlib import Path
+
+    import ops_pipelines.cli as cli
+
+    modules = {path.name: path.read_text() for path in Path(cli.__file__).parent.glob("*.py")}
+    assert {"containers.py", "jobs.py", "remote.py", "inspect.py"} <= set(modules)
+    running = {name for name, text in modules.items() if "execute_in_process" in text or "materialize(" in text}
+    assert running == {"jobs.py"}
+    assert all(len(text.splitlines()) < 400 for text in modules.values())
