@@ -81,9 +81,9 @@ endef
 up:
 	$(need_compose)
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "make up: no Docker engine answers: start the Docker daemon (or check your access to its socket)" >&2; exit 1; }
-	@test -f .env || test -n "$$POSTGRES_PASSWORD" || { echo "make up: no .env: cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD" >&2; exit 1; }
+	@test -f .env || test -n "$$POSTGRES_PASSWORD" || { echo "make up: no .env: cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD, and UI_HTPASSWD_FILE (the UI users)" >&2; exit 1; }
 	$(DOCKER) compose up -d --build
-	@echo "Dagster UI: http://localhost:3000  (make down stops it; data stays in the compose volumes)"
+	@echo "Dagster UI: http://localhost:3000 (login: the users of UI_HTPASSWD_FILE); read-only: http://127.0.0.1:3001  (make down stops it; data stays in the compose volumes)"
 
 down:
 	$(need_compose)

@@ -6,8 +6,10 @@ files, object store folder); production points each piece at a server with its o
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from pathlib import Path
 
 
@@ -19,8 +21,54 @@ def dagster_home() -> Path:
 
 
 def dagster_url() -> str:
-    """``DAGSTER_URL``: the webserver ``ops-pipelines trigger`` and ``backfill`` talk GraphQL to."""
+    """``DAGSTER_URL``: the webserver ``ops-pipelines trigger`` and ``backfill`` talk GraphQL to
+    (in production the authenticating proxy in front of it, docs/deployment.md#access)."""
     return os.environ.get("DAGSTER_URL") or "http://127.0.0.1:3000"
+
+
+def dagster_url_basic_auth() -> tuple[str, str] | None:
+    """``DAGSTER_URL_USER`` and ``DAGSTER_URL_PASSWORD``: the HTTP basic-auth credentials sent to
+    ``DAGSTER_URL`` (the proxy's users). Both or neither; the password is never printed."""
+    user = os.environ.get("DAGSTER_URL_USER") or ""
+    password = os.environ.get("DAGSTER_URL_PASSWORD") or ""
+    if bool(user) != bool(password):
+        given, missing = ("DAGSTER_URL_USER", "DAGSTER_URL_PASSWORD") if user else ("DAGSTER_URL_PASSWORD", "DAGSTER_URL_USER")
+        raise ValueError(f"{given} is set but {missing} is not: set both, or neither")
+    return (user, password) if user else None
+
+
+def dagster_url_token() -> str | None:
+    """``DAGSTER_URL_TOKEN``: a bearer token sent to ``DAGSTER_URL`` as ``Authorization: Bearer``
+    (an OIDC access token for an SSO proxy such as oauth2-proxy)."""
+    return (os.environ.get("DAGSTER_URL_TOKEN") or "").strip() or None
+
+
+def dagster_url_headers() -> dict[str, str]:
+    """``DAGSTER_URL_HEADERS``: more HTTP headers sent to ``DAGSTER_URL``, as a JSON object of
+    names to values (e.g. the service-token headers an identity-aware proxy asks for). The error
+    for a malformed value never repeats it: it holds secrets."""
+    raw = (os.environ.get("DAGSTER_URL_HEADERS") or "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(
+            'DAGSTER_URL_HEADERS is not a JSON object of header names to strings, e.g. {"X-Api-Key": "..."}'
+        )
+    bad = [k for k, v in value.items() if not _HEADER_NAME.fullmatch(k) or v != v.strip() or _HEADER_BREAK.search(v)]
+    if bad:  # names only: the values are secrets
+        raise ValueError(
+            "DAGSTER_URL_HEADERS: not a valid header name, or a value with line breaks or edge spaces: "
+            + ", ".join(map(repr, bad))
+        )
+    return value
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_BREAK = re.compile(r"[\r\n\x00]")
 
 
 def kb_url() -> str:
@@ -194,3 +242,21 @@ def quality_floor() -> float:
     """``OPS_QUALITY_FLOOR``: the recall@10 a generation built with nothing live to compare with
     must reach (0: none)."""
     return _fraction("OPS_QUALITY_FLOOR", 0.0)
+
+
+def metrics_run_window_seconds() -> float:
+    """``OPS_METRICS_RUN_WINDOW_S``: the window over which the metrics endpoint counts recent runs,
+    failed steps and sync retries (default 3600)."""
+    return source_float("OPS_METRICS_RUN_WINDOW_S", 3600.0)
+
+
+def metrics_stuck_run_after_seconds() -> float:
+    """``OPS_METRICS_STUCK_RUN_AFTER_S``: a run still running this long after it started counts as
+    stuck on the metrics endpoint (default 3600)."""
+    return source_float("OPS_METRICS_STUCK_RUN_AFTER_S", 3600.0)
+
+
+def metrics_health_interval_seconds() -> float:
+    """``OPS_METRICS_HEALTH_INTERVAL_S``: the metrics endpoint runs the health probes at most this
+    often, and serves their last results in between (default 60)."""
+    return source_float("OPS_METRICS_HEALTH_INTERVAL_S", 60.0)

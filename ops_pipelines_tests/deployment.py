@@ -41,6 +41,9 @@ class Deployment:
     kb_url: str
     qdrant_path: str
     logs: dict[str, Path]
+    root: Path | None = None
+    workspace: Path | None = None
+    env: dict[str, str] | None = None  # the processes' environment
 
     @property
     def remote(self) -> DagsterRemote:
@@ -69,6 +72,26 @@ class Deployment:
                 return serving_of(kb, store, slug)
         finally:
             kb.close()
+
+    @contextmanager
+    def webserver(self, name: str, *args: str) -> Iterator[str]:
+        """One more dagster-webserver (with ``args``, e.g. ``--read-only``) on the same instance and
+        workspace, as production runs a second one for viewers; its URL once it serves the code
+        location. Stopped on exit."""
+        (port,) = _free_ports(1)
+        url = f"http://127.0.0.1:{port}"
+        self.logs[name] = self.root / f"{name}.log"
+        command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(self.workspace), *args]
+        with running(command, self.logs[name], self.env, self.root) as process:
+            def ready() -> bool:
+                assert process.poll() is None, f"{name} exited{self.diagnostics()}"
+                try:
+                    return requests.get(f"{url}/server_info", timeout=2).ok and bool(DagsterRemote(url).repositories())
+                except (requests.RequestException, RemoteError):
+                    return False
+
+            wait_for(ready, f"{name} serving the code location", 180, self.diagnostics)
+            yield url
 
     def runs(self, run_ids: list[str]) -> dict[str, dict]:
         found = self.remote.query(
@@ -150,7 +173,8 @@ def deployment_running(
             monkeypatch.setenv(name, value)
         process_env = dict(os.environ)
         deployment = Deployment(
-            url, home, kb_db, env["OPS_QDRANT_PATH"], {"webserver": root / "webserver.log", "daemon": root / "daemon.log"}
+            url, home, kb_db, env["OPS_QDRANT_PATH"], {"webserver": root / "webserver.log", "daemon": root / "daemon.log"},
+            root=root, workspace=workspace, env=process_env,
         )
         try:
             webserver = stack.enter_context(

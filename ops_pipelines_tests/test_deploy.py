@@ -70,8 +70,9 @@ def test_compose_uses_the_variables_the_code_reads():
     assert all("postgresql+psycopg2://" in env for env in (compose["x-ops-env"]["DAGSTER_PG_URL"], compose["x-ops-env"]["OPS_KB_URL"]))
 
 
-SERVICES = {"postgres", "qdrant", "minio", "user-code", "webserver", "daemon"}
-DAGSTER_SERVICES = ("user-code", "webserver", "daemon")
+SERVICES = {"postgres", "qdrant", "minio", "user-code", "webserver", "webserver-readonly", "proxy", "daemon",
+            "metrics", "prometheus"}
+DAGSTER_SERVICES = ("user-code", "webserver", "webserver-readonly", "daemon")
 # Read by the code but meaningless in the containers (the embedded, single-machine layout).
 EMBEDDED_ONLY = {"OPS_QDRANT_PATH", "OPS_OBJECTS_DIR"}
 
@@ -131,7 +132,7 @@ def test_the_image_provides_every_command_the_services_run():
     (cmd,) = re.findall(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
     commands.add(yaml.safe_load(cmd)[0])
     commands.discard("python")
-    assert commands == {"dagster", "dagster-webserver", "dagster-daemon"}
+    assert commands == {"dagster", "dagster-webserver", "dagster-daemon", "ops-pipelines"}
     assert commands <= scripts, f"not installed as console scripts: {commands - scripts}"
     assert "ops-pipelines" in scripts
     assert re.search(r"^USER (?!root)\S+$", dockerfile, re.MULTILINE), "the image runs as root"
@@ -191,3 +192,72 @@ def test_make_up_without_secrets_says_how_to_set_them(tmp_path):
     result = _make("up", tmp_path / "bin")
     assert result.returncode != 0
     assert "cp .env.example .env and set POSTGRES_PASSWORD and MINIO_ROOT_PASSWORD" in result.stderr
+
+
+def test_the_writable_webserver_is_reached_only_through_the_authenticating_proxy(tmp_path):
+    from ops_pipelines_tests.conftest import _free_ports
+    from ops_pipelines_tests.nginx import TEMPLATE, TEMPLATE_VARIABLE, check_config, prepare
+
+    compose = _compose()
+    webserver, viewer, proxy = (compose["services"][name] for name in ("webserver", "webserver-readonly", "proxy"))
+    assert "ports" not in webserver, "the writable webserver is published: only the proxy may be"
+    # The viewers' webserver: the same one, read-only, published on loopback unless VIEWER_BIND says otherwise.
+    command = shlex.split(webserver["command"])
+    assert shlex.split(viewer["command"]) == [command[0], "--read-only", *command[1:]]
+    assert (viewer["environment"], viewer["volumes"]) == (webserver["environment"], webserver["volumes"])
+    assert viewer["ports"] == ["${VIEWER_BIND:-127.0.0.1}:${VIEWER_PORT:-3001}:" + command[command.index("-p") + 1]]
+    # The proxy: nginx, publishing its port, passing to the webserver where it listens.
+    assert proxy["image"].startswith("nginx:") and proxy["ports"], proxy
+    env = proxy["environment"]
+    (published,) = proxy["ports"]
+    assert published.rsplit(":", 1)[1] == env["PROXY_PORT"]
+    assert env["DAGSTER_WEBSERVER"] == f"webserver:{command[command.index('-p') + 1]}"
+    assert proxy["depends_on"]["webserver"]["condition"] == "service_healthy"
+    assert proxy["healthcheck"]["test"][-1] == f"http://127.0.0.1:{env['PROXY_PORT']}/healthz"
+    # The config mounted is deploy/nginx's, as the image's template (envsubst of the service's
+    # environment at start): the variables it takes are the ones the service sets, and every
+    # other $name in it is one of nginx's own (lowercase), which envsubst leaves alone.
+    mounts = [volume.split(":") for volume in proxy["volumes"]]
+    assert [(source, target) for source, target, *_ in mounts] == [
+        ("./deploy/nginx/dagster.conf.template", "/etc/nginx/templates/default.conf.template")
+    ]
+    assert REPO / mounts[0][0] == TEMPLATE
+    text = TEMPLATE.read_text()
+    assert set(TEMPLATE_VARIABLE.findall(text)) == set(env)
+    assert all(name.islower() for name in re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", text)), "an nginx $variable envsubst would replace"
+    for directive in ("auth_basic_user_file ${PROXY_HTPASSWD};", "proxy_set_header Upgrade $http_upgrade;",
+                      "proxy_set_header Connection $connection_upgrade;"):
+        assert directive in text
+    # Its users: a compose secret read from a file outside the repository, named in .env.
+    (secret,) = proxy["secrets"]
+    assert env["PROXY_HTPASSWD"] == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["file"].startswith("${UI_HTPASSWD_FILE:?")
+    assert "UI_HTPASSWD_FILE=" in (REPO / ".env.example").read_text()
+    assert not list((REPO / "deploy").rglob("*htpasswd*")), "no user file in the repository"
+    # nginx -t of the template rendered as the image renders it (the service name `webserver` does
+    # not resolve here, and nginx resolves proxy_pass hosts at start: 127.0.0.1 instead).
+    webserver_port, proxy_port = _free_ports(2)
+    conf = prepare(tmp_path / "nginx", f"127.0.0.1:{webserver_port}", proxy_port, {"ops": "a-password"})
+    checked = check_config(conf)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_metrics_service_reads_what_the_dagster_services_do_and_prometheus_scrapes_it():
+    compose = _compose()
+    metrics, prometheus = compose["services"]["metrics"], compose["services"]["prometheus"]
+    assert metrics["build"] == "." and metrics["image"] == compose["services"]["user-code"]["image"]
+    assert metrics["environment"] == compose["services"]["user-code"]["environment"]  # the same KB, Qdrant, instance
+    command = shlex.split(metrics["command"])
+    assert command[:3] == ["ops-pipelines", "metrics", "serve"]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert port in metrics["healthcheck"]["test"][-1]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == [f"metrics:{port}"]
+    assert config["global"]["scrape_interval"] == "15s"
+    assert (REPO / "deploy" / "prometheus" / config["rule_files"][0]).is_file()
+    assert prometheus["depends_on"]["metrics"]["condition"] == "service_healthy"

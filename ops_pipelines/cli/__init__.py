@@ -1,4 +1,4 @@
-"""Operator commands: ``ops-pipelines container|sync|search|eval|refresh|export|backup|restore|demo``
+"""Operator commands: ``ops-pipelines container|sync|search|eval|refresh|export|backup|restore|metrics|demo``
 and ``trigger|backfill``, one module per area.
 
 They use the same settings (environment variables) as the Dagster code location, and launch
@@ -25,6 +25,7 @@ from ops_pipelines.cli import (
     embedders,
     inspect,
     maintenance,
+    metrics,
     quality,
     refresh,
     remote,
@@ -70,6 +71,7 @@ class _Commands(click.Group):
         backups.backup,
         backups.restore_command,
         maintenance.maintenance,
+        metrics.metrics,
         vectors.vectors,
         remote.trigger,
         remote.backfill,

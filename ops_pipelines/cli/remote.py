@@ -1,5 +1,7 @@
 """``ops-pipelines trigger`` and ``backfill``: runs launched through the webserver at ``DAGSTER_URL``
-(GraphQL), so they go through the instance's run queue and daemon."""
+(GraphQL), so they go through the instance's run queue and daemon; through its authenticating
+proxy with the credentials of ``DAGSTER_URL_USER``/``DAGSTER_URL_PASSWORD``, ``DAGSTER_URL_TOKEN``
+or ``DAGSTER_URL_HEADERS``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,11 @@ import json
 
 import click
 
-from ops_pipelines import settings
-
 
 def _remote():
     from ops_pipelines.remote import DagsterRemote
 
-    return DagsterRemote(settings.dagster_url())
+    return DagsterRemote.from_environment()
 
 
 def _run_config(config_json: tuple[str, ...]) -> dict:

@@ -62,6 +62,13 @@ class GenerationRecords:
     def live_generation(self, container_id: str) -> Generation | None:
         return next((g for g in self.generations(container_id) if g.state == LIVE), None)
 
+    def live_generations(self) -> dict[str, Generation]:
+        """Container id -> its live generation, for every container that has one, in one query."""
+        g = schema.generations.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.generations).where(g.state == LIVE))
+            return {r.container_id: Generation(**r._mapping) for r in rows}
+
     def open_generation(
         self,
         container_id: str,

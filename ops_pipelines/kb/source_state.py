@@ -60,6 +60,19 @@ class SourceStateRecords:
             last_failure_at=as_utc(row.last_failure_at),
         )
 
+    def source_states(self) -> dict[str, SourceState]:
+        """Container id -> its breaker counters (not the connector's state), for every container
+        with a row, in one query; a container without one has the default ``SourceState()``."""
+        s = schema.source_state.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.container_id, s.failures, s.opened_until, s.last_failure_at))
+            return {
+                r.container_id: SourceState(
+                    failures=r.failures, opened_until=as_utc(r.opened_until), last_failure_at=as_utc(r.last_failure_at)
+                )
+                for r in rows
+            }
+
     def save_source_state(self, container_id: str, state: dict) -> None:
         """The connector's state after a read whose documents are committed."""
         self._update_state(container_id, {"state": json.dumps(state, sort_keys=True)})

@@ -365,6 +365,18 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
             counts.update({status: n for status, n in rows})
             return counts
 
+    def document_counts_by_container(self) -> dict[str, dict[str, int]]:
+        """Container id -> {status: documents} for every container, in one grouped query (the
+        metrics endpoint's; ``count_documents`` is one container's)."""
+        d = schema.documents.c
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for container_id, status, n in conn.execute(
+                select(d.container_id, d.status, func.count()).group_by(d.container_id, d.status)
+            ):
+                counts.setdefault(container_id, {"active": 0, "archived": 0})[status] = n
+        return counts
+
     # ---- chunks -----------------------------------------------------------------------------
 
     def replace_chunks(self, chunker: str, batch: Sequence[tuple[str, str, Sequence[tuple[str, str]]]]) -> None:
@@ -409,6 +421,19 @@ class KnowledgeBase(GenerationRecords, GoldenSetRecords, LeaseRecords, SourceSta
                 .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
                 .where(d.container_id == container_id, d.status == "active", ch.chunker == chunker)
             ).scalar_one()
+
+    def active_chunk_counts(self) -> dict[tuple[str, str], int]:
+        """(container id, chunker) -> chunks of active documents, for every container in one
+        grouped query (``count_active_chunks`` is one container's under one chunker)."""
+        ch, d = schema.chunks.c, schema.documents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.container_id, ch.chunker, func.count())
+                .select_from(schema.chunks.join(schema.documents, ch.document_id == d.id))
+                .where(d.status == "active")
+                .group_by(d.container_id, ch.chunker)
+            )
+            return {(container_id, chunker): n for container_id, chunker, n in rows}
 
     # ---- embedding cache --------------------------------------------------------------------
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+import requests.auth
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+from gql.transport.exceptions import TransportServerError
 
+from ops_pipelines import settings
 from ops_pipelines.errors import OperatorError
 from ops_pipelines.remote import queries
 
@@ -45,23 +48,76 @@ class JobRef:
 
 
 class DagsterRemote:
-    """The webserver at ``url`` (``DAGSTER_URL``), e.g. ``http://127.0.0.1:3000``."""
+    """The webserver at ``url`` (``DAGSTER_URL``), e.g. ``http://127.0.0.1:3000``, or the
+    authenticating proxy in front of it: ``auth`` (user, password) goes as HTTP basic auth,
+    ``headers`` with every request (a bearer token, an SSO proxy's service-token headers).
 
-    def __init__(self, url: str, timeout: float = 60.0):
+    ``user:password@`` in ``url`` is taken as basic auth too (``auth`` wins) and stripped from
+    ``self.url``, the address every message and run link shows: no credential is ever printed."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        auth: tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         parts = urlsplit(url)
-        if parts.username or parts.password:  # it is printed (run links), so it must hold no secret
-            raise RemoteError("DAGSTER_URL must not carry credentials (user:password@): give the bare address")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteError(f"DAGSTER_URL must look like http://host:port, not {url!r}")
-        self.url = url.rstrip("/")
+            shown = url if "@" not in url else "…@" + url.rpartition("@")[2]
+            raise RemoteError(f"DAGSTER_URL must look like http://host:port, not {shown!r}")
+        if auth is None and (parts.username or parts.password):
+            auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+        self.url = _without_credentials(url).rstrip("/")
         self.timeout = timeout
+        self._auth = auth
+        self._headers = dict(headers or {})
+        # UTF-8, as htpasswd tools hash a password (requests would send a str as Latin-1).
+        basic = requests.auth.HTTPBasicAuth(auth[0].encode(), auth[1].encode()) if auth else None
         self._session = requests.Session()
+        self._session.auth = basic
+        self._session.headers.update(self._headers)
         self._client = DagsterGraphQLClient(
             parts.hostname,
             port_number=parts.port,
             use_https=parts.scheme == "https",
             path_prefix=parts.path.rstrip("/"),
             timeout=int(timeout),
+            headers=self._headers or None,
+            auth=basic,
+        )
+
+    @classmethod
+    def from_environment(cls, timeout: float = 60.0) -> DagsterRemote:
+        """The webserver at ``DAGSTER_URL`` with the credentials of ``DAGSTER_URL_USER`` and
+        ``DAGSTER_URL_PASSWORD``, ``DAGSTER_URL_TOKEN`` and ``DAGSTER_URL_HEADERS``."""
+        try:
+            auth = settings.dagster_url_basic_auth()
+            token = settings.dagster_url_token()
+            headers = settings.dagster_url_headers()
+        except ValueError as exc:
+            raise RemoteError(str(exc)) from None
+        if token:
+            if auth or any(name.lower() == "authorization" for name in headers):
+                raise RemoteError(
+                    "DAGSTER_URL_TOKEN and DAGSTER_URL_USER/DAGSTER_URL_PASSWORD (or an Authorization header "
+                    "in DAGSTER_URL_HEADERS) both set the Authorization header: set one of them"
+                )
+            headers = {**headers, "Authorization": f"Bearer {token}"}
+        return cls(settings.dagster_url(), timeout=timeout, auth=auth, headers=headers)
+
+    def _refused(self, status: int) -> RemoteError:
+        """The proxy (or the webserver) refused the request: which credentials to set, none repeated."""
+        if self._auth:
+            given = f"the credentials of user {self._auth[0]!r}"
+        elif self._headers:
+            given = "the credentials of DAGSTER_URL_TOKEN / DAGSTER_URL_HEADERS"
+        else:
+            given = "a request without credentials"
+        return RemoteError(
+            f"the webserver at {self.url} refused {given} (HTTP {status}): set DAGSTER_URL_USER and "
+            "DAGSTER_URL_PASSWORD to a user of its proxy (or DAGSTER_URL_TOKEN / DAGSTER_URL_HEADERS for "
+            "an SSO proxy), see docs/deployment.md#access"
         )
 
     def run_url(self, run_id: str) -> str:
@@ -80,6 +136,8 @@ class DagsterRemote:
             raise self._unreachable() from exc
         except requests.Timeout as exc:
             raise RemoteError(f"the Dagster webserver at {self.url} did not answer within {self.timeout:.0f} s") from exc
+        if response.status_code in (401, 403):
+            raise self._refused(response.status_code)
         try:
             body = response.json()
         except ValueError:
@@ -167,10 +225,25 @@ class DagsterRemote:
     def _client_error(self, what: str, exc: DagsterGraphQLClientError) -> RemoteError:
         if isinstance(exc.__cause__, requests.ConnectionError):
             return self._unreachable()
+        if isinstance(exc.__cause__, TransportServerError) and exc.__cause__.code in (401, 403):
+            return self._refused(exc.__cause__.code)
         kind, detail = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
         if isinstance(detail, list):  # config validation: one entry per error
             detail = "; ".join(e.get("message", str(e)) for e in detail)
+        if kind == "UnauthorizedError":  # a read-only webserver (dagster-webserver --read-only)
+            return RemoteError(
+                f"{what} failed: the webserver at {self.url} does not allow it ({detail or kind}): is it the "
+                "read-only one? Point DAGSTER_URL at the writable webserver's proxy"
+            )
         return RemoteError(f"{what} failed ({kind}): {detail}" if detail else f"{what} failed: {kind}")
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without the ``user:password@`` of its network location."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _first_line(text: str) -> str:
