@@ -4,6 +4,7 @@ harness that runs the sync assets for real against Qdrant Edge."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -226,6 +227,17 @@ class SyncHarness:
     def kb(self) -> KnowledgeBase:
         return KnowledgeBase(self.kb_url)
 
+    def open_breaker(self, slug: str, error: str, until) -> None:
+        """Three failed reads of ``slug``'s source, then its breaker open until ``until``."""
+        kb = self.kb()
+        try:
+            container = kb.get_container(slug)
+            for _ in range(3):
+                kb.record_source_failure(container.id, error)
+            kb.open_breaker(container.id, until)
+        finally:
+            kb.close()
+
     def refresh(
         self,
         slug: str,
@@ -397,6 +409,19 @@ def infinity(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def system_program(name: str, package: str) -> str:
+    """The path of a system program a test runs for real (also looked for in the sbin folders,
+    often not on a user's PATH). Missing: the test fails under CI, where ``make test`` installs it
+    (``make system-packages``), and is skipped on a developer's machine."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin:/usr/local/bin:/usr/local/sbin")
+    if found:
+        return found
+    message = f"{name} is not installed: `make system-packages` installs it (Debian package {package})"
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _free_ports(count: int) -> list[int]:

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 
+from ops_pipelines_tests.conftest import system_program
 from ops_pipelines_tests.deployment import running, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,15 +24,7 @@ TEMPLATE_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
 def nginx_binary() -> str:
-    """Debian's nginx (in /usr/sbin, often not on a user's PATH). Missing: the test is skipped on a
-    developer's machine, but fails under CI, where `make test` installs it (system-packages)."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    message = "nginx is not installed: `make system-packages` installs Debian's (apt-get install nginx)"
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return system_program("nginx", "nginx")
 
 
 def htpasswd_line(user: str, password: str) -> str:

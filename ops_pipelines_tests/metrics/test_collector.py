@@ -111,14 +111,7 @@ def test_an_open_then_half_open_breaker_and_a_backup(sqlite_harness, corpus, set
     settings_env(harness)
     harness.add_container("docs", corpus)
     assert harness.sync("docs").success
-    kb = harness.kb()
-    try:
-        container = kb.get_container("docs")
-        for _ in range(3):
-            kb.record_source_failure(container.id, "connection refused by host")
-        kb.open_breaker(container.id, utcnow() + timedelta(minutes=15))
-    finally:
-        kb.close()
+    harness.open_breaker("docs", "connection refused by host", utcnow() + timedelta(minutes=15))
     backup = harness.job("backup_job").execute_in_process(instance=harness.instance)
     assert backup.success
     collector = build_collector(harness.instance)
@@ -134,7 +127,7 @@ def test_an_open_then_half_open_breaker_and_a_backup(sqlite_harness, corpus, set
 
         kb = harness.kb()
         try:
-            kb.open_breaker(container.id, utcnow() - timedelta(seconds=1))  # cool-down over
+            kb.open_breaker(kb.get_container("docs").id, utcnow() - timedelta(seconds=1))  # cool-down over
         finally:
             kb.close()
         _, samples = scrape(collector)

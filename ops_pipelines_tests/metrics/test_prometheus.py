@@ -17,7 +17,7 @@ from dagster import DagsterInstance
 
 from ops_pipelines.cli import main
 from ops_pipelines.kb.clock import utcnow
-from ops_pipelines_tests.conftest import SyncHarness, _free_ports, throwaway_database
+from ops_pipelines_tests.conftest import SyncHarness, _free_ports, system_program, throwaway_database
 from ops_pipelines_tests.deployment import BIN, REPO, running, wait_for
 
 PASSWORD = "pr0m-kb-pa55word"  # PostgreSQL here trusts 127.0.0.1: the password is carried, never checked
@@ -25,13 +25,7 @@ ASSET_JOB = "__ephemeral_asset_job__"
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin:/usr/sbin:/usr/local/bin")
-    if found is None:
-        message = "prometheus is missing: `make system-packages` installs it (Debian package prometheus)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return system_program("prometheus", "prometheus")
 
 
 @pytest.fixture
@@ -52,14 +46,7 @@ def synced_home(tmp_path, corpus, monkeypatch):
             assert harness.sync("docs").success
             harness.add_container("flaky", corpus)
             assert harness.sync("flaky").success
-            kb = harness.kb()
-            try:
-                flaky = kb.get_container("flaky")
-                for _ in range(3):
-                    kb.record_source_failure(flaky.id, "503 from the source")
-                kb.open_breaker(flaky.id, utcnow() + timedelta(hours=1))
-            finally:
-                kb.close()
+            harness.open_breaker("flaky", "503 from the source", utcnow() + timedelta(hours=1))
             harness.add_container("gone", tmp_path / "unmounted")
             assert not harness.sync("gone", raise_on_error=False).success
             yield harness

@@ -4,29 +4,20 @@ only metrics the endpoint exposes."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from ops_pipelines_tests.conftest import system_program
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"
 
 
 def promtool() -> str:
-    """The promtool binary; missing, the test fails under CI (``make test`` installs it through
-    ``make system-packages``) and is skipped elsewhere."""
-    found = shutil.which("promtool") or shutil.which("promtool", path="/usr/bin:/usr/local/bin")
-    if found is None:
-        message = "promtool is missing: `make system-packages` installs it (Debian package prometheus)"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return system_program("promtool", "prometheus")
 
 
 def run_promtool(*args: str) -> str:
