@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/sync.py and bench/export
 
 import pandas as pd
 from export import write_corpus_for
-from sync import SLUG, machine, opened_kb, run_sync, vocabulary
+from sync import SLUG, kb_url, machine, opened_kb, run_sync, vocabulary
 
 from ops_pipelines.backup import backup_key, restore_backup, verify_backup, write_backup
 from ops_pipelines.embedders import load_embedder
@@ -50,22 +49,12 @@ from ops_pipelines.ingest import serving_chunker
 from ops_pipelines.objects import FolderObjectStore
 from ops_pipelines.vectors import open_vector_store
 from ops_pipelines.vectors.serving import serving_collection
-from ops_pipelines_tests.conftest import throwaway_database
 
 EMBEDDER = "hash-384@1"
 QUIET = logging.getLogger("bench")
 QUIET.setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="Local mode is not recommended", category=UserWarning)
 MB = 1 << 20
-
-
-@contextmanager
-def kb_url(kind: str, tmp: Path):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'kb.sqlite'}"
-        return
-    with throwaway_database("bench_backup") as url:
-        yield url
 
 
 def census(url: str, qdrant: Path) -> dict:

@@ -32,39 +32,27 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # bench/sync.py: machine()
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # ops_pipelines_tests: throwaway_database
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
-from sync import machine  # noqa: E402
+from sync import kb_url, machine  # noqa: E402
 
 from ops_pipelines.embedders import get_version  # noqa: E402
 from ops_pipelines.kb import KnowledgeBase, schema  # noqa: E402
 from ops_pipelines.kb.clock import utcnow  # noqa: E402
 from ops_pipelines.kb.generations import LIVE  # noqa: E402
 from ops_pipelines.vectors import EdgeVectorStore, generation_name  # noqa: E402
-from ops_pipelines_tests.conftest import throwaway_database  # noqa: E402
 
 EMBEDDER = "hash-256@1"
 CHUNKS_PER_DOC = 5
 SOURCES = ("knowledge_base", "vector_store", "object_store", "dagster")
-
-
-@contextmanager
-def kb_url(kind: str, tmp: Path):
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'kb.sqlite'}"
-        return
-    with throwaway_database("bench_metrics") as url:
-        yield url
 
 
 def build(url: str, tmp: Path, chunks: int, containers: int, rng: np.random.Generator) -> dict:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # ops_pipelines_tests: throwaway_database
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -165,6 +166,19 @@ def bare_baseline(corpus: Path, qdrant_dir: Path, embedder_version: str) -> dict
 
 
 # ---- the sync ------------------------------------------------------------------------------
+
+@contextmanager
+def kb_url(kind: str, tmp: Path):
+    """A knowledge base URL of ``kind`` for one bench: a SQLite file in ``tmp`` (``sqlite``) or a
+    throwaway PostgreSQL database on 127.0.0.1:5432 (``postgres``), dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'kb.sqlite'}"
+        return
+    from ops_pipelines_tests.conftest import throwaway_database  # a test fixture: imported only for PostgreSQL
+
+    with throwaway_database(f"bench_{Path(sys.argv[0]).stem}") as url:
+        yield url
+
 
 @contextmanager
 def opened_kb(url: str):
