@@ -42,13 +42,12 @@ def serving_metadata(container: Container, generation: Generation) -> dict:
 
 def live_partitions(store: KnowledgeBase) -> dict[str, tuple[Container, Generation]]:
     """The ``live_alias`` partition key of every container's live generation."""
-    live = {}
-    for container in store.list_containers():
-        generation = store.live_generation(container.id)
-        if generation is not None:
-            key = str(refresh_partition_key(container.slug, generation.embedder_version))
-            live[key] = (container, generation)
-    return live
+    generations = store.live_generations()
+    return {
+        str(refresh_partition_key(container.slug, generation.embedder_version)): (container, generation)
+        for container in store.list_containers()
+        if (generation := generations.get(container.id)) is not None
+    }
 
 
 def reconcile_live_alias(instance, store: KnowledgeBase, log, recorded_by_caller: str | None = None) -> None:
