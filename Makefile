@@ -11,12 +11,13 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: install system-packages demo test ui bench clean up down
 
 # torch first, pinned to the CPU build (plain `torch` would pull a multi-GB CUDA build), then the
-# package with the versions in constraints.txt.
+# package with the versions in constraints.txt (editable: setuptools' notice that a folder named
+# like the package may shadow it is the point of an editable install here, so it is not shown).
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
