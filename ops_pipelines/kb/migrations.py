@@ -152,12 +152,20 @@ def current_version(conn: Connection) -> int:
 
 
 def migrate(engine: Engine) -> int:
-    """Bring the database to ``LATEST``; returns the version it started from."""
+    """Bring the database to ``LATEST``; returns the version it started from. A database already
+    there is only read; otherwise one migrator at a time, across processes."""
+    with engine.connect() as conn:
+        start = current_version(conn)
+    if start == LATEST:
+        return start
     with engine.begin() as conn:
-        schema.schema_version.create(conn, checkfirst=True)
+        # The lock from the first statement on (two creating schema_version at once collide, and
+        # whoever waited finds the work done); released at commit.
         if conn.dialect.name == "postgresql":
-            # One migrator at a time across processes; released at commit.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+        else:  # SQLite: the write lock now, not at the first write (waits up to the busy timeout)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        schema.schema_version.create(conn, checkfirst=True)
         start = current_version(conn)
         if start > LATEST:
             raise SchemaTooNew(

@@ -7,6 +7,7 @@ leaves each document either in its old or in its new state, never half-written.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,6 +105,21 @@ class KnowledgeBaseBusy(OperatorError, RuntimeError):
 _BUSY_TIMEOUT_MS = 30_000  # how long a SQLite statement waits for another writer's lock
 
 
+def _write_ahead_log(cursor, timeout_ms: int) -> None:
+    """WAL mode. Turning a new database to it takes a lock for which SQLite does not wait (the
+    busy timeout does not apply): processes opening a new knowledge base at once (the daemon, the
+    webserver, a command) try again until the timeout."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
@@ -116,10 +132,10 @@ def _engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={timeout}")
+            _write_ahead_log(cur, timeout)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={timeout}")
             cur.close()
 
         @event.listens_for(engine, "handle_error")

@@ -163,3 +163,34 @@ def test_schema_9_adds_fields_and_leaves_those_of_existing_documents_unknown(kb_
         assert kb.get_container(added.id).declared_fields == ("lang", "team")
     finally:
         kb.close()
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_in_turn(kb_url):
+    """The CLI, the daemon's sensors and the run workers all open the knowledge base; on a new
+    database their first migrations meet. One at a time: none fails creating ``schema_version``."""
+    import threading
+
+    opened, errors = [], []
+    start = threading.Barrier(8)
+
+    def open_it():
+        start.wait()
+        try:
+            opened.append(KnowledgeBase(kb_url))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for kb in opened:
+        kb.close()
+    assert errors == []
+    kb = KnowledgeBase(kb_url)
+    try:
+        with kb.engine.connect() as conn:
+            assert conn.execute(select(schema.schema_version.c.version)).scalars().all() == [LATEST]
+    finally:
+        kb.close()
