@@ -111,19 +111,14 @@ def backup_rpo_seconds(cron: str, now: float | None = None) -> float:
     return max(gaps)
 
 
-def run_probes(instance, probe_embedders: bool):
+def run_probes(instance, vectors, probe_embedders: bool):
     """The probes of ``ops-pipelines health`` (the embedders only if asked: loading the models
-    costs the metrics process their memory), collection shards opened without waiting."""
+    costs the metrics process their memory); ``vectors`` opens the vector store as the scrapes do
+    (collection shards without waiting)."""
     from ops_pipelines import health
     from ops_pipelines.objects import open_object_store
-    from ops_pipelines.vectors import open_vector_store
 
     kb_url = settings.kb_url()
-    url = settings.qdrant_url()
-
-    def vectors():
-        return open_vector_store(url=url, api_key=settings.qdrant_api_key(), path=None if url else settings.qdrant_path(),
-                                 wait_seconds=0)
 
     def probes():
         results = [
@@ -153,8 +148,11 @@ def build_collector(instance, probe_embedders: bool = False):
     except (ValueError, KeyError) as exc:
         raise ValueError(f"OPS_BACKUP_CRON={cron!r} is not a cron schedule: {exc}") from exc
     runs = DagsterRuns(instance, settings.metrics_run_window_seconds(), settings.metrics_stuck_run_after_seconds())
-    probes = CachedProbes(run_probes(instance, probe_embedders), settings.metrics_health_interval_seconds())
-    return OpsCollector(from_settings(run_stats=runs, probes=probes, backup_rpo_s=rpo))
+    sources = from_settings(run_stats=runs, backup_rpo_s=rpo)
+    sources.probes = CachedProbes(
+        run_probes(instance, sources.open_vectors, probe_embedders), settings.metrics_health_interval_seconds()
+    )
+    return OpsCollector(sources)
 
 
 @click.group()

@@ -54,7 +54,6 @@ class MetricsSources:
 
 def from_settings(
     run_stats: Callable[[], RunStats] | None = None,
-    probes: CachedProbes | None = None,
     backup_rpo_s: float | None = None,
 ) -> MetricsSources:
     """The knowledge base, vectors and objects ``OPS_*`` name, as every other process reads them.
@@ -79,7 +78,6 @@ def from_settings(
         sync_max_age_s=settings.sync_max_age_hours() * 3600,
         backup_rpo_s=backup_rpo_s,
         run_stats=run_stats,
-        probes=probes,
     )
 
 

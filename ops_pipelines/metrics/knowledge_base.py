@@ -22,20 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ops_pipelines.errors import VectorStoreBusy
-from ops_pipelines.kb import KnowledgeBase
+from ops_pipelines.ingest.breaker import CLOSED, HALF_OPEN, OPEN
+from ops_pipelines.kb import Generation, KnowledgeBase
 from ops_pipelines.kb.lease_rows import CONTAINER_PREFIX, KB_KEY
 
 _log = logging.getLogger(__name__)
 
 # ops_container_breaker_state values
-BREAKER_VALUES = {"closed": 0, "open": 1, "half-open": 2}
-
-
-@dataclass(frozen=True)
-class LiveGeneration:
-    number: int
-    embedder_version: str
-    collection: str
+BREAKER_VALUES = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
 
 
 @dataclass
@@ -44,7 +38,7 @@ class ContainerMetrics:
     active_documents: int = 0
     archived_documents: int = 0
     active_chunks: int | None = None  # None: the chunker of its version is unknown here
-    live: LiveGeneration | None = None
+    live: Generation | None = None
     last_synced_at: datetime | None = None
     breaker_state: int = 0  # BREAKER_VALUES
     source_failures: int = 0
@@ -86,8 +80,7 @@ def read_containers(kb: KnowledgeBase, now: datetime, chunker_of: Callable[[str]
             metrics.active_chunks = chunks.get((c.id, chunker_of(version)), 0)
         except Exception as exc:  # noqa: BLE001 - a version this process does not know (OPS_EMBEDDERS_FILE)
             _log.warning("%s: active chunks not counted: %s", c.slug, type(exc).__name__)
-        if live is not None:
-            metrics.live = LiveGeneration(live.number, live.embedder_version, live.collection)
+        metrics.live = live
         state = states.get(c.id, SourceState())
         metrics.breaker_state = BREAKER_VALUES[breaker(state, now)]
         metrics.source_failures = state.failures
